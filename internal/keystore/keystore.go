@@ -45,8 +45,9 @@
 //	aead        "xchacha20poly1305", or "none" for an unsealed file
 //	nonce       base64 of 24 random bytes            (sealed only)
 //
-// An unsealed header is exactly {"kdf":"none","aead":"none"}. Unknown fields
-// are refused. The body is the payload itself when unsealed, and
+// An unsealed header has only kdf and aead, both "none"; Save writes it as
+// {"kdf":"none","aead":"none"}. Unknown fields are refused. An unsealed file
+// has no integrity check beyond its structure: its mode is its protection. The body is the payload itself when unsealed, and
 // XChaCha20-Poly1305(key, nonce, payload, additional data) when sealed, where
 // the additional data is the exact bytes of lines 1 and 2, newlines included,
 // so that no header byte can change without Load noticing.
