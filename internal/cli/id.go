@@ -1,0 +1,56 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+)
+
+type idResult struct {
+	UserID           string `json:"user_id"`
+	DeviceID         string `json:"device_id"`
+	DeviceIndex      uint32 `json:"device_index"`
+	Name             string `json:"name"`
+	ArchiveRecipient string `json:"archive_recipient"`
+}
+
+func newIDCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "id",
+		Short: "Show this device's user ID, device ID and archive recipient",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			res, err := g.identity(cmd)
+			if err != nil {
+				return err
+			}
+			return g.emit(res, func(w io.Writer) {
+				printIdentity(w, res.UserID, res.DeviceID, res.DeviceIndex, res.Name)
+				fmt.Fprintf(w, "archive recipient: %s\n", res.ArchiveRecipient)
+			})
+		},
+	}
+}
+
+// identity reads who this device is: from the running agent, which holds
+// the home, or else from the store.
+func (g *globals) identity(cmd *cobra.Command) (idResult, error) {
+	var res idResult
+	if g.agentRunning() {
+		return res, g.call(cmd, "GET", "/v1/id", nil, &res)
+	}
+	h, err := g.openHome(false)
+	if err != nil {
+		return res, err
+	}
+	defer h.Close()
+	id, ok, err := h.store.Identity()
+	if err != nil {
+		return res, err
+	}
+	if !ok {
+		return res, fmt.Errorf("no kith identity in %s: run \"kith init\" or \"kith restore --device N\"", h.dir)
+	}
+	return idResult{UserID: id.UserID, DeviceID: id.DeviceID, DeviceIndex: id.DeviceIndex, Name: id.Name, ArchiveRecipient: id.ArchiveRecipient}, nil
+}

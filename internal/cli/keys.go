@@ -1,0 +1,176 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/kith-project/kith/internal/keystore"
+	"github.com/kith-project/kith/seed"
+	"github.com/spf13/cobra"
+)
+
+func newKeysCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "keys",
+		Short: "Export archive keys from the seed phrase, or change this device's lock passphrase",
+		Args:  exactArgs(0),
+		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	cmd.AddCommand(newKeysExportCmd(g), newKeysLockCmd(g))
+	return cmd
+}
+
+type exportResult struct {
+	DeviceIndex  *uint32 `json:"device_index"`
+	AgeIdentity  string  `json:"age_identity"`
+	AgeRecipient string  `json:"age_recipient"`
+}
+
+func newKeysExportCmd(g *globals) *cobra.Command {
+	var (
+		dev      deviceIndexFlag
+		recovery bool
+		askSeed  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "export --device I",
+		Short: "Print device I's archive key as an age identity (phrase on stdin)",
+		Long: `export derives the archive key of device I (or, with --recovery, the user's
+recovery archive key) from the seed phrase on standard input and prints it as
+an age identity, so that the stock age tool can open kith archives:
+
+  kith keys export --device 0 < phrase.txt > device0.agekey
+  age -d -i device0.agekey archive.age
+
+The output is a secret: anyone holding it can open that layer of your
+archives. It needs no home folder and no agent.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var index uint32
+			if !recovery {
+				i, err := dev.get(cmd)
+				if err != nil {
+					return err
+				}
+				index = i
+			} else if cmd.Flags().Changed("device") {
+				return badInputf("give either --device I or --recovery, not both")
+			}
+			phrase, err := g.parsePhrase()
+			if err != nil {
+				return err
+			}
+			passphrase, err := g.seedPassphrase(askSeed, false)
+			if err != nil {
+				return err
+			}
+			s := phrase.Seed(passphrase)
+			defer clear(s)
+			var key seed.ArchiveKey
+			if recovery {
+				key, err = seed.DeriveRecoveryArchive(s)
+			} else {
+				_, key, err = seed.DeriveDevice(s, index)
+			}
+			if err != nil {
+				return fmt.Errorf("deriving the archive key: %w", err)
+			}
+			res := exportResult{AgeIdentity: key.AgeIdentityString(), AgeRecipient: key.Recipient().String()}
+			if !recovery {
+				res.DeviceIndex = &index
+			}
+			return g.emit(res, func(w io.Writer) {
+				// The age key-file format, so the output can be given to age -i.
+				fmt.Fprintf(w, "# created: %s\n", time.Now().UTC().Format(time.RFC3339))
+				if recovery {
+					fmt.Fprintln(w, "# kith user recovery archive key")
+				} else {
+					fmt.Fprintf(w, "# kith device %d archive key\n", index)
+				}
+				fmt.Fprintf(w, "# public key: %s\n", res.AgeRecipient)
+				fmt.Fprintln(w, res.AgeIdentity)
+			})
+		},
+	}
+	addDeviceFlag(cmd, &dev, "index of the device whose archive key to export")
+	cmd.Flags().BoolVar(&recovery, "recovery", false, "export the user's recovery archive key instead of a device's")
+	cmd.Flags().BoolVar(&askSeed, "seed-passphrase", false, "ask for the BIP39 passphrase (the extra word) on the terminal")
+	return cmd
+}
+
+func newKeysLockCmd(g *globals) *cobra.Command {
+	var remove bool
+	cmd := &cobra.Command{
+		Use:   "lock",
+		Short: "Set, change or remove the lock passphrase that seals this device's keys",
+		Long: `lock seals this device's private keys at rest with a new lock passphrase
+(argon2id and XChaCha20-Poly1305), or removes the seal with --remove.
+
+The current passphrase, if the keys are sealed, comes from KITH_PASSPHRASE or a
+prompt; the new one from KITH_NEW_PASSPHRASE or a prompt. The lock passphrase
+protects only this device's files: it changes no key and no ID.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			h, err := g.openHome(false)
+			if err != nil {
+				return err
+			}
+			defer h.Close()
+			sealed, err := keystore.IsSealed(h.dir)
+			if err != nil {
+				return err
+			}
+			var old []byte
+			if sealed {
+				if old, err = g.lockPassphrase(true, "Current lock passphrase: "); err != nil {
+					return err
+				}
+				if old == nil {
+					return keystore.ErrLocked
+				}
+			}
+			var next []byte
+			if !remove {
+				if v := g.env.Getenv("KITH_NEW_PASSPHRASE"); v != "" {
+					next = []byte(v)
+				} else {
+					p, err := g.readSecret("New lock passphrase: ")
+					if err != nil {
+						return badInputf("set KITH_NEW_PASSPHRASE, or run on a terminal to be asked, or use --remove")
+					}
+					again, err := g.readSecret("Type it again: ")
+					if err != nil {
+						return err
+					}
+					if p != again {
+						return badInputf("the two passphrases differ: run the command again")
+					}
+					if p == "" {
+						return badInputf("an empty lock passphrase: use --remove to store the keys unsealed")
+					}
+					next = []byte(p)
+				}
+			}
+			if err := keystore.ChangeLock(h.dir, old, next); err != nil {
+				if errors.Is(err, keystore.ErrWrongPassphrase) {
+					return err
+				}
+				return fmt.Errorf("changing the lock passphrase: %w", err)
+			}
+			res := struct {
+				Sealed bool `json:"sealed"`
+			}{next != nil}
+			return g.emit(res, func(w io.Writer) {
+				if res.Sealed {
+					fmt.Fprintln(w, "This device's keys are sealed with the new lock passphrase.")
+				} else {
+					fmt.Fprintln(w, "This device's keys are stored unsealed (mode 0600).")
+				}
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&remove, "remove", false, "remove the lock passphrase and store the keys unsealed")
+	return cmd
+}

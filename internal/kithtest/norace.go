@@ -1,0 +1,5 @@
+//go:build !race
+
+package kithtest
+
+const raceEnabled = false
