@@ -1,0 +1,543 @@
+package transport
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+)
+
+// Errors that callers branch on. Errors returned by this package wrap them.
+var (
+	// ErrClosed: the Transport (or the Conn) has been closed.
+	ErrClosed = errors.New("transport: closed")
+	// ErrWrongPeer: the dialed address answered with a key other than the
+	// expected one.
+	ErrWrongPeer = errors.New("transport: peer presented a different key than expected")
+	// ErrUnauthorized: Config.Authorize refused the peer's key.
+	ErrUnauthorized = errors.New("transport: peer not authorized")
+	// ErrRefused: the peer refused our key (or our protocol) during the handshake.
+	ErrRefused = errors.New("transport: peer refused the connection")
+	// ErrBadCertificate: the peer's certificate is not a self-signed ed25519 one.
+	ErrBadCertificate = errors.New("transport: bad peer certificate")
+	// ErrUnreachable: no handshake completed within the handshake timeout.
+	ErrUnreachable = errors.New("transport: peer unreachable")
+	// ErrNotDatagram: WriteDatagram was given a packet that is neither STUN nor
+	// a kith datagram.
+	ErrNotDatagram = errors.New("transport: not a STUN or kith datagram")
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultHandshakeTimeout = 5 * time.Second
+	DefaultIdleTimeout      = 30 * time.Second
+)
+
+// QUIC application error codes used when closing connections; see the package
+// comment.
+const (
+	codeClosed     quic.ApplicationErrorCode = 0x00
+	codeShutdown   quic.ApplicationErrorCode = 0x01
+	codeReplaced   quic.ApplicationErrorCode = 0x02
+	codeNoGreeting quic.ApplicationErrorCode = 0x03
+)
+
+// greeting is the single byte the accepting side sends on its first
+// unidirectional stream once it has authorized the dialer.
+const greeting = 0x01
+
+// Direction says which side started a connection.
+type Direction int
+
+const (
+	// Inbound: the peer dialed us.
+	Inbound Direction = iota + 1
+	// Outbound: we dialed the peer.
+	Outbound
+)
+
+func (d Direction) String() string {
+	switch d {
+	case Inbound:
+		return "inbound"
+	case Outbound:
+		return "outbound"
+	default:
+		return fmt.Sprintf("Direction(%d)", int(d))
+	}
+}
+
+// Config configures a Transport. Key and Authorize are required.
+type Config struct {
+	// Key is this device's key; its public key is the device ID.
+	Key ed25519.PrivateKey
+	// Listen is the UDP address to listen on, such as "127.0.0.2:0" or
+	// "[::]:7070". Empty means ":0": every interface, a port chosen by the
+	// system.
+	Listen string
+	// Authorize is asked for every peer key during the TLS handshake, on both
+	// sides (accepting and dialing). Return nil to accept. For an unknown or
+	// blocked key return an error: the handshake fails and nothing else is
+	// done. It runs inside the handshake and must be cheap. It is required.
+	Authorize func(peer ed25519.PublicKey, remote netip.AddrPort, dir Direction) error
+	// DropSource, if set, is asked for every incoming packet's source
+	// address before anything else; quic tells whether the packet looks like
+	// QUIC. True drops the packet silently. It is called from the transport's
+	// read goroutine and must be cheap.
+	DropSource func(from netip.AddrPort, quic bool) bool
+	// Datagram receives the packets that are not QUIC: STUN messages and kith
+	// datagrams (see Classify). It is called from the transport's read
+	// goroutine, one packet at a time, and delays every read while it runs;
+	// pkt is reused afterwards, so copy it to keep it.
+	Datagram func(pkt []byte, from netip.AddrPort)
+	// HandshakeTimeout bounds a Dial, handshake and greeting included.
+	// Zero means DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
+	// IdleTimeout closes a connection that heard nothing from its peer for
+	// this long; keep-alives are sent every third of it. Zero means
+	// DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// Logger receives debug logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Stats counts what the demultiplexer did with incoming packets.
+type Stats struct {
+	Datagrams uint64 // STUN and kith datagrams passed to Config.Datagram
+	Garbage   uint64 // packets dropped as KindGarbage
+	Dropped   uint64 // packets dropped because DropSource said so
+}
+
+type peerID [ed25519.PublicKeySize]byte
+
+// Transport is the agent's UDP port: it accepts and dials authenticated QUIC
+// connections and sends and receives raw datagrams on one socket.
+type Transport struct {
+	// Constant after Listen.
+	pub        ed25519.PublicKey
+	certs      *certSource
+	authorize  func(ed25519.PublicKey, netip.AddrPort, Direction) error
+	dropSource func(netip.AddrPort, bool) bool
+	datagram   func([]byte, netip.AddrPort)
+	handshake  time.Duration
+	log        *slog.Logger
+	udp        *net.UDPConn
+	local      netip.AddrPort
+	qt         *quic.Transport
+	ln         *quic.Listener
+	quicConf   *quic.Config
+
+	// Counters, updated by the read goroutine.
+	datagrams, garbage, dropped atomic.Uint64
+
+	closeOnce sync.Once
+	closeErr  error
+	watchers  sync.WaitGroup // context.AfterFunc callbacks of registered conns
+
+	mu      sync.Mutex
+	closed  bool                 // guarded by mu
+	conns   map[*Conn]struct{}   // guarded by mu: every open Conn
+	dialed  map[peerID]*Conn     // guarded by mu: the live outbound Conn per peer
+	pending map[peerID]*dialCall // guarded by mu: dials in progress per peer
+}
+
+// dialCall is a Dial in progress that other Dials to the same peer wait for.
+type dialCall struct {
+	addr netip.AddrPort
+	done chan struct{} // closed when conn and err are set
+	conn *Conn
+	err  error
+}
+
+var quietQUICOnce sync.Once
+
+// quietQUIC stops quic-go from printing its UDP buffer size warning with the
+// standard log package (it would go to stderr, outside the agent's slog
+// logs). A value the user set is respected.
+func quietQUIC() {
+	quietQUICOnce.Do(func() {
+		const name = "QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING"
+		if _, set := os.LookupEnv(name); !set {
+			_ = os.Setenv(name, "true")
+		}
+	})
+}
+
+// Listen opens the UDP socket and starts accepting connections and datagrams
+// on it. Close releases it.
+func Listen(cfg Config) (*Transport, error) {
+	if len(cfg.Key) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("transport: device key has %d bytes, want an ed25519 private key of %d", len(cfg.Key), ed25519.PrivateKeySize)
+	}
+	if cfg.Authorize == nil {
+		return nil, errors.New("transport: Config.Authorize is required: it decides which peers may connect")
+	}
+	listen := cfg.Listen
+	if listen == "" {
+		listen = ":0"
+	}
+	laddr, err := net.ResolveUDPAddr("udp", listen)
+	if err != nil {
+		return nil, fmt.Errorf("transport: listen address %q: %w (want HOST:PORT)", cfg.Listen, err)
+	}
+	handshake := cfg.HandshakeTimeout
+	if handshake <= 0 {
+		handshake = DefaultHandshakeTimeout
+	}
+	idle := cfg.IdleTimeout
+	if idle <= 0 {
+		idle = DefaultIdleTimeout
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	t := &Transport{
+		pub:        cfg.Key.Public().(ed25519.PublicKey),
+		certs:      &certSource{key: cfg.Key, now: time.Now},
+		authorize:  cfg.Authorize,
+		dropSource: cfg.DropSource,
+		datagram:   cfg.Datagram,
+		handshake:  handshake,
+		log:        log,
+		quicConf: &quic.Config{
+			Versions:             []quic.Version{quic.Version1},
+			HandshakeIdleTimeout: handshake,
+			MaxIdleTimeout:       idle,
+			KeepAlivePeriod:      idle / 3,
+		},
+		conns:   make(map[*Conn]struct{}),
+		dialed:  make(map[peerID]*Conn),
+		pending: make(map[peerID]*dialCall),
+	}
+	if _, err := t.certs.get(); err != nil {
+		return nil, err
+	}
+
+	quietQUIC()
+	udp, err := net.ListenUDP("udp", laddr)
+	if err != nil {
+		return nil, fmt.Errorf("transport: listening on %s: %w", listen, err)
+	}
+	t.udp = udp
+	t.local = addrPortOf(udp.LocalAddr())
+	t.qt = &quic.Transport{
+		Conn:                             newPacketConn(udp, t.admit),
+		DisableVersionNegotiationPackets: true,
+	}
+	t.ln, err = t.qt.Listen(serverTLS(t.certs, t.verify), t.quicConf)
+	if err != nil {
+		t.qt.Close()
+		udp.Close()
+		return nil, fmt.Errorf("transport: starting QUIC on %s: %w", t.local, err)
+	}
+	t.log.Debug("transport: listening", "addr", t.local, "device", hex.EncodeToString(t.pub))
+	return t, nil
+}
+
+// LocalAddr is the address the transport listens on.
+func (t *Transport) LocalAddr() netip.AddrPort { return t.local }
+
+// PublicKey is this device's public key.
+func (t *Transport) PublicKey() ed25519.PublicKey { return t.pub }
+
+// Stats returns the demultiplexer's counters.
+func (t *Transport) Stats() Stats {
+	return Stats{Datagrams: t.datagrams.Load(), Garbage: t.garbage.Load(), Dropped: t.dropped.Load()}
+}
+
+// admit decides on every packet read from the socket, before quic-go; it
+// returns true for the packets quic-go should see. It runs on quic-go's read
+// goroutine.
+func (t *Transport) admit(pkt []byte, from netip.AddrPort) bool {
+	looksQUIC := len(pkt) > 0 && pkt[0]&0x40 != 0
+	if t.dropSource != nil && t.dropSource(from, looksQUIC) {
+		t.dropped.Add(1)
+		return false
+	}
+	switch Classify(pkt) {
+	case KindQUIC:
+		return true
+	case KindSTUN, KindKith:
+		t.datagrams.Add(1)
+		if t.datagram != nil {
+			t.datagram(pkt, from)
+		}
+		return false
+	default:
+		t.garbage.Add(1)
+		return false
+	}
+}
+
+// verify checks a peer's certificate chain during a handshake, in either
+// direction, and asks Authorize.
+func (t *Transport) verify(chain []*x509.Certificate, want ed25519.PublicKey, remote netip.AddrPort, dir Direction) error {
+	peer, err := peerKey(chain)
+	if err != nil {
+		t.log.Debug("transport: refused handshake", "remote", remote, "dir", dir, "err", err)
+		return err
+	}
+	if dir == Outbound && !sameKey(peer, want) {
+		t.log.Debug("transport: refused handshake", "remote", remote, "dir", dir, "peer", hex.EncodeToString(peer), "err", ErrWrongPeer)
+		return fmt.Errorf("%w: %s answered as %s, want %s", ErrWrongPeer, remote, hex.EncodeToString(peer), hex.EncodeToString(want))
+	}
+	if err := t.authorize(peer, remote, dir); err != nil {
+		t.log.Debug("transport: refused handshake", "remote", remote, "dir", dir, "peer", hex.EncodeToString(peer), "err", err)
+		return fmt.Errorf("%w: %s: %w", ErrUnauthorized, hex.EncodeToString(peer), err)
+	}
+	return nil
+}
+
+// WriteDatagram sends pkt, which must be a STUN message or a kith datagram
+// (see Classify), to the address to from the transport's socket.
+func (t *Transport) WriteDatagram(pkt []byte, to netip.AddrPort) error {
+	if k := Classify(pkt); k != KindSTUN && k != KindKith {
+		return fmt.Errorf("%w: packet classifies as %s (first byte of a kith datagram must be %#02x..%#02x)", ErrNotDatagram, k, DatagramPrefixMin, DatagramPrefixMax)
+	}
+	if !to.IsValid() {
+		return fmt.Errorf("transport: writing datagram: invalid destination address")
+	}
+	t.mu.Lock()
+	closed := t.closed
+	t.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	if _, err := t.qt.WriteTo(pkt, net.UDPAddrFromAddrPort(unmap(to))); err != nil {
+		return fmt.Errorf("transport: writing datagram to %s: %w", to, err)
+	}
+	return nil
+}
+
+// Accept waits for the next authorized inbound connection. It returns
+// ErrClosed once the transport is closed.
+func (t *Transport) Accept(ctx context.Context) (*Conn, error) {
+	for {
+		qc, err := t.ln.Accept(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("transport: accepting: %w", ctx.Err())
+			}
+			return nil, fmt.Errorf("%w: accepting: %w", ErrClosed, err)
+		}
+		c, err := t.accepted(qc)
+		if err != nil {
+			if errors.Is(err, ErrClosed) {
+				return nil, err
+			}
+			t.log.Debug("transport: dropping inbound connection", "remote", qc.RemoteAddr(), "err", err)
+			continue
+		}
+		return c, nil
+	}
+}
+
+// accepted greets and registers a connection whose handshake completed.
+func (t *Transport) accepted(qc *quic.Conn) (*Conn, error) {
+	peer, err := peerKey(qc.ConnectionState().TLS.PeerCertificates)
+	if err != nil { // cannot happen: verify checked the same chain
+		_ = qc.CloseWithError(codeClosed, "")
+		return nil, err
+	}
+	s, err := qc.OpenUniStream()
+	if err == nil {
+		_, err = s.Write([]byte{greeting})
+		if cerr := s.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		_ = qc.CloseWithError(codeClosed, "")
+		return nil, fmt.Errorf("transport: greeting %s: %w", qc.RemoteAddr(), err)
+	}
+	return t.register(qc, peer, Inbound)
+}
+
+// Dial returns an authenticated connection to the device whose key is peer at
+// addr. The peer must present exactly that key, and Authorize must accept it.
+// A live connection this transport dialed earlier to the same peer and
+// address is returned again; see the package comment.
+func (t *Transport) Dial(ctx context.Context, addr netip.AddrPort, peer ed25519.PublicKey) (*Conn, error) {
+	if len(peer) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("transport: dialing %s: peer key has %d bytes, want %d", addr, len(peer), ed25519.PublicKeySize)
+	}
+	addr = unmap(addr)
+	if !addr.IsValid() || addr.Port() == 0 {
+		return nil, fmt.Errorf("transport: dialing: invalid address %q, want IP:PORT", addr)
+	}
+	id := peerID(peer)
+	for {
+		t.mu.Lock()
+		if t.closed {
+			t.mu.Unlock()
+			return nil, ErrClosed
+		}
+		if c := t.dialed[id]; c != nil && c.alive() && c.RemoteAddr() == addr {
+			t.mu.Unlock()
+			return c, nil
+		}
+		if call := t.pending[id]; call != nil {
+			t.mu.Unlock()
+			select {
+			case <-call.done:
+			case <-ctx.Done():
+				return nil, fmt.Errorf("transport: dialing %s: %w", addr, ctx.Err())
+			}
+			if call.addr == addr && call.err == nil {
+				return call.conn, nil
+			}
+			continue // dial ourselves
+		}
+		call := &dialCall{addr: addr, done: make(chan struct{})}
+		t.pending[id] = call
+		t.mu.Unlock()
+
+		c, err := t.dial(ctx, addr, peer)
+
+		var replaced *Conn
+		t.mu.Lock()
+		delete(t.pending, id)
+		if _, open := t.conns[c]; err == nil && open {
+			if old := t.dialed[id]; old != nil && old != c {
+				replaced = old
+			}
+			t.dialed[id] = c
+		}
+		t.mu.Unlock()
+		call.conn, call.err = c, err
+		close(call.done)
+		if replaced != nil {
+			replaced.closeWith(codeReplaced, "replaced by a newer connection")
+		}
+		return c, err
+	}
+}
+
+// dial makes a new connection: QUIC handshake, then the greeting.
+func (t *Transport) dial(ctx context.Context, addr netip.AddrPort, peer ed25519.PublicKey) (*Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, t.handshake)
+	defer cancel()
+	qc, err := t.qt.Dial(ctx, net.UDPAddrFromAddrPort(addr), clientTLS(t.certs, t.verify, peer, addr), t.quicConf)
+	if err != nil {
+		return nil, t.dialError(ctx, addr, err)
+	}
+	if err := awaitGreeting(ctx, qc); err != nil {
+		_ = qc.CloseWithError(codeNoGreeting, "")
+		return nil, t.dialError(ctx, addr, err)
+	}
+	return t.register(qc, peer, Outbound)
+}
+
+// awaitGreeting reads the accepting side's greeting stream.
+func awaitGreeting(ctx context.Context, qc *quic.Conn) error {
+	s, err := qc.AcceptUniStream(ctx)
+	if err != nil {
+		return err
+	}
+	if d, ok := ctx.Deadline(); ok {
+		_ = s.SetReadDeadline(d)
+	}
+	// Read one byte more than the greeting to see that the stream ends there.
+	var buf [2]byte
+	n, err := io.ReadFull(s, buf[:])
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return err
+	}
+	if n != 1 || buf[0] != greeting || err == nil {
+		return fmt.Errorf("transport: unexpected greeting %x (is the peer running a different kith version?)", buf[:n])
+	}
+	return nil
+}
+
+// dialError turns what quic-go says about a failed dial into this package's
+// errors.
+func (t *Transport) dialError(ctx context.Context, addr netip.AddrPort, err error) error {
+	var terr *quic.TransportError
+	var herr *quic.HandshakeTimeoutError
+	var ierr *quic.IdleTimeoutError
+	switch {
+	case errors.Is(err, ErrWrongPeer), errors.Is(err, ErrUnauthorized), errors.Is(err, ErrBadCertificate):
+		return fmt.Errorf("transport: dialing %s: %w", addr, err)
+	case errors.Is(err, quic.ErrTransportClosed):
+		return fmt.Errorf("%w: dialing %s: %w", ErrClosed, addr, err)
+	case errors.As(err, &terr) && terr.Remote && terr.ErrorCode.IsCryptoError():
+		return fmt.Errorf("%w: %s refused our key (%w); it must know this device and not have blocked it", ErrRefused, addr, err)
+	case errors.As(err, &herr), errors.As(err, &ierr), errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil:
+		return fmt.Errorf("%w: no answer from %s within %s: %w", ErrUnreachable, addr, t.handshake, err)
+	default:
+		return fmt.Errorf("transport: dialing %s: %w", addr, err)
+	}
+}
+
+// register wraps qc, records it so that Close can close it, and arranges for
+// it to be forgotten when it closes.
+func (t *Transport) register(qc *quic.Conn, peer ed25519.PublicKey, dir Direction) (*Conn, error) {
+	c := &Conn{qc: qc, peer: peer, dir: dir}
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		_ = qc.CloseWithError(codeShutdown, "")
+		return nil, ErrClosed
+	}
+	t.conns[c] = struct{}{}
+	t.watchers.Add(1)
+	context.AfterFunc(qc.Context(), func() {
+		defer t.watchers.Done()
+		t.forget(c)
+	})
+	t.mu.Unlock()
+	t.log.Debug("transport: connected", "peer", hex.EncodeToString(peer), "remote", c.RemoteAddr(), "dir", dir)
+	return c, nil
+}
+
+// forget removes a closed connection.
+func (t *Transport) forget(c *Conn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.conns, c)
+	id := peerID(c.peer)
+	if t.dialed[id] == c {
+		delete(t.dialed, id)
+	}
+}
+
+// Close closes every connection (telling the peers), stops listening and
+// releases the socket. It waits for the transport's goroutines to stop. It is
+// safe to call more than once.
+func (t *Transport) Close() error {
+	t.closeOnce.Do(func() {
+		t.mu.Lock()
+		t.closed = true
+		conns := make([]*Conn, 0, len(t.conns))
+		for c := range t.conns {
+			conns = append(conns, c)
+		}
+		t.mu.Unlock()
+
+		var wg sync.WaitGroup
+		for _, c := range conns {
+			wg.Go(func() { c.closeWith(codeShutdown, "shutting down") })
+		}
+		wg.Wait()
+		errs := []error{t.ln.Close(), t.qt.Close()}
+		t.watchers.Wait()
+		errs = append(errs, t.udp.Close())
+		if err := errors.Join(errs...); err != nil {
+			t.closeErr = fmt.Errorf("transport: closing: %w", err)
+		}
+	})
+	return t.closeErr
+}
