@@ -541,3 +541,21 @@ func (t *Transport) Close() error {
 	})
 	return t.closeErr
 }
+
+// ClosePeer closes every connection, dialed or accepted, with the device
+// whose key is peer, as when its user is blocked. It returns how many it
+// closed.
+func (t *Transport) ClosePeer(peer ed25519.PublicKey) int {
+	t.mu.Lock()
+	var cs []*Conn
+	for c := range t.conns {
+		if sameKey(c.peer, peer) {
+			cs = append(cs, c)
+		}
+	}
+	t.mu.Unlock()
+	for _, c := range cs {
+		c.Close()
+	}
+	return len(cs)
+}
