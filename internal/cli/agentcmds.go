@@ -53,6 +53,15 @@ func (g *globals) agentRunning() bool {
 	return err == nil || !errors.Is(err, control.ErrNoAgent)
 }
 
+func addAgentCommands(root *cobra.Command, g *globals) {
+	root.AddCommand(
+		newRunCmd(g),
+		newPairCmd(g),
+		newFriendsCmd(g),
+		newStatusCmd(g),
+	)
+}
+
 // fmtAgo prints how long ago t was, for tables.
 func fmtAgo(t time.Time, now time.Time) string {
 	if t.IsZero() {

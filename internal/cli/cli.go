@@ -135,7 +135,7 @@ device, or "kith restore --device N" to bring back a device from the phrase.`,
 		newKeysCmd(g),
 		newVersionCmd(g),
 	)
-	// TEMP addAgentCommands(root, g)
+	addAgentCommands(root, g)
 	return root
 }
 

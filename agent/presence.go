@@ -1,0 +1,79 @@
+package agent
+
+import (
+	"crypto/ed25519"
+	"encoding/hex"
+	"net"
+	"net/netip"
+
+	"github.com/kith-project/kith/cluster"
+)
+
+// presenceBook is the address book as package cluster sees it.
+type presenceBook struct{ a *Agent }
+
+var _ cluster.Book = presenceBook{}
+
+func (pb presenceBook) info(p Peer) cluster.PeerInfo {
+	pi := cluster.PeerInfo{Device: mustHex(p.DeviceID), Kind: p.Kind, Version: p.AddrVersion}
+	if ap, err := netip.ParseAddrPort(p.Addr); err == nil {
+		pi.Addr = ap
+	}
+	if p.Kind == KindOwn {
+		pi.Window = pb.a.dev.Window[:]
+	} else {
+		pi.Window = pb.a.book.window(p.UserID)
+	}
+	return pi
+}
+
+func (pb presenceBook) Lookup(device ed25519.PublicKey) (cluster.PeerInfo, bool) {
+	p, ok := pb.a.book.peerFor(device)
+	if !ok {
+		return cluster.PeerInfo{}, false
+	}
+	return pb.info(p), true
+}
+
+func (pb presenceBook) Peers() []cluster.PeerInfo {
+	ps := pb.a.book.reachable()
+	out := make([]cluster.PeerInfo, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, pb.info(p))
+	}
+	return out
+}
+
+func (pb presenceBook) SetAddr(device ed25519.PublicKey, addr netip.AddrPort, version uint64) error {
+	moved, err := pb.a.book.setAddr(hex.EncodeToString(device), addr, version, pb.a.cfg.Now())
+	if moved {
+		pb.a.log.Info("peer moved", "device", hex.EncodeToString(device)[:12], "addr", addr.String())
+	}
+	return err
+}
+
+// localAddrs are this device's own addresses with its port: the listening
+// address, or every interface address when it listens on all of them.
+func (a *Agent) localAddrs() []netip.AddrPort {
+	la := a.tr.LocalAddr()
+	if !la.Addr().IsUnspecified() {
+		return []netip.AddrPort{la}
+	}
+	var out []netip.AddrPort
+	ifaddrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	for _, ia := range ifaddrs {
+		pfx, err := netip.ParsePrefix(ia.String())
+		if err != nil {
+			continue
+		}
+		ad := pfx.Addr().Unmap()
+		if ad.IsLinkLocalUnicast() || ad.IsMulticast() || (la.Addr().Is4() && !ad.Is4()) {
+			continue
+		}
+		out = append(out, netip.AddrPortFrom(ad, la.Port()))
+	}
+	return out
+}

@@ -1,0 +1,123 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/kith-project/kith/agent"
+	"github.com/kith-project/kith/internal/device"
+	"github.com/kith-project/kith/internal/keystore"
+	"github.com/spf13/cobra"
+)
+
+func newRunCmd(g *globals) *cobra.Command {
+	var (
+		cfg      agent.Config
+		stun     []string
+		logLevel string
+		skew     time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run this device's agent in the foreground until Ctrl-C (SIGINT) or SIGTERM",
+		Long: `run starts the agent: it listens on one UDP port for QUIC connections from
+your own devices and your friends' devices, sends heartbeats, and serves the
+local control socket that every other command uses. It runs in the foreground
+and logs to stderr; stop it with Ctrl-C or SIGTERM.
+
+The lock passphrase, if this device's keys are sealed, comes from
+KITH_PASSPHRASE or a prompt.`,
+		Example: `  kith run --listen 0.0.0.0:7117
+  kith --home /tmp/b run --listen 127.0.0.3:7117 --heartbeat 5s`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := netip.ParseAddrPort(cfg.Listen); err != nil {
+				return badInputf("--listen %q is not HOST:PORT with a numeric host (for example 0.0.0.0:7117 or 127.0.0.2:7117)", cfg.Listen)
+			}
+			if cfg.Heartbeat < 10*time.Millisecond {
+				return badInputf("--heartbeat %v is too short: use 10ms or more (15s is the default)", cfg.Heartbeat)
+			}
+			for _, s := range stun {
+				ap, err := netip.ParseAddrPort(s)
+				if err != nil {
+					return badInputf("--stun %q is not HOST:PORT with a numeric host", s)
+				}
+				cfg.STUN = append(cfg.STUN, ap)
+			}
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return badInputf("--log-level %q: use debug, info, warn or error", logLevel)
+			}
+			cfg.Logger = slog.New(slog.NewTextHandler(g.env.Stderr, &slog.HandlerOptions{Level: level}))
+			if skew != 0 {
+				cfg.Now = func() time.Time { return time.Now().Add(skew) }
+			}
+
+			h, err := g.openHome(false)
+			if err != nil {
+				return err
+			}
+			defer h.Close()
+			cfg.Home = h.dir
+			sealed, err := keystore.IsSealed(h.dir)
+			if err != nil {
+				return err
+			}
+			var lock []byte
+			if sealed {
+				if lock, err = g.lockPassphrase(true, "Lock passphrase: "); err != nil {
+					return err
+				}
+				if lock == nil {
+					return keystore.ErrLocked
+				}
+			}
+			dev, err := device.Load(h.dir, h.store, lock)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			a, err := agent.New(cfg, dev, h.store)
+			if err != nil {
+				return err
+			}
+			info := struct {
+				Listen   string `json:"listen"`
+				UserID   string `json:"user_id"`
+				DeviceID string `json:"device_id"`
+			}{a.Addr().String(), dev.Identity.UserID, dev.Identity.DeviceID}
+			g.emit(info, func(w io.Writer) {
+				fmt.Fprintf(w, "kith agent for device %s listening on %s (Ctrl-C to stop)\n", short(info.DeviceID), info.Listen)
+			})
+			err = a.Run(ctx)
+			if err != nil && !errors.Is(err, context.Canceled) {
+				return err
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&cfg.Listen, "listen", agent.DefaultListen, "UDP address to listen on, HOST:PORT")
+	cmd.Flags().DurationVar(&cfg.Heartbeat, "heartbeat", agent.DefaultHeartbeat, "mean heartbeat interval T; heartbeats go at random between T/2 and 3T/2")
+	cmd.Flags().StringArrayVar(&stun, "stun", nil, "a STUN server to learn the public address from, HOST:PORT (repeatable)")
+	cmd.Flags().BoolVar(&cfg.Quiet, "quiet", false, "quiet mode: outside short windows, strangers get no answer at all")
+	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	cmd.Flags().DurationVar(&skew, "clock-skew", 0, "testing: run the agent's clock this far ahead of the system clock")
+	cmd.Flags().MarkHidden("clock-skew")
+	return cmd
+}
+
+// short abbreviates a hex ID for text output.
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
