@@ -298,3 +298,85 @@ func TestUnknownPeersAreRefused(t *testing.T) {
 		t.Fatal("the agent died")
 	}
 }
+
+type statusView struct {
+	UserID      string   `json:"user_id"`
+	DeviceID    string   `json:"device_id"`
+	Listen      string   `json:"listen"`
+	PublicAddrs []string `json:"public_addrs"`
+	Peers       []struct {
+		DeviceID      string   `json:"device_id"`
+		UserID        string   `json:"user_id"`
+		Kind          string   `json:"kind"`
+		Addr          string   `json:"addr"`
+		LastSeen      *string  `json:"last_seen"`
+		Online        bool     `json:"online"`
+		RTTMillis     *float64 `json:"rtt_ms"`
+		ClockOffsetMs *float64 `json:"clock_offset_ms"`
+	} `json:"peers"`
+	Cluster struct {
+		State     string   `json:"state"`
+		Leader    string   `json:"leader"`
+		Voters    []string `json:"voters"`
+		Nonvoters []string `json:"nonvoters"`
+	} `json:"cluster"`
+}
+
+func (p *person) status(t *testing.T) statusView {
+	t.Helper()
+	var st statusView
+	p.JSON(&st, "", "status")
+	return st
+}
+
+// A device restored from the same phrase pairs as an own device, not a
+// friend.
+func TestPairingOwnDevice(t *testing.T) {
+	laptop := newPerson(t, "laptop", "127.0.0.2")
+	phoneDev := kithtest.NewDevice(t)
+	var pid identity
+	phoneDev.JSON(&pid, laptop.id.Mnemonic, "restore", "--device", "1", "--name", "phone")
+	phone := &person{Device: phoneDev, id: pid}
+	phone.agent = phoneDev.Start(kithtest.FreeAddr(t, "127.0.0.3"))
+
+	_, lPNG := laptop.show(t)
+	_, pPNG := phone.show(t)
+	var r1, r2 scanResult
+	phone.JSON(&r1, "", "pair", "scan", lPNG)
+	laptop.JSON(&r2, "", "pair", "scan", pPNG)
+	if r1.Kind != "own" || r2.Kind != "own" || r2.Status != "paired" || r1.SAS != r2.SAS {
+		t.Fatalf("own-device pairing: %+v, %+v", r1, r2)
+	}
+	if fs := laptop.friends(t); len(fs) != 0 {
+		t.Fatalf("an own device is listed among friends: %+v", fs)
+	}
+	st := laptop.status(t)
+	if len(st.Peers) != 1 || st.Peers[0].Kind != "own" || st.Peers[0].DeviceID != pid.DeviceID || st.Peers[0].UserID != laptop.id.UserID {
+		t.Fatalf("laptop's status peers: %+v", st.Peers)
+	}
+}
+
+func TestCommandsWithoutAgent(t *testing.T) {
+	d := kithtest.NewDevice(t)
+	d.JSON(new(identity), "", "init")
+	for _, args := range [][]string{{"status"}, {"friends"}, {"pair", "show"}} {
+		res := d.Run("", args...)
+		if res.Code != 1 || !strings.Contains(res.Stderr, "no agent is running") || !strings.Contains(res.Stderr, "run") {
+			t.Fatalf("kith %s without an agent: %s", strings.Join(args, " "), res)
+		}
+	}
+	// id still works without an agent, and with one.
+	var id identity
+	d.JSON(&id, "", "id")
+	d.Start(kithtest.FreeAddr(t, "127.0.0.2"))
+	var again identity
+	d.JSON(&again, "", "id")
+	if again.DeviceID != id.DeviceID {
+		t.Fatalf("id through the agent: %+v vs %+v", again, id)
+	}
+	// A second agent on the same home is refused with the first one's pid.
+	res := d.Run("", "run", "--listen", kithtest.FreeAddr(t, "127.0.0.2"))
+	if res.Code != 1 || !strings.Contains(res.Stderr, "in use by pid") {
+		t.Fatalf("a second agent on one home: %s", res)
+	}
+}

@@ -1,0 +1,250 @@
+package agent
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/kith-project/kith/internal/control"
+	"github.com/kith-project/kith/internal/device"
+	"github.com/kith-project/kith/internal/store"
+	"github.com/kith-project/kith/seed"
+)
+
+// testAgent is an in-process agent on a real UDP port with its own home.
+type testAgent struct {
+	*Agent
+	home string
+	stop func()
+}
+
+func newDevice(t testing.TB, phrase seed.Phrase, index uint32, name string) (string, *store.Store, *device.Device) {
+	t.Helper()
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(filepath.Join(dir, store.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if _, err := device.Provision(dir, st, device.Request{Phrase: phrase, Index: index, Name: name}); err != nil {
+		t.Fatal(err)
+	}
+	dev, err := device.Load(dir, st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, st, dev
+}
+
+func startAgent(t testing.TB, phrase seed.Phrase, index uint32, name, host string) *testAgent {
+	t.Helper()
+	dir, st, dev := newDevice(t, phrase, index, name)
+	a, err := New(Config{Home: dir, Listen: host + ":0", Heartbeat: 100 * time.Millisecond}, dev, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	ta := &testAgent{Agent: a, home: dir}
+	var once bool
+	ta.stop = func() {
+		if once {
+			return
+		}
+		once = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}
+	t.Cleanup(ta.stop)
+	return ta
+}
+
+func newPhrase(t testing.TB) seed.Phrase {
+	t.Helper()
+	p, err := seed.Generate(12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// pairAgents runs the mutual scan between a and b and returns both results.
+func pairAgents(t testing.TB, a, b *testAgent) (ScanResult, ScanResult) {
+	t.Helper()
+	ctx := context.Background()
+	sa, err := a.pair.show(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := b.pair.show(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := a.pair.scan(ctx, sb.Code)
+	if err != nil {
+		t.Fatalf("first scan: %v", err)
+	}
+	second, err := b.pair.scan(ctx, sa.Code)
+	if err != nil {
+		t.Fatalf("second scan: %v", err)
+	}
+	return first, second
+}
+
+func TestPairFriendsAndBlock(t *testing.T) {
+	a := startAgent(t, newPhrase(t), 0, "alice", "127.0.0.2")
+	b := startAgent(t, newPhrase(t), 0, "bob", "127.0.0.3")
+	first, second := pairAgents(t, a, b)
+	if first.Status != "waiting" || second.Status != "paired" || first.SAS != second.SAS || second.Kind != KindFriend {
+		t.Fatalf("scans: %+v, %+v", first, second)
+	}
+	fa, fb := a.friends(), b.friends()
+	if len(fa) != 1 || fa[0].UserID != b.dev.Identity.UserID || fa[0].Name != "bob" || len(fa[0].Devices) != 1 {
+		t.Fatalf("alice's friends: %+v", fa)
+	}
+	if len(fb) != 1 || fb[0].UserID != a.dev.Identity.UserID || fb[0].SAS != first.SAS {
+		t.Fatalf("bob's friends: %+v", fb)
+	}
+	// Alice got bob's window secret at pairing.
+	if w := a.book.window(b.dev.Identity.UserID); len(w) != 32 || string(w) != string(b.dev.Window[:]) {
+		t.Fatal("alice did not keep bob's presence window secret")
+	}
+	// Presence: each sees the other online within a few heartbeats.
+	waitFor(t, "heartbeats", func() bool { return a.onlineSet()[b.dev.Identity.DeviceID] && b.onlineSet()[a.dev.Identity.DeviceID] })
+
+	// Blocking bob: his device is no longer reachable, and refuses at once.
+	if _, err := a.friendAction("block", b.dev.Identity.UserID); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := a.book.peerFor(b.dev.Device.Public().Ed25519()); ok {
+		t.Fatal("a blocked user's device is still known")
+	}
+	if err := a.authorize(b.dev.Device.Public().Ed25519(), b.Addr(), 0); err == nil {
+		t.Fatal("a blocked user's device is still authorized")
+	}
+	if !a.book.blockedAddr(b.Addr()) {
+		t.Fatal("packets from the blocked device's address are not dropped")
+	}
+	st, err := a.friendAction("unblock", b.dev.Identity.UserID)
+	if err != nil || st.Status != StatusFriend {
+		t.Fatalf("unblock: %+v %v", st, err)
+	}
+	st, err = a.friendAction("remove", b.dev.Identity.UserID)
+	if err != nil || len(a.friends()) != 0 || len(a.book.reachable()) != 0 {
+		t.Fatalf("remove: %+v %v, friends %+v", st, err, a.friends())
+	}
+	var ce *control.Error
+	if _, err := a.friendAction("remove", b.dev.Identity.UserID); !errors.As(err, &ce) || ce.Kind != control.KindNotFound {
+		t.Fatalf("removing a stranger: %v", err)
+	}
+	if _, err := a.friendAction("block", "nothex"); !control.BadInput(err) {
+		t.Fatalf("a malformed user ID: %v", err)
+	}
+}
+
+func TestPairOwnDevice(t *testing.T) {
+	phrase := newPhrase(t)
+	a := startAgent(t, phrase, 0, "laptop", "127.0.0.2")
+	b := startAgent(t, phrase, 1, "phone", "127.0.0.3")
+	first, second := pairAgents(t, a, b)
+	if first.Kind != KindOwn || second.Kind != KindOwn || second.Status != "paired" {
+		t.Fatalf("own device pairing: %+v, %+v", first, second)
+	}
+	// Own devices are peers, not friends.
+	if len(a.friends()) != 0 {
+		t.Fatalf("an own device was listed as a friend: %+v", a.friends())
+	}
+	ps := a.book.reachable()
+	if len(ps) != 1 || ps[0].Kind != KindOwn || ps[0].DeviceID != b.dev.Identity.DeviceID {
+		t.Fatalf("alice's peers: %+v", ps)
+	}
+	cert, err := seed.ParseDeviceCert(ps[0].Cert)
+	if err != nil || cert.Index != 1 || cert.User.String() != a.dev.Identity.UserID {
+		t.Fatalf("the own device's certificate: %+v %v", cert, err)
+	}
+}
+
+func TestPairingSurvivesRestart(t *testing.T) {
+	phrase := newPhrase(t)
+	a := startAgent(t, phrase, 0, "alice", "127.0.0.2")
+	b := startAgent(t, newPhrase(t), 0, "bob", "127.0.0.3")
+	pairAgents(t, a, b)
+	a.stop()
+	// Reopen alice's home as a new agent.
+	st := a.st
+	a2, err := New(Config{Home: a.home, Listen: a.Addr().String(), Heartbeat: 100 * time.Millisecond}, a.dev, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a2.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	fs := a2.friends()
+	if len(fs) != 1 || fs[0].UserID != b.dev.Identity.UserID || fs[0].Devices[0].Addr != b.Addr().String() {
+		t.Fatalf("after a restart alice's friends are %+v", fs)
+	}
+	waitFor(t, "reconnect", func() bool { return a2.onlineSet()[b.dev.Identity.DeviceID] })
+}
+
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10 s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// BenchmarkScanToPaired measures, on loopback, the time from the second
+// scan (the one that completes a pairing) to both sides paired: a QUIC
+// handshake with pinned keys, the Hello and Reply, certificate checks and
+// the store writes on both sides. BenchmarkReferenceHandshakeOnly is the
+// QUIC handshake alone between the same agents.
+func BenchmarkScanToPaired(b *testing.B) {
+	a := startAgent(b, newPhrase(b), 0, "alice", "127.0.0.2")
+	ctx := context.Background()
+	for b.Loop() {
+		b.StopTimer()
+		c := startAgent(b, newPhrase(b), 0, "carol", "127.0.0.3")
+		sa, _ := a.pair.show(0)
+		sc, _ := c.pair.show(0)
+		if r, err := a.pair.scan(ctx, sc.Code); err != nil || r.Status != "waiting" {
+			b.Fatal(r, err)
+		}
+		b.StartTimer()
+		r, err := c.pair.scan(ctx, sa.Code)
+		if err != nil || r.Status != "paired" {
+			b.Fatal(r, err)
+		}
+		b.StopTimer()
+		c.stop()
+		b.StartTimer()
+	}
+}
+
+func BenchmarkReferenceHandshakeOnly(b *testing.B) {
+	a := startAgent(b, newPhrase(b), 0, "alice", "127.0.0.2")
+	c := startAgent(b, newPhrase(b), 0, "carol", "127.0.0.3")
+	pairAgents(b, a, c)
+	key, _ := hex.DecodeString(a.dev.Identity.DeviceID)
+	ctx := context.Background()
+	for b.Loop() {
+		conn, err := c.tr.Dial(ctx, a.Addr(), key)
+		if err != nil {
+			b.Fatal(err)
+		}
+		conn.Close()
+	}
+}
