@@ -103,7 +103,8 @@ func Run(args []string, env Env) int {
 	msg := strings.ReplaceAll(err.Error(), "\n", " ")
 	fmt.Fprintf(env.Stderr, "kith: %s\n", msg)
 	var ue usageError
-	if errors.As(err, &ue) {
+	// cobra reports unknown commands and subcommands with plain errors.
+	if errors.As(err, &ue) || strings.HasPrefix(msg, "unknown command") || strings.HasPrefix(msg, "unknown shorthand flag") {
 		return ExitUsage
 	}
 	return ExitFailure
