@@ -59,6 +59,7 @@ func addAgentCommands(root *cobra.Command, g *globals) {
 		newPairCmd(g),
 		newFriendsCmd(g),
 		newStatusCmd(g),
+		newDemoCmd(g),
 	)
 }
 

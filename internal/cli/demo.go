@@ -1,0 +1,367 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kith-project/kith/agent"
+	"github.com/kith-project/kith/internal/control"
+	"github.com/spf13/cobra"
+)
+
+func newDemoCmd(g *globals) *cobra.Command {
+	var (
+		dir  string
+		keep bool
+	)
+	cmd := &cobra.Command{
+		Use:   "demo [--dir DIR] [--keep]",
+		Short: "Run kith's user stories on this machine, narrated, with real agents on 127.0.0.x",
+		Long: `demo walks through kith's user stories with real kith processes, each device
+with its own home folder under DIR and its own agent on a 127.0.0.x address:
+
+  1. a new identity, and a device restored from its seed phrase;
+  2. two people pairing in person by scanning each other's QR codes;
+  3. a restored device joining its owner as an own device;
+  4. presence: heartbeats, RTT and clock offsets, and a device that moves.
+
+Everything it starts is stopped at the end; DIR is removed unless --keep.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			self, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("finding the kith binary: %w", err)
+			}
+			if dir == "" {
+				if dir, err = os.MkdirTemp("", "kith-demo-"); err != nil {
+					return err
+				}
+			} else if err := os.MkdirAll(dir, 0o700); err != nil {
+				return err
+			}
+			d := &demo{bin: self, dir: dir, out: g.env.Stdout}
+			defer func() {
+				d.stopAll()
+				if keep {
+					fmt.Fprintf(d.out, "\nThe homes and agent logs are kept in %s.\n", dir)
+				} else {
+					os.RemoveAll(dir)
+				}
+			}()
+			return d.run(cmd.Context())
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "folder for the demo's homes and logs (default: a new temporary folder)")
+	cmd.Flags().BoolVar(&keep, "keep", false, "keep the folder afterwards")
+	return cmd
+}
+
+// demo drives kith processes the way a user would.
+type demo struct {
+	bin, dir string
+	out      io.Writer
+	agents   []*exec.Cmd
+	step     int
+}
+
+func (d *demo) say(format string, args ...any) {
+	fmt.Fprintf(d.out, format+"\n", args...)
+}
+
+func (d *demo) story(title string) {
+	d.step++
+	d.say("\n== %d. %s ==", d.step, title)
+}
+
+func (d *demo) home(name string) string { return filepath.Join(d.dir, name) }
+
+// kith runs one kith command for the device name and decodes its JSON.
+func (d *demo) kith(name, stdin string, out any, args ...string) error {
+	full := append([]string{"--home", d.home(name), "--json"}, args...)
+	cmd := exec.Command(d.bin, full...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.Env = demoEnv()
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("kith %s (%s): %v: %s", strings.Join(args, " "), name, err, strings.TrimSpace(stderr.String()))
+	}
+	if out == nil {
+		return nil
+	}
+	return json.Unmarshal(stdout.Bytes(), out)
+}
+
+func demoEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "KITH_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// start runs an agent for the device name on host and waits until it
+// answers.
+func (d *demo) start(ctx context.Context, name, host string, flags ...string) (string, error) {
+	addr, err := freeUDP(host)
+	if err != nil {
+		return "", fmt.Errorf("%w (on macOS, add the address first: sudo ifconfig lo0 alias %s)", err, host)
+	}
+	logf, err := os.Create(filepath.Join(d.dir, name+".log"))
+	if err != nil {
+		return "", err
+	}
+	args := append([]string{"--home", d.home(name), "run", "--listen", addr}, flags...)
+	cmd := exec.Command(d.bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = demoEnv()
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return "", err
+	}
+	d.agents = append(d.agents, cmd)
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); logf.Close(); close(exited) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		err := control.NewClient(d.home(name)).Do(cctx, "GET", "/v1/id", nil, nil)
+		cancel()
+		if err == nil {
+			return addr, nil
+		}
+		select {
+		case <-exited:
+			return "", fmt.Errorf("the agent of %s exited; see %s", name, logf.Name())
+		default:
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("the agent of %s did not start: %v", name, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (d *demo) stopAll() {
+	for _, c := range d.agents {
+		if c.Process != nil {
+			c.Process.Signal(syscall.SIGTERM)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, c := range d.agents {
+		for c.ProcessState == nil && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if c.ProcessState == nil && c.Process != nil {
+			c.Process.Kill()
+		}
+	}
+	d.agents = nil
+}
+
+func freeUDP(host string) (string, error) {
+	c, err := net.ListenPacket("udp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return "", fmt.Errorf("no UDP port on %s: %w", host, err)
+	}
+	defer c.Close()
+	return c.LocalAddr().String(), nil
+}
+
+type demoID struct {
+	UserID      string `json:"user_id"`
+	DeviceID    string `json:"device_id"`
+	DeviceIndex uint32 `json:"device_index"`
+	Name        string `json:"name"`
+	Mnemonic    string `json:"mnemonic"`
+}
+
+func (d *demo) run(ctx context.Context) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	d.say("kith demo: every device below is a separate kith process with its own home in %s.", d.dir)
+
+	d.story("Restoring a node from a seed phrase")
+	var alice, alicePhone, aliceAgain demoID
+	if err := d.kith("alice-laptop", "", &alice, "init", "--name", "alice-laptop"); err != nil {
+		return err
+	}
+	words := strings.Fields(alice.Mnemonic)
+	d.say("alice runs `kith init` on her laptop. It shows her %d words once; she writes them down:", len(words))
+	d.say("  %s … %s", strings.Join(words[:3], " "), strings.Join(words[len(words)-3:], " "))
+	d.say("  user   %s\n  device %s (index 0)", alice.UserID, alice.DeviceID)
+	if err := d.kith("alice-laptop-copy", alice.Mnemonic, &aliceAgain, "restore", "--device", "0", "--name", "alice-laptop"); err != nil {
+		return err
+	}
+	d.say("Her laptop is wiped. She types the words into `kith restore --device 0` on the new disk:")
+	d.say("  user   %s  %s\n  device %s  %s", aliceAgain.UserID, same(aliceAgain.UserID == alice.UserID), aliceAgain.DeviceID, same(aliceAgain.DeviceID == alice.DeviceID))
+	if aliceAgain.UserID != alice.UserID || aliceAgain.DeviceID != alice.DeviceID {
+		return errors.New("the restored device has another identity")
+	}
+	if err := d.kith("alice-phone", alice.Mnemonic, &alicePhone, "restore", "--device", "1", "--name", "alice-phone"); err != nil {
+		return err
+	}
+	d.say("She also restores her phone as device 1: same user, its own device ID %s.", alicePhone.DeviceID[:16])
+
+	d.story("Pairing phones in person")
+	var bob demoID
+	if err := d.kith("bob-phone", "", &bob, "init", "--name", "bob-phone"); err != nil {
+		return err
+	}
+	aAddr, err := d.start(ctx, "alice-laptop", "127.0.0.2", "--heartbeat", "500ms")
+	if err != nil {
+		return err
+	}
+	bAddr, err := d.start(ctx, "bob-phone", "127.0.0.3", "--heartbeat", "500ms")
+	if err != nil {
+		return err
+	}
+	d.say("alice's agent runs on %s, bob's on %s.", aAddr, bAddr)
+	var aShow, bShow agent.ShowResult
+	aPNG, bPNG := filepath.Join(d.dir, "alice.png"), filepath.Join(d.dir, "bob.png")
+	if err := d.kith("alice-laptop", "", &aShow, "pair", "show", "--png", aPNG); err != nil {
+		return err
+	}
+	if err := d.kith("bob-phone", "", &bShow, "pair", "show", "--png", bPNG); err != nil {
+		return err
+	}
+	d.say("Each shows a QR code (`kith pair show --png`); the photos are %s and %s.", filepath.Base(aPNG), filepath.Base(bPNG))
+	var s1, s2 agent.ScanResult
+	if err := d.kith("alice-laptop", "", &s1, "pair", "scan", bPNG); err != nil {
+		return err
+	}
+	d.say("alice scans bob's code: %s, check code %s.", s1.Status, s1.SAS)
+	if err := d.kith("bob-phone", "", &s2, "pair", "scan", aPNG); err != nil {
+		return err
+	}
+	d.say("bob scans alice's code: %s with %s %q, check code %s.", s2.Status, s2.Kind, s2.Name, s2.SAS)
+	d.say("They read the codes out loud: %s", same(s1.SAS == s2.SAS))
+	if s1.SAS != s2.SAS || s2.Status != "paired" {
+		return errors.New("pairing did not complete with equal check codes")
+	}
+
+	d.story("A restored phone joins its owner's devices")
+	pAddr, err := d.start(ctx, "alice-phone", "127.0.0.4", "--heartbeat", "500ms")
+	if err != nil {
+		return err
+	}
+	var pShow agent.ShowResult
+	if err := d.kith("alice-phone", "", &pShow, "pair", "show"); err != nil {
+		return err
+	}
+	if err := d.kith("alice-laptop", "", &aShow, "pair", "show"); err != nil {
+		return err
+	}
+	if err := d.kith("alice-phone", "", &s1, "pair", "scan", "--code", aShow.Code); err != nil {
+		return err
+	}
+	if err := d.kith("alice-laptop", "", &s2, "pair", "scan", "--code", pShow.Code); err != nil {
+		return err
+	}
+	d.say("alice's phone (%s) and laptop scan each other: %s, kind %q: it is her own device, not a friend.", pAddr, s2.Status, s2.Kind)
+
+	d.story("Presence: heartbeats, clock offsets, and a device that moves")
+	for _, dev := range []string{bob.DeviceID, alicePhone.DeviceID} {
+		if err := d.waitOnline(ctx, "alice-laptop", dev); err != nil {
+			return err
+		}
+	}
+	if err := d.printStatus("alice-laptop"); err != nil {
+		return err
+	}
+	d.say("bob's phone leaves the café Wi-Fi: its agent stops and comes back on another address.")
+	d.stopOne(1)
+	nAddr, err := d.start(ctx, "bob-phone", "127.0.0.9", "--heartbeat", "500ms")
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	if err := d.waitAddr(ctx, "alice-laptop", bob.DeviceID, nAddr); err != nil {
+		return err
+	}
+	d.say("alice's laptop follows bob to %s within %v, with no server in between.", nAddr, time.Since(t0).Round(100*time.Microsecond))
+	if err := d.printStatus("alice-laptop"); err != nil {
+		return err
+	}
+	d.say("\nDone. Every device kept its keys from the seed phrase; nothing went through a server.")
+	return nil
+}
+
+func same(ok bool) string {
+	if ok {
+		return "(the same)"
+	}
+	return "(DIFFERENT)"
+}
+
+func (d *demo) stopOne(i int) {
+	c := d.agents[i]
+	c.Process.Signal(syscall.SIGTERM)
+	deadline := time.Now().Add(10 * time.Second)
+	for c.ProcessState == nil && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (d *demo) status(name string) (agent.Status, error) {
+	var st agent.Status
+	err := control.NewClient(d.home(name)).Do(context.Background(), "GET", "/v1/status", nil, &st)
+	return st, err
+}
+
+func (d *demo) waitOnline(ctx context.Context, name, device string) error {
+	return d.wait(ctx, name, func(p agent.PeerStatus) bool { return p.DeviceID == device && p.Online && p.RTTMillis != nil })
+}
+
+func (d *demo) waitAddr(ctx context.Context, name, device, addr string) error {
+	return d.wait(ctx, name, func(p agent.PeerStatus) bool { return p.DeviceID == device && p.Addr == addr })
+}
+
+func (d *demo) wait(ctx context.Context, name string, ok func(agent.PeerStatus) bool) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		st, err := d.status(name)
+		if err == nil {
+			for _, p := range st.Peers {
+				if ok(p) {
+					return nil
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s's agent did not see the expected peer state within 30 s; see the logs in %s", name, d.dir)
+}
+
+func (d *demo) printStatus(name string) error {
+	st, err := d.status(name)
+	if err != nil {
+		return err
+	}
+	d.say("\n$ kith status   (on %s)", name)
+	var buf bytes.Buffer
+	printStatus(&buf, st, time.Now())
+	for _, line := range strings.Split(strings.TrimRight(buf.String(), "\n"), "\n") {
+		d.say("  %s", line)
+	}
+	return nil
+}
