@@ -221,9 +221,18 @@ func (a *Agent) authorize(peer ed25519.PublicKey, remote netip.AddrPort, dir tra
 }
 
 // dropSource drops packets from the last addresses of blocked users and,
-// in quiet mode, from strangers outside our windows.
+// in quiet mode, from strangers outside our windows. A pairing in progress
+// is the exception: while this device shows an invite, the person who scans
+// it is a stranger until the pairing completes, and the device it is dialing
+// to pair answers from a stranger's address.
 func (a *Agent) dropSource(from netip.AddrPort, quic bool) bool {
-	return a.book.blockedAddr(from) || !a.presence.Admit(from, quic)
+	if a.book.blockedAddr(from) {
+		return true
+	}
+	if a.presence.Admit(from, quic) {
+		return false
+	}
+	return !(quic && (a.pair.open() || a.pair.dialingAddr(from)))
 }
 
 // datagram hands non-QUIC packets, heartbeats and STUN, to presence.

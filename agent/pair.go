@@ -30,11 +30,12 @@ type pairer struct {
 	mu sync.Mutex
 	// Guarded by mu.
 	machines []*pairing.Machine // one per invite shown, newest last; pruned after expiry
-	dialing  map[string]int     // device IDs this device is dialing to pair, with a count
+	dialing   map[string]int         // device IDs this device is dialing to pair, with a count
+	dialAddrs map[netip.AddrPort]int // and their addresses
 }
 
 func newPairer(a *Agent) *pairer {
-	return &pairer{a: a, dialing: map[string]int{}}
+	return &pairer{a: a, dialing: map[string]int{}, dialAddrs: map[netip.AddrPort]int{}}
 }
 
 // ShowResult is the answer to "pair show".
@@ -94,6 +95,18 @@ func (p *pairer) admits(peer ed25519.PublicKey, dir transport.Direction) bool {
 	if dir == transport.Outbound {
 		return p.dialing[hex.EncodeToString(peer)] > 0
 	}
+	return p.openLocked()
+}
+
+// open reports whether an invite of ours is open: shown, not yet used and
+// not expired.
+func (p *pairer) open() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.openLocked()
+}
+
+func (p *pairer) openLocked() bool {
 	now := p.a.cfg.Now()
 	for _, m := range p.machines {
 		if !m.Done() && now.Before(m.Ours().Expires) {
@@ -101,6 +114,14 @@ func (p *pairer) admits(peer ed25519.PublicKey, dir transport.Direction) bool {
 		}
 	}
 	return false
+}
+
+// dialingAddr reports whether addr belongs to an invite the user scanned and
+// this device is dialing now.
+func (p *pairer) dialingAddr(addr netip.AddrPort) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.dialAddrs[addr] > 0
 }
 
 // usedKey is the store key recording that an invite was used.
@@ -204,11 +225,19 @@ func (p *pairer) send(ctx context.Context, inv pairing.Invite, hello pairing.Hel
 	id := hex.EncodeToString(inv.Device[:])
 	p.mu.Lock()
 	p.dialing[id]++
+	for _, ad := range inv.Addrs {
+		p.dialAddrs[ad]++
+	}
 	p.mu.Unlock()
 	defer func() {
 		p.mu.Lock()
 		if p.dialing[id]--; p.dialing[id] <= 0 {
 			delete(p.dialing, id)
+		}
+		for _, ad := range inv.Addrs {
+			if p.dialAddrs[ad]--; p.dialAddrs[ad] <= 0 {
+				delete(p.dialAddrs, ad)
+			}
 		}
 		p.mu.Unlock()
 	}()

@@ -1,0 +1,259 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kith-project/kith/agent"
+	"github.com/kith-project/kith/cluster"
+	"github.com/kith-project/kith/internal/control"
+	"github.com/kith-project/kith/internal/kithtest"
+	"github.com/kith-project/kith/seed"
+	"github.com/pion/stun/v2"
+)
+
+// quickStatus asks an agent for its status over the control socket, without
+// starting a process, so that polling is fine-grained.
+func quickStatus(t *testing.T, p *person) agent.Status {
+	t.Helper()
+	var st agent.Status
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := control.NewClient(p.Home).Do(ctx, "GET", "/v1/status", nil, &st); err != nil {
+		t.Fatalf("status of %s: %v", p.id.Name, err)
+	}
+	return st
+}
+
+func peerIn(st agent.Status, device string) (agent.PeerStatus, bool) {
+	for _, p := range st.Peers {
+		if p.DeviceID == device {
+			return p, true
+		}
+	}
+	return agent.PeerStatus{}, false
+}
+
+// waitPeer polls p's status until cond holds for device, and returns how
+// long that took.
+func waitPeer(t *testing.T, p *person, device string, limit time.Duration, what string, cond func(agent.PeerStatus) bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var last agent.PeerStatus
+	for {
+		if ps, ok := peerIn(quickStatus(t, p), device); ok {
+			last = ps
+			if cond(ps) {
+				return time.Since(start)
+			}
+		}
+		if time.Since(start) > limit {
+			t.Fatalf("%s: %s did not see it within %v; last %+v", what, p.id.Name, limit, last)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+const testT = 200 * time.Millisecond
+
+func TestMoveToNewAddress(t *testing.T) {
+	hb := []string{"--heartbeat", testT.String()}
+	alice := newPerson(t, "alice", "127.0.0.2", hb...)
+	bob := newPerson(t, "bob", "127.0.0.3", hb...)
+	carol := newPerson(t, "carol", "127.0.0.4", hb...)
+	pair(t, alice, bob)
+	pair(t, carol, bob)
+	for _, p := range []*person{alice, carol} {
+		waitPeer(t, p, bob.id.DeviceID, 10*time.Second, "bob online", func(ps agent.PeerStatus) bool { return ps.Online })
+	}
+
+	// Bob's device moves: it stops and comes back from the same home on
+	// another loopback address.
+	if err := bob.agent.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	newAddr := kithtest.FreeAddr(t, "127.0.0.9")
+	bob.agent = bob.Start(newAddr, hb...)
+	ready := time.Now()
+	for _, p := range []*person{alice, carol} {
+		took := waitPeer(t, p, bob.id.DeviceID, 10*time.Second, "bob's new address", func(ps agent.PeerStatus) bool {
+			return ps.Addr == newAddr && ps.Online && ps.LastSeen != nil && ps.LastSeen.After(ready.Add(-time.Second))
+		})
+		elapsed := time.Since(ready)
+		t.Logf("%s follows bob to %s %v after bob's agent was ready (poll took %v), %.2f T", p.id.Name, newAddr, elapsed, took, float64(elapsed)/float64(testT))
+		if elapsed > 2*testT {
+			t.Errorf("%s needed %v > 2T = %v to follow bob", p.id.Name, elapsed, 2*testT)
+		}
+	}
+	// Messages flow again both ways: bob hears from alice at her address.
+	waitPeer(t, bob, alice.id.DeviceID, 2*testT, "alice heard again", func(ps agent.PeerStatus) bool {
+		return ps.Online && ps.RTTMillis != nil && ps.Addr == alice.agent.Addr
+	})
+	// The move is persisted: alice restarted still knows bob's new address.
+	alice.agent.Stop()
+	alice.agent = alice.Start(alice.agent.Addr, hb...)
+	if ps, _ := peerIn(quickStatus(t, alice), bob.id.DeviceID); ps.Addr != newAddr {
+		t.Fatalf("after a restart alice has bob at %s, want %s", ps.Addr, newAddr)
+	}
+}
+
+func TestClockOffsetIsMeasured(t *testing.T) {
+	hb := []string{"--heartbeat", testT.String()}
+	alice := newPerson(t, "alice", "127.0.0.2", hb...)
+	bob := newPerson(t, "bob", "127.0.0.3", append(hb, "--clock-skew", "2s")...)
+	pair(t, alice, bob)
+	near := func(v *float64, want float64) bool { return v != nil && math.Abs(*v-want) < 250 }
+	waitPeer(t, alice, bob.id.DeviceID, 10*time.Second, "bob's +2 s clock", func(ps agent.PeerStatus) bool { return near(ps.ClockOffsetMillis, 2000) })
+	waitPeer(t, bob, alice.id.DeviceID, 10*time.Second, "alice's −2 s clock", func(ps agent.PeerStatus) bool { return near(ps.ClockOffsetMillis, -2000) })
+	ps, _ := peerIn(quickStatus(t, alice), bob.id.DeviceID)
+	t.Logf("alice sees bob's clock %+.1f ms off, RTT %.2f ms", *ps.ClockOffsetMillis, *ps.RTTMillis)
+	if *ps.RTTMillis < 0 || *ps.RTTMillis > 1000 {
+		t.Fatalf("RTT %v ms on loopback", *ps.RTTMillis)
+	}
+}
+
+// stunProbe sends a STUN binding request from conn to to and returns the
+// mapped address of the answer, or false when none came within wait.
+func stunProbe(t *testing.T, conn *net.UDPConn, to netip.AddrPort, wait time.Duration) (netip.AddrPort, bool) {
+	t.Helper()
+	req := stun.MustBuild(stun.TransactionID, stun.BindingRequest, stun.Fingerprint)
+	if _, err := conn.WriteToUDPAddrPort(req.Raw, to); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(wait))
+	buf := make([]byte, 1500)
+	for {
+		n, _, err := conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return netip.AddrPort{}, false
+		}
+		res := &stun.Message{Raw: append([]byte(nil), buf[:n]...)}
+		if res.Decode() != nil || res.TransactionID != req.TransactionID {
+			continue
+		}
+		var xor stun.XORMappedAddress
+		if err := xor.GetFrom(res); err != nil {
+			t.Fatalf("STUN answer without XOR-MAPPED-ADDRESS: %v", err)
+		}
+		ip, _ := netip.AddrFromSlice(xor.IP)
+		return netip.AddrPortFrom(ip.Unmap(), uint16(xor.Port)), true
+	}
+}
+
+func TestQuietMode(t *testing.T) {
+	d := kithtest.NewDevice(t)
+	var id identity
+	d.JSON(&id, "", "init", "--name", "alice")
+	phrase, err := seed.ParsePhrase(id.Mnemonic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	window, err := seed.DeriveWindowSecret(phrase.Seed(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Skew alice's clock so that one of her windows opens 8 s from now by
+	// her clock: the test sees both sides of the window's edge.
+	now := time.Now()
+	start, _ := cluster.NextWindow(window[:], now.Add(2*cluster.WindowLength))
+	opensAt := now.Add(8 * time.Second)
+	skew := start.Sub(opensAt).Round(time.Millisecond)
+	alice := &person{Device: d, id: id}
+	alice.agent = d.Start(kithtest.FreeAddr(t, "127.0.0.2"), "--quiet", "--heartbeat", testT.String(), "--clock-skew", skew.String())
+	aliceNow := func() time.Time { return time.Now().Add(skew) }
+	ap := netip.MustParseAddrPort(alice.agent.Addr)
+
+	bob := newPerson(t, "bob", "127.0.0.3", "--heartbeat", testT.String())
+	pair(t, alice, bob) // pairing: bob's address becomes known to alice
+
+	stranger, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.7:0")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stranger.Close()
+	probes := 0
+	for aliceNow().Before(start.Add(-600 * time.Millisecond)) {
+		if cluster.WindowOpen(window[:], aliceNow()) || cluster.WindowOpen(window[:], aliceNow().Add(500*time.Millisecond)) {
+			t.Fatal("the test's arithmetic put a probe inside a window")
+		}
+		if got, ok := stunProbe(t, stranger, ap, 300*time.Millisecond); ok {
+			t.Fatalf("quiet alice answered a stranger outside her window (mapped %s)", got)
+		}
+		probes++
+		// The known peer is answered all along.
+		if ps, _ := peerIn(quickStatus(t, bob), alice.id.DeviceID); probes > 4 && !ps.Online {
+			t.Fatalf("bob, a known peer, lost alice in quiet mode: %+v", ps)
+		}
+	}
+	if probes < 3 {
+		t.Fatalf("only %d probes before the window: the agent started too slowly for this test", probes)
+	}
+	for !aliceNow().After(start.Add(200 * time.Millisecond)) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	got, ok := stunProbe(t, stranger, ap, time.Second)
+	if !ok {
+		t.Fatal("quiet alice did not answer a stranger inside her window")
+	}
+	if got.String() != stranger.LocalAddr().String() {
+		t.Fatalf("mapped address %s, want %s", got, stranger.LocalAddr())
+	}
+	t.Logf("%d stranger probes unanswered before the window, answered inside it", probes)
+}
+
+func TestSTUNInterop(t *testing.T) {
+	client, cerr := exec.LookPath("turnutils_stunclient")
+	server, serr := exec.LookPath("turnserver")
+	if cerr != nil || serr != nil {
+		t.Skip("turnutils_stunclient or turnserver is not installed (apt-get install coturn); skipping the STUN interop test")
+	}
+
+	// Stock client against a kith agent.
+	alice := newPerson(t, "alice", "127.0.0.2")
+	ap := netip.MustParseAddrPort(alice.agent.Addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, client, "-L", "127.0.0.6", "-p", fmt.Sprint(ap.Port()), ap.Addr().String()).CombinedOutput()
+	if err != nil {
+		t.Fatalf("turnutils_stunclient: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "UDP reflexive addr: 127.0.0.6:") {
+		t.Fatalf("turnutils_stunclient did not get 127.0.0.6 back from kith:\n%s", out)
+	}
+
+	// kith's client against the stock server.
+	port := netip.MustParseAddrPort(kithtest.FreeAddr(t, "127.0.0.1")).Port()
+	srv := exec.Command(server, "-n", "--listening-ip=127.0.0.1", fmt.Sprintf("--listening-port=%d", port),
+		"--stun-only", "--no-cli", "--no-tls", "--no-dtls", "--log-file=stdout", "--simple-log",
+		"--userdb="+t.TempDir()+"/turndb", "--pidfile="+t.TempDir()+"/turn.pid")
+	if err := srv.Start(); err != nil {
+		t.Fatalf("starting turnserver: %v", err)
+	}
+	defer func() { srv.Process.Kill(); srv.Wait() }()
+	// No peers and no STUN server: no public address.
+	lone := newPerson(t, "lone", "127.0.0.5", "--heartbeat", testT.String())
+	if st := quickStatus(t, lone); len(st.PublicAddrs) != 0 {
+		t.Fatalf("public_addrs without any STUN server or peer: %v", st.PublicAddrs)
+	}
+	d := kithtest.NewDevice(t)
+	var id identity
+	d.JSON(&id, "", "init", "--name", "stunned")
+	p := &person{Device: d, id: id}
+	p.agent = d.Start(kithtest.FreeAddr(t, "127.0.0.8"), "--heartbeat", testT.String(), "--stun", fmt.Sprintf("127.0.0.1:%d", port))
+	kithtest.Eventually(t, 20*time.Second, "a public address from turnserver", func() error {
+		st := quickStatus(t, p)
+		for _, a := range st.PublicAddrs {
+			if a == p.agent.Addr {
+				return nil
+			}
+		}
+		return fmt.Errorf("public_addrs %v, want %s", st.PublicAddrs, p.agent.Addr)
+	})
+}
