@@ -29,7 +29,7 @@ type pairer struct {
 
 	mu sync.Mutex
 	// Guarded by mu.
-	machines []*pairing.Machine // one per invite shown, newest last; pruned after expiry
+	machines  []*pairing.Machine     // one per invite shown, newest last; pruned after expiry
 	dialing   map[string]int         // device IDs this device is dialing to pair, with a count
 	dialAddrs map[netip.AddrPort]int // and their addresses
 }
