@@ -1,0 +1,208 @@
+package e2e
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kith-project/kith/agent"
+	"github.com/kith-project/kith/internal/kithtest"
+	"github.com/kith-project/kith/internal/store"
+)
+
+// natRelay is a small UDP relay standing in for a NAT in front of one
+// device (the inside host). Packets the inside host sends to inside[i] leave
+// from the relay's outside socket to peers[i]; packets from peers[i] to the
+// outside socket reach the inside host from inside[i]. Rebind moves the
+// outside socket to a new address, as a NAT that loses its mapping does;
+// the inside host notices nothing.
+type natRelay struct {
+	host   netip.AddrPort   // the inside device's real address
+	peers  []netip.AddrPort // the outside devices
+	inside []*net.UDPConn   // one per peer, where the inside host sends
+
+	mu      sync.Mutex
+	outside *net.UDPConn
+	wg      sync.WaitGroup
+}
+
+func listenUDP(t *testing.T, addr string) *net.UDPConn {
+	t.Helper()
+	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func newNATRelay(t *testing.T, host netip.AddrPort, peers []netip.AddrPort) *natRelay {
+	r := &natRelay{host: host, peers: peers, outside: listenUDP(t, "127.0.0.20:0")}
+	for range peers {
+		r.inside = append(r.inside, listenUDP(t, "127.0.0.30:0"))
+	}
+	for i, in := range r.inside {
+		r.wg.Add(1)
+		go r.fromInside(i, in)
+	}
+	r.wg.Add(1)
+	go r.fromOutside(r.outside)
+	t.Cleanup(r.close)
+	return r
+}
+
+func (r *natRelay) outsideAddr() netip.AddrPort {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return netip.MustParseAddrPort(r.outside.LocalAddr().String())
+}
+
+func (r *natRelay) insideAddr(i int) netip.AddrPort {
+	return netip.MustParseAddrPort(r.inside[i].LocalAddr().String())
+}
+
+func (r *natRelay) fromInside(i int, in *net.UDPConn) {
+	defer r.wg.Done()
+	buf := make([]byte, 64<<10)
+	for {
+		n, from, err := in.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return
+		}
+		if from != r.host {
+			continue // a NAT's inside port serves its host only
+		}
+		// Under the lock, so that no packet is lost to the rebinding itself.
+		r.mu.Lock()
+		r.outside.WriteToUDPAddrPort(buf[:n], r.peers[i])
+		r.mu.Unlock()
+	}
+}
+
+func (r *natRelay) fromOutside(out *net.UDPConn) {
+	defer r.wg.Done()
+	buf := make([]byte, 64<<10)
+	for {
+		n, from, err := out.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return
+		}
+		for i, p := range r.peers {
+			if p == from {
+				r.inside[i].WriteToUDPAddrPort(buf[:n], r.host)
+			}
+		}
+	}
+}
+
+// rebind moves the outside socket to a new address.
+func (r *natRelay) rebind(t *testing.T, addr string) netip.AddrPort {
+	next := listenUDP(t, addr)
+	r.mu.Lock()
+	old := r.outside
+	r.outside = next
+	r.mu.Unlock()
+	old.Close()
+	r.wg.Add(1)
+	go r.fromOutside(next)
+	return netip.MustParseAddrPort(next.LocalAddr().String())
+}
+
+func (r *natRelay) close() {
+	r.mu.Lock()
+	r.outside.Close()
+	r.mu.Unlock()
+	for _, c := range r.inside {
+		c.Close()
+	}
+	r.wg.Wait()
+}
+
+// setPeer rewrites what home's store holds for device while its agent is
+// stopped.
+func setPeer(t *testing.T, home, device string, addr netip.AddrPort, version uint64) {
+	t.Helper()
+	st, err := store.Open(filepath.Join(home, store.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var p agent.Peer
+	if ok, err := st.Get("peers", device, &p); err != nil || !ok {
+		t.Fatalf("no peer %s in %s: %v", device, home, err)
+	}
+	p.Addr, p.AddrVersion = addr.String(), version
+	if err := st.Put("peers", device, p); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRebindingNoticedByPeers: bob sits behind a NAT that rebinds to a new
+// outside address without bob noticing. Alice and carol move to bob's new
+// address on his first authenticated packet from it, and both know within
+// 3 heartbeat intervals.
+func TestRebindingNoticedByPeers(t *testing.T) {
+	hb := []string{"--heartbeat", testT.String()}
+	alice := newPerson(t, "alice", "127.0.0.2", hb...)
+	bob := newPerson(t, "bob", "127.0.0.3", hb...)
+	carol := newPerson(t, "carol", "127.0.0.4", hb...)
+	pair(t, alice, bob)
+	pair(t, carol, bob)
+	for _, p := range []*person{alice, bob, carol} {
+		if err := p.agent.Stop(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Put bob behind the relay: he reaches alice and carol through its
+	// inside ports, and they know him only by its outside address. Address
+	// records are pinned at a high version on every side, so that only
+	// authenticated packets move anyone: the mechanism under test. (A real
+	// NAT also hides bob's own address; loopback does not.)
+	const pinned = 1 << 62
+	ap, cp := netip.MustParseAddrPort(alice.agent.Addr), netip.MustParseAddrPort(carol.agent.Addr)
+	nat := newNATRelay(t, netip.MustParseAddrPort(bob.agent.Addr), []netip.AddrPort{ap, cp})
+	setPeer(t, bob.Home, alice.id.DeviceID, nat.insideAddr(0), pinned)
+	setPeer(t, bob.Home, carol.id.DeviceID, nat.insideAddr(1), pinned)
+	outside := nat.outsideAddr()
+	setPeer(t, alice.Home, bob.id.DeviceID, outside, pinned)
+	setPeer(t, carol.Home, bob.id.DeviceID, outside, pinned)
+	for _, p := range []*person{alice, bob, carol} {
+		p.agent = p.Start(p.agent.Addr, hb...)
+	}
+	for _, p := range []*person{alice, carol} {
+		waitPeer(t, p, bob.id.DeviceID, 10*time.Second, "bob through the NAT", func(ps agent.PeerStatus) bool {
+			return ps.Addr == outside.String() && ps.Online && ps.RTTMillis != nil
+		})
+	}
+
+	// The NAT rebinds.
+	moved := nat.rebind(t, "127.0.0.21:0")
+	at := time.Now()
+	var worst time.Duration
+	for _, p := range []*person{alice, carol} {
+		waitPeer(t, p, bob.id.DeviceID, 20*testT, "bob's rebound address", func(ps agent.PeerStatus) bool {
+			return ps.Addr == moved.String()
+		})
+		took := time.Since(at)
+		worst = max(worst, took)
+		t.Logf("%s follows bob to %s %v after the rebinding (%.2f T)", p.id.Name, moved, took, float64(took)/float64(testT))
+	}
+	if worst > 3*testT {
+		t.Errorf("the last peer followed after %v > 3T = %v", worst, 3*testT)
+	}
+	// Bob noticed nothing locally, yet learns his new public address from
+	// what his peers observe.
+	waitPeer(t, alice, bob.id.DeviceID, 10*time.Second, "traffic through the new mapping", func(ps agent.PeerStatus) bool { return ps.Online })
+	kithtest.Eventually(t, 10*time.Second, "bob learns his new public address", func() error {
+		for _, a := range quickStatus(t, bob).PublicAddrs {
+			if a == moved.String() {
+				return nil
+			}
+		}
+		return errors.New("not yet")
+	})
+}
