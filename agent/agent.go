@@ -35,6 +35,7 @@ package agent
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -194,19 +195,49 @@ func (a *Agent) Run(ctx context.Context) error {
 	service("control", func(ctx context.Context) error { return control.Serve(ctx, a.ctl, a.controlHandler()) })
 	service("streams", a.serveConns)
 	service("presence", a.presence.Run)
+	service("persist", a.persist)
 	a.log.Info("agent running", "listen", a.Addr().String(), "user", a.dev.Identity.UserID, "device", a.dev.Identity.DeviceID)
 	<-ctx.Done()
 	// Closing the transport ends serveConns' Accept.
 	terr := a.tr.Close()
 	wg.Wait()
-	if err := a.book.flush(); err != nil {
-		a.log.Warn("saving last-seen times", "err", err)
-	}
+	a.saveLastSeen()
 	if firstErr == nil && terr != nil {
 		firstErr = terr
 	}
 	a.log.Info("agent stopped")
 	return firstErr
+}
+
+// persistEvery is how often last-seen times are written to the store.
+const persistEvery = 30 * time.Second
+
+// persist writes last-seen times now and then, so that a restarted agent
+// knows when it last heard from everyone; Run writes them once more at the
+// end.
+func (a *Agent) persist(ctx context.Context) error {
+	t := time.NewTicker(persistEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			a.saveLastSeen()
+		}
+	}
+}
+
+func (a *Agent) saveLastSeen() {
+	seen := map[string]time.Time{}
+	for _, ps := range a.presence.Status() {
+		if !ps.LastSeen.IsZero() {
+			seen[hex.EncodeToString(ps.Device)] = ps.LastSeen
+		}
+	}
+	if err := a.book.saveLastSeen(seen); err != nil {
+		a.log.Warn("saving last-seen times", "err", err)
+	}
 }
 
 // authorize decides, during the TLS handshake, whether peer may talk to us.

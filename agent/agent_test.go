@@ -248,3 +248,22 @@ func BenchmarkReferenceHandshakeOnly(b *testing.B) {
 		conn.Close()
 	}
 }
+
+func TestLastSeenIsPersisted(t *testing.T) {
+	a := startAgent(t, newPhrase(t), 0, "alice", "127.0.0.2")
+	b := startAgent(t, newPhrase(t), 0, "bob", "127.0.0.3")
+	pairAgents(t, a, b)
+	waitFor(t, "heartbeats", func() bool { return a.onlineSet()[b.dev.Identity.DeviceID] })
+	var heard time.Time
+	for _, ps := range a.presence.Status() {
+		heard = ps.LastSeen
+	}
+	a.stop()
+	var p Peer
+	if ok, err := a.st.Get("peers", b.dev.Identity.DeviceID, &p); err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	if p.LastSeen.Before(heard) {
+		t.Fatalf("stored last seen %v, but presence heard bob at %v", p.LastSeen, heard)
+	}
+}

@@ -194,13 +194,24 @@ func (b *book) window(user string) []byte {
 	return nil
 }
 
-// flush writes every peer's last-seen time.
-func (b *book) flush() error {
+// saveLastSeen persists the last-seen times that are newer than the
+// stored ones, in one transaction. seen maps device IDs to times.
+func (b *book) saveLastSeen(seen map[string]time.Time) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	var changed []*Peer
+	for id, t := range seen {
+		if p, ok := b.peers[id]; ok && t.After(p.LastSeen) {
+			p.LastSeen = t.UTC()
+			changed = append(changed, p)
+		}
+	}
+	if len(changed) == 0 {
+		return nil
+	}
 	return b.st.Update(func(tx *store.Tx) error {
-		for id, p := range b.peers {
-			if err := tx.Put("peers", id, p); err != nil {
+		for _, p := range changed {
+			if err := tx.Put("peers", p.DeviceID, p); err != nil {
 				return err
 			}
 		}
