@@ -19,8 +19,11 @@
 //
 // # Who may talk to us
 //
-// A connection is accepted only from a key the address book knows: an own
-// device or a friend's device that is not blocked. While this device shows
+// A connection is accepted only from a key the address book knows, an own
+// device or a friend's device that is not blocked, or from a device whose
+// certificate, carried in its TLS certificate, is signed by our user key: a
+// device restored from the seed phrase is recognised as our own on first
+// contact. While this device shows
 // an invite, an unknown key may connect too, but it can only open a pairing
 // stream, and nothing it says is believed before it proves it scanned the
 // invite. Blocked users' packets are dropped before QUIC sees them.
@@ -35,6 +38,7 @@ package agent
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -51,6 +55,7 @@ import (
 	"github.com/kith-project/kith/internal/device"
 	"github.com/kith-project/kith/internal/store"
 	"github.com/kith-project/kith/internal/transport"
+	"github.com/kith-project/kith/seed"
 )
 
 // Stream protocols: the first byte of a stream.
@@ -149,12 +154,14 @@ func New(cfg Config, dev *device.Device, st *store.Store) (*Agent, error) {
 		return nil, err
 	}
 	a.tr, err = transport.Listen(transport.Config{
-		Key:        dev.Device.Ed25519(),
-		Listen:     cfg.Listen,
-		Authorize:  a.authorize,
-		DropSource: a.dropSource,
-		Datagram:   a.datagram,
-		Logger:     a.log.With("service", "transport"),
+		Key:                 dev.Device.Ed25519(),
+		Listen:              cfg.Listen,
+		Authorize:           a.authorize,
+		Credential:          dev.Identity.Cert,
+		AuthorizeCredential: a.authorizeOwn,
+		DropSource:          a.dropSource,
+		Datagram:            a.datagram,
+		Logger:              a.log.With("service", "transport"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("opening the UDP port %s: %w", cfg.Listen, err)
@@ -249,6 +256,29 @@ func (a *Agent) authorize(peer ed25519.PublicKey, remote netip.AddrPort, dir tra
 		return nil
 	}
 	return errUnknownPeer
+}
+
+// authorizeOwn accepts an unknown device whose certificate, carried in its
+// TLS certificate, is signed by our own user key: a device restored from the
+// seed phrase is one of ours before the two have met. It is remembered as an
+// own device.
+func (a *Agent) authorizeOwn(peer ed25519.PublicKey, credential []byte, remote netip.AddrPort, _ transport.Direction) error {
+	cert, err := seed.ParseDeviceCert(credential)
+	if err != nil {
+		return err
+	}
+	if !cert.User.Equal(a.dev.Cert.User) || subtle.ConstantTimeCompare(cert.Device[:], peer) != 1 {
+		return errUnknownPeer
+	}
+	if cert.Device.Equal(a.dev.Cert.Device) {
+		return errors.New("a device presented this device's own certificate")
+	}
+	p := Peer{DeviceID: cert.Device.String(), UserID: cert.User.String(), Kind: KindOwn, Name: cert.Name, Cert: credential, Addr: remote.String(), LastSeen: a.cfg.Now().UTC()}
+	if err := a.book.addPairing(Friend{}, p); err != nil {
+		return err
+	}
+	a.log.Info("own device recognised by its certificate", "device", p.DeviceID, "index", cert.Index, "name", cert.Name)
+	return nil
 }
 
 // dropSource drops packets from the last addresses of blocked users and,

@@ -267,3 +267,38 @@ func TestLastSeenIsPersisted(t *testing.T) {
 		t.Fatalf("stored last seen %v, but presence heard bob at %v", p.LastSeen, heard)
 	}
 }
+
+func TestOwnDeviceRecognisedByCertificate(t *testing.T) {
+	phrase := newPhrase(t)
+	a := startAgent(t, phrase, 0, "laptop", "127.0.0.2")
+	b := startAgent(t, phrase, 5, "tablet", "127.0.0.3")
+	stranger := startAgent(t, newPhrase(t), 0, "stranger", "127.0.0.4")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	key, _ := hex.DecodeString(a.dev.Identity.DeviceID)
+
+	// b's certificate chains to the same user key: accepted and remembered,
+	// on both sides.
+	if _, err := b.tr.Dial(ctx, a.Addr(), key); err != nil {
+		t.Fatalf("an own device restored from the phrase was refused: %v", err)
+	}
+	p, ok := a.book.peerFor(b.dev.Device.Public().Ed25519())
+	if !ok || p.Kind != KindOwn || p.Name != "tablet" || p.Addr != b.Addr().String() {
+		t.Fatalf("a's book holds %+v for its own device", p)
+	}
+	if q, ok := b.book.peerFor(a.dev.Device.Public().Ed25519()); !ok || q.Kind != KindOwn {
+		t.Fatalf("b's book holds %+v for its own device", q)
+	}
+	// A stranger's certificate is signed by another user key: refused by a.
+	// (The stranger's own side is told to dial a, as if it had scanned a's
+	// code, so that the refusal is a's.)
+	stranger.pair.mu.Lock()
+	stranger.pair.dialing[a.dev.Identity.DeviceID]++
+	stranger.pair.mu.Unlock()
+	if _, err := stranger.tr.Dial(ctx, a.Addr(), key); err == nil {
+		t.Fatal("a stranger with its own valid certificate was accepted")
+	}
+	if _, ok := a.book.peerFor(stranger.dev.Device.Public().Ed25519()); ok {
+		t.Fatal("a stranger was stored")
+	}
+}

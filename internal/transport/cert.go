@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/hex"
 	"fmt"
 	"math/big"
@@ -27,8 +28,9 @@ const (
 
 // certSource makes and caches this device's self-signed certificate.
 type certSource struct {
-	key ed25519.PrivateKey // constant
-	now func() time.Time   // constant
+	key        ed25519.PrivateKey // constant
+	credential []byte             // constant
+	now        func() time.Time   // constant
 
 	mu   sync.Mutex
 	cert *tls.Certificate // guarded by mu
@@ -42,7 +44,7 @@ func (s *certSource) get() (*tls.Certificate, error) {
 	if s.cert != nil && now.Add(certRefresh).Before(s.cert.Leaf.NotAfter) && !now.Before(s.cert.Leaf.NotBefore) {
 		return s.cert, nil
 	}
-	c, err := newCertificate(s.key, now)
+	c, err := newCertificate(s.key, s.credential, now)
 	if err != nil {
 		return nil, err
 	}
@@ -52,7 +54,7 @@ func (s *certSource) get() (*tls.Certificate, error) {
 
 // newCertificate makes the self-signed certificate of key described in the
 // package comment.
-func newCertificate(key ed25519.PrivateKey, now time.Time) (*tls.Certificate, error) {
+func newCertificate(key ed25519.PrivateKey, credential []byte, now time.Time) (*tls.Certificate, error) {
 	pub := key.Public().(ed25519.PublicKey)
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	if err != nil {
@@ -68,6 +70,9 @@ func newCertificate(key ed25519.PrivateKey, now time.Time) (*tls.Certificate, er
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		BasicConstraintsValid: true,
 	}
+	if credential != nil {
+		tmpl.ExtraExtensions = []pkix.Extension{{Id: credentialOID, Value: credential}}
+	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, key)
 	if err != nil {
 		return nil, fmt.Errorf("transport: making certificate: %w", err)
@@ -77,6 +82,23 @@ func newCertificate(key ed25519.PrivateKey, now time.Time) (*tls.Certificate, er
 		return nil, fmt.Errorf("transport: parsing own certificate: %w", err)
 	}
 	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
+}
+
+// credentialOID names the certificate extension that carries
+// Config.Credential: an OID under 2.25 (a UUID arc, free for anyone to use).
+var credentialOID = asn1.ObjectIdentifier{2, 25, 190461725, 1998475311, 3066, 1}
+
+// maxCredential bounds the credential read from a peer's certificate.
+const maxCredential = 4096
+
+// credentialOf returns the credential in a peer's certificate, or nil.
+func credentialOf(leaf *x509.Certificate) []byte {
+	for _, ext := range leaf.Extensions {
+		if ext.Id.Equal(credentialOID) && len(ext.Value) <= maxCredential {
+			return ext.Value
+		}
+	}
+	return nil
 }
 
 // peerKey extracts the device key from a peer's certificate chain: exactly one

@@ -18,7 +18,7 @@ import (
 func TestCertificateProfile(t *testing.T) {
 	key := testKey("a")
 	now := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
-	c, err := newCertificate(key, now)
+	c, err := newCertificate(key, nil, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func TestCertificateProfile(t *testing.T) {
 	if leaf.SignatureAlgorithm != x509.PureEd25519 || leaf.SerialNumber.Sign() <= 0 {
 		t.Errorf("signature %s, serial %s", leaf.SignatureAlgorithm, leaf.SerialNumber)
 	}
-	other, _ := newCertificate(key, now)
+	other, _ := newCertificate(key, nil, now)
 	if leaf.SerialNumber.Cmp(other.Leaf.SerialNumber) == 0 {
 		t.Error("two certificates share a serial number")
 	}
@@ -47,7 +47,7 @@ func TestCertificateProfile(t *testing.T) {
 
 func TestPeerKeyRefusals(t *testing.T) {
 	key := testKey("a")
-	good, _ := newCertificate(key, time.Now())
+	good, _ := newCertificate(key, nil, time.Now())
 
 	// An ed25519 certificate for one key signed by another.
 	otherKey := testKey("b")

@@ -30,6 +30,17 @@
 // and every connection is authorized afresh. ALPN is [ALPN] ("kith/1"); QUIC
 // version 1 only.
 //
+// # Credentials
+//
+// A device may carry opaque bytes, [Config.Credential], in its certificate as
+// a non-critical extension with OID 2.25.190461725.1998475311.3066.1 (an arc
+// under 2.25, free for anyone to use): kith puts the device certificate
+// signed by the user key there. When [Config.Authorize] refuses a peer whose
+// certificate carries a credential of at most 4096 bytes,
+// [Config.AuthorizeCredential] is asked too, so that a device of the same
+// user can be accepted before the two have met. The credential is only data
+// for that callback: the transport checks nothing in it.
+//
 // # Admission
 //
 // In TLS 1.3 the client finishes its handshake before the server has checked

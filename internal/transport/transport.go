@@ -92,6 +92,15 @@ type Config struct {
 	// blocked key return an error: the handshake fails and nothing else is
 	// done. It runs inside the handshake and must be cheap. It is required.
 	Authorize func(peer ed25519.PublicKey, remote netip.AddrPort, dir Direction) error
+	// Credential, if set, travels in this device's certificate (see the
+	// package comment): for kith, the device certificate signed by the user
+	// key, which lets the user's other devices accept this one before they
+	// have met it.
+	Credential []byte
+	// AuthorizeCredential, if set, is asked when Authorize refused a peer
+	// whose certificate carries a credential; nil accepts the peer after
+	// all. It runs only for keys Authorize does not know.
+	AuthorizeCredential func(peer ed25519.PublicKey, credential []byte, remote netip.AddrPort, dir Direction) error
 	// DropSource, if set, is asked for every incoming packet's source
 	// address before anything else; quic tells whether the packet looks like
 	// QUIC. True drops the packet silently. It is called from the transport's
@@ -126,18 +135,20 @@ type peerID [ed25519.PublicKeySize]byte
 // connections and sends and receives raw datagrams on one socket.
 type Transport struct {
 	// Constant after Listen.
-	pub        ed25519.PublicKey
-	certs      *certSource
-	authorize  func(ed25519.PublicKey, netip.AddrPort, Direction) error
-	dropSource func(netip.AddrPort, bool) bool
-	datagram   func([]byte, netip.AddrPort)
-	handshake  time.Duration
-	log        *slog.Logger
-	udp        *net.UDPConn
-	local      netip.AddrPort
-	qt         *quic.Transport
-	ln         *quic.Listener
-	quicConf   *quic.Config
+	pub       ed25519.PublicKey
+	certs     *certSource
+	authorize func(ed25519.PublicKey, netip.AddrPort, Direction) error
+	// authorizeCredential is Config.AuthorizeCredential; may be nil.
+	authorizeCredential func(ed25519.PublicKey, []byte, netip.AddrPort, Direction) error
+	dropSource          func(netip.AddrPort, bool) bool
+	datagram            func([]byte, netip.AddrPort)
+	handshake           time.Duration
+	log                 *slog.Logger
+	udp                 *net.UDPConn
+	local               netip.AddrPort
+	qt                  *quic.Transport
+	ln                  *quic.Listener
+	quicConf            *quic.Config
 
 	// Counters, updated by the read goroutine.
 	datagrams, garbage, dropped atomic.Uint64
@@ -205,13 +216,14 @@ func Listen(cfg Config) (*Transport, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	t := &Transport{
-		pub:        cfg.Key.Public().(ed25519.PublicKey),
-		certs:      &certSource{key: cfg.Key, now: time.Now},
-		authorize:  cfg.Authorize,
-		dropSource: cfg.DropSource,
-		datagram:   cfg.Datagram,
-		handshake:  handshake,
-		log:        log,
+		pub:                 cfg.Key.Public().(ed25519.PublicKey),
+		certs:               &certSource{key: cfg.Key, credential: cfg.Credential, now: time.Now},
+		authorize:           cfg.Authorize,
+		authorizeCredential: cfg.AuthorizeCredential,
+		dropSource:          cfg.DropSource,
+		datagram:            cfg.Datagram,
+		handshake:           handshake,
+		log:                 log,
 		quicConf: &quic.Config{
 			Versions:             []quic.Version{quic.Version1},
 			HandshakeIdleTimeout: handshake,
@@ -295,6 +307,11 @@ func (t *Transport) verify(chain []*x509.Certificate, want ed25519.PublicKey, re
 		return fmt.Errorf("%w: %s answered as %s, want %s", ErrWrongPeer, remote, hex.EncodeToString(peer), hex.EncodeToString(want))
 	}
 	if err := t.authorize(peer, remote, dir); err != nil {
+		if cred := credentialOf(chain[0]); cred != nil && t.authorizeCredential != nil {
+			if cerr := t.authorizeCredential(peer, cred, remote, dir); cerr == nil {
+				return nil
+			}
+		}
 		t.log.Debug("transport: refused handshake", "remote", remote, "dir", dir, "peer", hex.EncodeToString(peer), "err", err)
 		return fmt.Errorf("%w: %s: %w", ErrUnauthorized, hex.EncodeToString(peer), err)
 	}

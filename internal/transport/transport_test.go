@@ -326,7 +326,7 @@ func TestForeignClientsRefused(t *testing.T) {
 	kb := testKey("b")
 	b := listenT(t, Config{Authorize: anyKey, Key: kb, Listen: "127.0.0.3:0"}) // any key, but a certificate and kith/1
 	in := acceptAll(t, b)
-	cert, err := newCertificate(testKey("stranger"), time.Now())
+	cert, err := newCertificate(testKey("stranger"), nil, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
