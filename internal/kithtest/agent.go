@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -66,7 +67,8 @@ func (d *Device) Start(addr string, extra ...string) *Agent {
 	d.T.Helper()
 	a := &Agent{Device: d, Addr: addr, done: make(chan struct{}), log: &lockedBuffer{}}
 	args := append([]string{"--home", d.Home, "run", "--listen", addr, "--log-level", "debug"}, extra...)
-	a.cmd = exec.Command(Binary(d.T), args...)
+	argv := append(append(slices.Clone(d.Prefix), Binary(d.T)), args...)
+	a.cmd = exec.Command(argv[0], argv[1:]...)
 	a.cmd.Env = append(baseEnv(), d.Env...)
 	a.cmd.Stdout = a.log
 	a.cmd.Stderr = a.log

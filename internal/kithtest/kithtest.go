@@ -76,6 +76,12 @@ type Device struct {
 	Home string
 	// Env is added to every command's environment (KEY=value).
 	Env []string
+	// Prefix, if set, is a command that Start puts in front of the kith
+	// binary to run the agent, such as ["ip", "netns", "exec", "ns"] to
+	// run it in a network namespace. It must exec kith in place, so that
+	// the agent's signals and exit status are kith's own. Commands run by
+	// Run and JSON do not use it.
+	Prefix []string
 }
 
 // NewDevice makes an empty home folder for one device.
