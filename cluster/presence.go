@@ -1004,6 +1004,12 @@ func (p *Presence) updateOwnRecordLocked(now time.Time) {
 	if !validAddr(addr) || (addr == p.self.addr && p.self.record != nil) {
 		return
 	}
+	// A device that had a routable address and is left with loopback only
+	// is between two networks (or between "ip addr del" and "add"): it keeps
+	// advertising the routable address rather than one no peer can use.
+	if addr.Addr().IsLoopback() && p.self.record != nil && !p.self.addr.Addr().IsLoopback() {
+		return
+	}
 	p.self.version = max(p.self.version+1, uint64(now.UnixMilli()))
 	p.self.addr = addr
 	p.self.record = signRecord(p.cfg.Key, addr, p.self.version)

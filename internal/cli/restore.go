@@ -20,7 +20,6 @@ type restoreResult struct {
 // deviceIndexFlag is --device I, required by restore and keys export.
 type deviceIndexFlag struct {
 	index uint32
-	set   bool
 }
 
 func addDeviceFlag(cmd *cobra.Command, f *deviceIndexFlag, usage string) {
