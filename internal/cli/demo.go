@@ -71,8 +71,15 @@ Everything it starts is stopped at the end; DIR is removed unless --keep.`,
 type demo struct {
 	bin, dir string
 	out      io.Writer
-	agents   []*exec.Cmd
+	agents   []demoAgent
 	step     int
+}
+
+// demoAgent is an agent process the demo started; exited closes when its
+// process has been waited for.
+type demoAgent struct {
+	cmd    *exec.Cmd
+	exited chan struct{}
 }
 
 func (d *demo) say(format string, args ...any) {
@@ -132,9 +139,9 @@ func (d *demo) start(ctx context.Context, name, host string, flags ...string) (s
 		logf.Close()
 		return "", err
 	}
-	d.agents = append(d.agents, cmd)
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); logf.Close(); close(exited) }()
+	d.agents = append(d.agents, demoAgent{cmd: cmd, exited: exited})
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		cctx, cancel := context.WithTimeout(ctx, time.Second)
@@ -156,21 +163,23 @@ func (d *demo) start(ctx context.Context, name, host string, flags ...string) (s
 }
 
 func (d *demo) stopAll() {
-	for _, c := range d.agents {
-		if c.Process != nil {
-			c.Process.Signal(syscall.SIGTERM)
-		}
+	for _, a := range d.agents {
+		a.cmd.Process.Signal(syscall.SIGTERM)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for _, c := range d.agents {
-		for c.ProcessState == nil && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
-		}
-		if c.ProcessState == nil && c.Process != nil {
-			c.Process.Kill()
-		}
+	for _, a := range d.agents {
+		a.wait()
 	}
 	d.agents = nil
+}
+
+// wait waits up to 10 s for the agent to stop, then kills it.
+func (a demoAgent) wait() {
+	select {
+	case <-a.exited:
+	case <-time.After(10 * time.Second):
+		a.cmd.Process.Kill()
+		<-a.exited
+	}
 }
 
 func freeUDP(host string) (string, error) {
@@ -310,12 +319,9 @@ func same(ok bool) string {
 }
 
 func (d *demo) stopOne(i int) {
-	c := d.agents[i]
-	c.Process.Signal(syscall.SIGTERM)
-	deadline := time.Now().Add(10 * time.Second)
-	for c.ProcessState == nil && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	a := d.agents[i]
+	a.cmd.Process.Signal(syscall.SIGTERM)
+	a.wait()
 }
 
 func (d *demo) status(name string) (agent.Status, error) {
