@@ -302,3 +302,34 @@ func TestOwnDeviceRecognisedByCertificate(t *testing.T) {
 		t.Fatal("a stranger was stored")
 	}
 }
+
+func TestBlockedUserGetsNoAnswer(t *testing.T) {
+	a := startAgent(t, newPhrase(t), 0, "alice", "127.0.0.2")
+	c := startAgent(t, newPhrase(t), 0, "carol", "127.0.0.4")
+	if _, err := c.friendAction("block", a.dev.Identity.UserID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.pair.show(0); err != nil {
+		t.Fatal(err)
+	}
+	sc, err := c.pair.show(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Alice scans carol's code and reaches carol's agent, which says nothing.
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	res, err := a.pair.scan(ctx, sc.Code)
+	if err == nil {
+		t.Fatalf("alice's scan of a code whose owner blocked her: %+v", res)
+	}
+	if control.BadInput(err) {
+		t.Fatalf("the refusal told alice why: %v", err)
+	}
+	if _, ok := c.book.peerFor(a.dev.Device.Public().Ed25519()); ok {
+		t.Fatal("carol stored the blocked user's device")
+	}
+	if fs := c.friends(); len(fs) != 1 || fs[0].Status != StatusBlocked || len(fs[0].Devices) != 0 {
+		t.Fatalf("carol's friends: %+v", fs)
+	}
+}

@@ -287,6 +287,9 @@ func (p *pairer) serve(ctx context.Context, c *transport.Conn, s *transport.Stre
 		return
 	}
 	reply, m := p.handle(hello, c.PeerKey())
+	if reply.Status == "" {
+		return // a blocked user: no answer at all
+	}
 	if m != nil && m.Done() && reply.Status == pairing.StatusPaired {
 		if _, err := p.complete(m); err != nil {
 			p.a.log.Warn("saving a pairing", "err", err)
@@ -307,7 +310,7 @@ func (p *pairer) handle(hello pairing.Hello, peer ed25519.PublicKey) (pairing.Re
 	}
 	if p.a.book.blockedUser(hex.EncodeToString(peerInv.User[:])) {
 		// Nothing from a blocked user is answered or stored.
-		return pairing.Refusal(pairing.ErrRefused), nil
+		return pairing.Reply{}, nil
 	}
 	p.mu.Lock()
 	machines := append([]*pairing.Machine(nil), p.machines...)
