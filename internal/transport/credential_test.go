@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 )
@@ -13,9 +14,19 @@ import (
 func TestCredentialAdmitsUnknownKey(t *testing.T) {
 	ka, kb, kc := testKey("a"), testKey("b"), testKey("c")
 	cred := []byte("signed by our user")
-	var seen []byte
+	var (
+		mu   sync.Mutex
+		seen []byte
+	)
+	saw := func() []byte {
+		mu.Lock()
+		defer mu.Unlock()
+		return seen
+	}
 	vouch := func(peer ed25519.PublicKey, c []byte, _ netip.AddrPort, dir Direction) error {
+		mu.Lock()
 		seen = append([]byte(nil), c...)
+		mu.Unlock()
 		if bytes.Equal(c, cred) && sameKey(peer, pubOf(kb)) && dir == Inbound {
 			return nil
 		}
@@ -33,17 +44,19 @@ func TestCredentialAdmitsUnknownKey(t *testing.T) {
 	if _, err := b.Dial(ctx, a.LocalAddr(), pubOf(ka)); err != nil {
 		t.Fatalf("a device with a good credential was refused: %v", err)
 	}
-	if !bytes.Equal(seen, cred) {
-		t.Fatalf("AuthorizeCredential saw %q, want %q", seen, cred)
+	if !bytes.Equal(saw(), cred) {
+		t.Fatalf("AuthorizeCredential saw %q, want %q", saw(), cred)
 	}
 	if _, err := c.Dial(ctx, a.LocalAddr(), pubOf(ka)); !errors.Is(err, ErrRefused) {
 		t.Fatalf("a device with a bad credential: %v, want ErrRefused", err)
 	}
+	mu.Lock()
 	seen = nil
+	mu.Unlock()
 	if _, err := d.Dial(ctx, a.LocalAddr(), pubOf(ka)); !errors.Is(err, ErrRefused) {
 		t.Fatalf("a device without a credential: %v, want ErrRefused", err)
 	}
-	if seen != nil {
+	if saw() != nil {
 		t.Fatal("AuthorizeCredential was asked about a certificate without a credential")
 	}
 }
