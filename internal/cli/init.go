@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/kith-project/kith/internal/device"
+	"github.com/kith-project/kith/internal/store"
 	"github.com/kith-project/kith/seed"
 	"github.com/spf13/cobra"
 )
@@ -55,21 +56,8 @@ or a prompt on a terminal; it changes no key.`,
 			if err != nil {
 				return fmt.Errorf("generating a seed phrase: %w", err)
 			}
-			h, err := g.openHome(true)
-			if err != nil {
-				return err
-			}
-			defer h.Close()
-			lock, err := g.lockPassphrase(true, "Lock passphrase for this device's keys (Enter for none): ")
-			if err != nil {
-				return err
-			}
-			id, err := device.Provision(h.dir, h.store, device.Request{
-				Phrase: phrase, Passphrase: passphrase, Index: 0, Name: name, Lock: lock, Force: force,
-			})
-			if errors.Is(err, device.ErrExists) {
-				return fmt.Errorf("%s already holds an identity: use another --home, or \"kith restore --force\" to replace it from its phrase", h.dir)
-			}
+			id, err := g.provision(device.Request{Phrase: phrase, Passphrase: passphrase, Index: 0, Name: name, Force: force},
+				"use another --home, or \"kith restore --force\" to replace it from its phrase")
 			if err != nil {
 				return err
 			}
@@ -96,6 +84,25 @@ or a prompt on a terminal; it changes no key.`,
 	cmd.Flags().BoolVar(&askSeed, "seed-passphrase", false, "ask for a BIP39 passphrase (the extra word) on the terminal")
 	cmd.Flags().BoolVar(&force, "force", false, "replace an identity already in this home (its keys are lost unless you have its phrase)")
 	return cmd
+}
+
+// provision writes a new identity into the home folder: it locks the home,
+// asks for the lock passphrase and provisions the device. onExists is the
+// hint given when the home already holds an identity.
+func (g *globals) provision(req device.Request, onExists string) (store.Identity, error) {
+	h, err := g.openHome(true)
+	if err != nil {
+		return store.Identity{}, err
+	}
+	defer h.Close()
+	if req.Lock, err = g.lockPassphrase(true, "Lock passphrase for this device's keys (Enter for none): "); err != nil {
+		return store.Identity{}, err
+	}
+	id, err := device.Provision(h.dir, h.store, req)
+	if errors.Is(err, device.ErrExists) {
+		return store.Identity{}, fmt.Errorf("%s already holds an identity: %s", h.dir, onExists)
+	}
+	return id, err
 }
 
 func defaultName() string {

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"io"
 
@@ -86,21 +85,8 @@ KITH_SEED_PASSPHRASE or with --seed-passphrase.`,
 			if err != nil {
 				return err
 			}
-			h, err := g.openHome(true)
-			if err != nil {
-				return err
-			}
-			defer h.Close()
-			lock, err := g.lockPassphrase(true, "Lock passphrase for this device's keys (Enter for none): ")
-			if err != nil {
-				return err
-			}
-			id, err := device.Provision(h.dir, h.store, device.Request{
-				Phrase: phrase, Passphrase: passphrase, Index: index, Name: name, Lock: lock, Force: force,
-			})
-			if errors.Is(err, device.ErrExists) {
-				return fmt.Errorf("%s already holds an identity: use another --home, or add --force to replace it", h.dir)
-			}
+			id, err := g.provision(device.Request{Phrase: phrase, Passphrase: passphrase, Index: index, Name: name, Force: force},
+				"use another --home, or add --force to replace it")
 			if err != nil {
 				return err
 			}
