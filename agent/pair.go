@@ -259,6 +259,10 @@ func (p *pairer) exchange(ctx context.Context, addr netip.AddrPort, key ed25519.
 	if err != nil {
 		return pairing.Reply{}, err
 	}
+	// The connection served the pairing only: presence needs none, and an
+	// idle QUIC connection costs keep-alives on both sides for as long as it
+	// stays open.
+	defer c.Close()
 	s, err := c.OpenStream(ctx)
 	if err != nil {
 		return pairing.Reply{}, err

@@ -36,45 +36,7 @@ import (
 	"github.com/kith-project/kith/internal/control"
 	"github.com/kith-project/kith/internal/home"
 	"github.com/kith-project/kith/internal/kithtest"
-	"github.com/kith-project/kith/internal/store"
 )
-
-// benchPerson is newPerson for a benchmark.
-func benchPerson(tb testing.TB, name, host string, runFlags ...string) *person {
-	tb.Helper()
-	d := kithtest.NewDevice(tb)
-	var id identity
-	d.JSON(&id, "", "init", "--name", name)
-	p := &person{Device: d, id: id}
-	p.agent = d.Start(kithtest.FreeAddr(tb, host), runFlags...)
-	return p
-}
-
-// benchPair makes a and c friends through their KITH1: codes.
-func benchPair(tb testing.TB, a, c *person) {
-	tb.Helper()
-	var as, cs showResult
-	a.JSON(&as, "", "pair", "show")
-	c.JSON(&cs, "", "pair", "show")
-	var first, second scanResult
-	a.JSON(&first, "", "pair", "scan", "--code", cs.Code)
-	c.JSON(&second, "", "pair", "scan", "--code", as.Code)
-	if first.Status != "waiting" || second.Status != "paired" || first.SAS != second.SAS {
-		tb.Fatalf("pairing %s and %s: %+v then %+v", a.id.Name, c.id.Name, first, second)
-	}
-}
-
-// statusOf is quickStatus for a benchmark.
-func statusOf(tb testing.TB, p *person) agent.Status {
-	tb.Helper()
-	var st agent.Status
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := control.NewClient(p.Home).Do(ctx, "GET", "/v1/status", nil, &st); err != nil {
-		tb.Fatalf("status of %s: %v", p.id.Name, err)
-	}
-	return st
-}
 
 // untilAll polls the status of every one of ps, as fast as their control
 // sockets answer, until cond holds for device in each, and returns when
@@ -165,11 +127,11 @@ func randomPause(T time.Duration) {
 // completes before bob's control socket answers counts as 0 from ready.
 func BenchmarkConvergeMove(b *testing.B) {
 	hb := []string{"--heartbeat", testT.String()}
-	alice := benchPerson(b, "alice", "127.0.0.2", hb...)
-	bob := benchPerson(b, "bob", "127.0.0.3", hb...)
-	carol := benchPerson(b, "carol", "127.0.0.4", hb...)
-	benchPair(b, alice, bob)
-	benchPair(b, carol, bob)
+	alice := newPerson(b, "alice", "127.0.0.2", hb...)
+	bob := newPerson(b, "bob", "127.0.0.3", hb...)
+	carol := newPerson(b, "carol", "127.0.0.4", hb...)
+	pair(b, alice, bob)
+	pair(b, carol, bob)
 	watchers := []*person{alice, carol}
 	ctx, cancel := context.WithCancel(context.Background())
 	b.Cleanup(cancel) // ends a poller left behind by a failure
@@ -219,11 +181,11 @@ func BenchmarkConvergeMove(b *testing.B) {
 // both alice and carol show bob at the relay's new outside address.
 func BenchmarkConvergeRebind(b *testing.B) {
 	hb := []string{"--heartbeat", testT.String()}
-	alice := benchPerson(b, "alice", "127.0.0.2", hb...)
-	bob := benchPerson(b, "bob", "127.0.0.3", hb...)
-	carol := benchPerson(b, "carol", "127.0.0.4", hb...)
-	benchPair(b, alice, bob)
-	benchPair(b, carol, bob)
+	alice := newPerson(b, "alice", "127.0.0.2", hb...)
+	bob := newPerson(b, "bob", "127.0.0.3", hb...)
+	carol := newPerson(b, "carol", "127.0.0.4", hb...)
+	pair(b, alice, bob)
+	pair(b, carol, bob)
 	for _, p := range []*person{alice, bob, carol} {
 		if err := p.agent.Stop(); err != nil {
 			b.Fatal(err)
@@ -233,12 +195,12 @@ func BenchmarkConvergeRebind(b *testing.B) {
 	// anyone (see TestRebindingNoticedByPeers).
 	const pinned = 1 << 62
 	ap, cp := netip.MustParseAddrPort(alice.agent.Addr), netip.MustParseAddrPort(carol.agent.Addr)
-	nat := benchRelay(b, netip.MustParseAddrPort(bob.agent.Addr), []netip.AddrPort{ap, cp})
-	setPeerTB(b, bob.Home, alice.id.DeviceID, nat.insideAddr(0), pinned)
-	setPeerTB(b, bob.Home, carol.id.DeviceID, nat.insideAddr(1), pinned)
+	nat := newNATRelay(b, netip.MustParseAddrPort(bob.agent.Addr), []netip.AddrPort{ap, cp})
+	setPeer(b, bob.Home, alice.id.DeviceID, nat.insideAddr(0), pinned)
+	setPeer(b, bob.Home, carol.id.DeviceID, nat.insideAddr(1), pinned)
 	outside := nat.outsideAddr()
-	setPeerTB(b, alice.Home, bob.id.DeviceID, outside, pinned)
-	setPeerTB(b, carol.Home, bob.id.DeviceID, outside, pinned)
+	setPeer(b, alice.Home, bob.id.DeviceID, outside, pinned)
+	setPeer(b, carol.Home, bob.id.DeviceID, outside, pinned)
 	for _, p := range []*person{alice, bob, carol} {
 		p.agent = p.Start(p.agent.Addr, hb...)
 	}
@@ -257,7 +219,7 @@ func BenchmarkConvergeRebind(b *testing.B) {
 		b.StopTimer()
 		randomPause(testT)
 		b.StartTimer()
-		moved := rebindTB(b, nat, fmt.Sprintf("127.0.0.%d:0", 21+i%9)).String()
+		moved := nat.rebind(b, fmt.Sprintf("127.0.0.%d:0", 21+i%9)).String()
 		i++
 		rebound := time.Now()
 		at, err := untilAll(ctx, watchers, bob.id.DeviceID, 20*testT, func(ps agent.PeerStatus) bool { return ps.Addr == moved })
@@ -267,62 +229,6 @@ func BenchmarkConvergeRebind(b *testing.B) {
 		took = append(took, at.Sub(rebound))
 	}
 	reportConvergence(b, "", "the rebinding", took, testT)
-}
-
-// benchRelay is newNATRelay for a benchmark.
-func benchRelay(tb testing.TB, host netip.AddrPort, peers []netip.AddrPort) *natRelay {
-	r := &natRelay{host: host, peers: peers, outside: listenUDPTB(tb, "127.0.0.20:0")}
-	for range peers {
-		r.inside = append(r.inside, listenUDPTB(tb, "127.0.0.30:0"))
-	}
-	for i, in := range r.inside {
-		r.wg.Add(1)
-		go r.fromInside(i, in)
-	}
-	r.wg.Add(1)
-	go r.fromOutside(r.outside)
-	tb.Cleanup(r.close)
-	return r
-}
-
-// rebindTB is natRelay.rebind for a benchmark.
-func rebindTB(tb testing.TB, r *natRelay, addr string) netip.AddrPort {
-	next := listenUDPTB(tb, addr)
-	r.mu.Lock()
-	old := r.outside
-	r.outside = next
-	r.mu.Unlock()
-	old.Close()
-	r.wg.Add(1)
-	go r.fromOutside(next)
-	return netip.MustParseAddrPort(next.LocalAddr().String())
-}
-
-func listenUDPTB(tb testing.TB, addr string) *net.UDPConn {
-	tb.Helper()
-	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr)))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return c
-}
-
-// setPeerTB is setPeer for a benchmark.
-func setPeerTB(tb testing.TB, dir, device string, addr netip.AddrPort, version uint64) {
-	tb.Helper()
-	st, err := store.Open(filepath.Join(dir, store.FileName))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer st.Close()
-	var p agent.Peer
-	if ok, err := st.Get("peers", device, &p); err != nil || !ok {
-		tb.Fatalf("no peer %s in %s: %v", device, dir, err)
-	}
-	p.Addr, p.AddrVersion = addr.String(), version
-	if err := st.Put("peers", device, p); err != nil {
-		tb.Fatal(err)
-	}
 }
 
 // agentPID returns the process ID of p's agent, which it wrote into its
@@ -534,7 +440,7 @@ func idleSettings(tb testing.TB) (window, T time.Duration, hb []string) {
 func BenchmarkIdleAgentCPU(b *testing.B) {
 	const peers = 10
 	window, T, hb := idleSettings(b)
-	hub := benchPerson(b, "hub", "127.0.0.40", hb...)
+	hub := newPerson(b, "hub", "127.0.0.40", hb...)
 	hubPID := agentPID(b, hub)
 
 	// The reference: the same agent, alone.
@@ -545,13 +451,13 @@ func BenchmarkIdleAgentCPU(b *testing.B) {
 
 	var ps []*person
 	for i := range peers {
-		p := benchPerson(b, fmt.Sprintf("peer%d", i), fmt.Sprintf("127.0.0.%d", 41+i), hb...)
-		benchPair(b, hub, p)
+		p := newPerson(b, fmt.Sprintf("peer%d", i), fmt.Sprintf("127.0.0.%d", 41+i), hb...)
+		pair(b, hub, p)
 		ps = append(ps, p)
 	}
 	online := func() int {
 		n := 0
-		for _, p := range statusOf(b, hub).Peers {
+		for _, p := range quickStatus(b, hub).Peers {
 			if p.Online {
 				n++
 			}

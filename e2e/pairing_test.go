@@ -49,7 +49,7 @@ type person struct {
 	agent *kithtest.Agent
 }
 
-func newPerson(t *testing.T, name, host string, runFlags ...string) *person {
+func newPerson(t testing.TB, name, host string, runFlags ...string) *person {
 	t.Helper()
 	d := kithtest.NewDevice(t)
 	var id identity
@@ -59,7 +59,7 @@ func newPerson(t *testing.T, name, host string, runFlags ...string) *person {
 	return p
 }
 
-func (p *person) show(t *testing.T, args ...string) (showResult, string) {
+func (p *person) show(t testing.TB, args ...string) (showResult, string) {
 	t.Helper()
 	png := filepath.Join(t.TempDir(), "invite.png")
 	var s showResult
@@ -87,7 +87,7 @@ func findFriend(fs []friendView, user string) (friendView, bool) {
 }
 
 // pair makes a and b friends through PNG files and returns the SAS.
-func pair(t *testing.T, a, b *person) string {
+func pair(t testing.TB, a, b *person) string {
 	t.Helper()
 	_, aPNG := a.show(t)
 	_, bPNG := b.show(t)

@@ -21,7 +21,7 @@ import (
 
 // quickStatus asks an agent for its status over the control socket, without
 // starting a process, so that polling is fine-grained.
-func quickStatus(t *testing.T, p *person) agent.Status {
+func quickStatus(t testing.TB, p *person) agent.Status {
 	t.Helper()
 	var st agent.Status
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -30,7 +30,7 @@ type natRelay struct {
 	wg      sync.WaitGroup
 }
 
-func listenUDP(t *testing.T, addr string) *net.UDPConn {
+func listenUDP(t testing.TB, addr string) *net.UDPConn {
 	t.Helper()
 	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr)))
 	if err != nil {
@@ -39,7 +39,7 @@ func listenUDP(t *testing.T, addr string) *net.UDPConn {
 	return c
 }
 
-func newNATRelay(t *testing.T, host netip.AddrPort, peers []netip.AddrPort) *natRelay {
+func newNATRelay(t testing.TB, host netip.AddrPort, peers []netip.AddrPort) *natRelay {
 	r := &natRelay{host: host, peers: peers, outside: listenUDP(t, "127.0.0.20:0")}
 	for range peers {
 		r.inside = append(r.inside, listenUDP(t, "127.0.0.30:0"))
@@ -99,7 +99,7 @@ func (r *natRelay) fromOutside(out *net.UDPConn) {
 }
 
 // rebind moves the outside socket to a new address.
-func (r *natRelay) rebind(t *testing.T, addr string) netip.AddrPort {
+func (r *natRelay) rebind(t testing.TB, addr string) netip.AddrPort {
 	next := listenUDP(t, addr)
 	r.mu.Lock()
 	old := r.outside
@@ -123,7 +123,7 @@ func (r *natRelay) close() {
 
 // setPeer rewrites what home's store holds for device while its agent is
 // stopped.
-func setPeer(t *testing.T, home, device string, addr netip.AddrPort, version uint64) {
+func setPeer(t testing.TB, home, device string, addr netip.AddrPort, version uint64) {
 	t.Helper()
 	st, err := store.Open(filepath.Join(home, store.FileName))
 	if err != nil {
