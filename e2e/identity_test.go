@@ -479,3 +479,26 @@ func mustDecodeHex(t *testing.T, s string) []byte {
 	}
 	return b
 }
+
+func TestLockRemove(t *testing.T) {
+	a := kithtest.NewDevice(t)
+	a.Env = []string{"KITH_PASSPHRASE=first lock"}
+	created := initDevice(t, a)
+	var out struct{ Sealed bool }
+	a.JSON(&out, "", "keys", "lock", "--remove")
+	if out.Sealed {
+		t.Fatal("keys lock --remove left the keys sealed")
+	}
+	plain, err := keystore.Load(a.Home, nil)
+	if err != nil {
+		t.Fatalf("the keystore is not readable without a passphrase after --remove: %v", err)
+	}
+	if len(plain.Entries) != 3 {
+		t.Fatalf("entries after --remove: %d", len(plain.Entries))
+	}
+	var id identity
+	a.JSON(&id, "", "id")
+	if id.DeviceID != created.DeviceID {
+		t.Fatal("removing the lock changed the device ID")
+	}
+}

@@ -380,3 +380,41 @@ func TestCommandsWithoutAgent(t *testing.T) {
 		t.Fatalf("a second agent on one home: %s", res)
 	}
 }
+
+// The text forms of the agent commands, and the friend actions not covered
+// above, over the real binary.
+func TestTextOutputAndFriendActions(t *testing.T) {
+	alice := newPerson(t, "alice", "127.0.0.2")
+	bob := newPerson(t, "bob", "127.0.0.3")
+	sas := pair(t, alice, bob)
+
+	show := alice.Run("", "pair", "show")
+	if show.Code != 0 || !strings.Contains(show.Stdout, "KITH1:") || !strings.Contains(show.Stdout, "▀") && !strings.Contains(show.Stdout, "█") {
+		t.Fatalf("pair show should draw a QR code and print the code: %s", show)
+	}
+	fr := alice.Run("", "friends")
+	if fr.Code != 0 || !strings.Contains(fr.Stdout, bob.id.UserID) || !strings.Contains(fr.Stdout, sas) || !strings.Contains(fr.Stdout, "bob") {
+		t.Fatalf("friends table: %s", fr)
+	}
+	st := alice.Run("", "status")
+	if st.Code != 0 || !strings.Contains(st.Stdout, "CLOCK OFFSET") || !strings.Contains(st.Stdout, bob.agent.Addr) {
+		t.Fatalf("status table: %s", st)
+	}
+
+	var res struct{ UserID, Status string }
+	alice.JSON(&res, "", "friends", "block", bob.id.UserID)
+	alice.JSON(&res, "", "friends", "unblock", bob.id.UserID)
+	if f, ok := findFriend(alice.friends(t), bob.id.UserID); !ok || f.Status != "friend" || len(f.Devices) != 1 {
+		t.Fatalf("after unblock: %+v", f)
+	}
+	alice.JSON(&res, "", "friends", "remove", bob.id.UserID)
+	if res.Status != "removed" || len(alice.friends(t)) != 0 {
+		t.Fatalf("after remove: %+v, friends %+v", res, alice.friends(t))
+	}
+	if r := alice.Run("", "friends", "remove", bob.id.UserID); r.Code != 1 || !strings.Contains(r.Stderr, "no friend") {
+		t.Fatalf("removing a stranger: %s", r)
+	}
+	if r := alice.Run("", "friends", "block", "not-a-user"); r.Code != 2 || !strings.Contains(r.Stderr, "64 hexadecimal") {
+		t.Fatalf("blocking a malformed user ID: %s", r)
+	}
+}
