@@ -127,11 +127,7 @@ func randomPause(T time.Duration) {
 // completes before bob's control socket answers counts as 0 from ready.
 func BenchmarkConvergeMove(b *testing.B) {
 	hb := []string{"--heartbeat", testT.String()}
-	alice := newPerson(b, "alice", "127.0.0.2", hb...)
-	bob := newPerson(b, "bob", "127.0.0.3", hb...)
-	carol := newPerson(b, "carol", "127.0.0.4", hb...)
-	pair(b, alice, bob)
-	pair(b, carol, bob)
+	alice, bob, carol := bobAndFriends(b, hb...)
 	watchers := []*person{alice, carol}
 	ctx, cancel := context.WithCancel(context.Background())
 	b.Cleanup(cancel) // ends a poller left behind by a failure
@@ -181,29 +177,9 @@ func BenchmarkConvergeMove(b *testing.B) {
 // both alice and carol show bob at the relay's new outside address.
 func BenchmarkConvergeRebind(b *testing.B) {
 	hb := []string{"--heartbeat", testT.String()}
-	alice := newPerson(b, "alice", "127.0.0.2", hb...)
-	bob := newPerson(b, "bob", "127.0.0.3", hb...)
-	carol := newPerson(b, "carol", "127.0.0.4", hb...)
-	pair(b, alice, bob)
-	pair(b, carol, bob)
-	for _, p := range []*person{alice, bob, carol} {
-		if err := p.agent.Stop(); err != nil {
-			b.Fatal(err)
-		}
-	}
-	// Pinned address records, so that only authenticated packets move
-	// anyone (see TestRebindingNoticedByPeers).
-	const pinned = 1 << 62
-	ap, cp := netip.MustParseAddrPort(alice.agent.Addr), netip.MustParseAddrPort(carol.agent.Addr)
-	nat := newNATRelay(b, netip.MustParseAddrPort(bob.agent.Addr), []netip.AddrPort{ap, cp})
-	setPeer(b, bob.Home, alice.id.DeviceID, nat.insideAddr(0), pinned)
-	setPeer(b, bob.Home, carol.id.DeviceID, nat.insideAddr(1), pinned)
+	alice, bob, carol := bobAndFriends(b, hb...)
+	nat := behindNAT(b, alice, bob, carol, hb...)
 	outside := nat.outsideAddr()
-	setPeer(b, alice.Home, bob.id.DeviceID, outside, pinned)
-	setPeer(b, carol.Home, bob.id.DeviceID, outside, pinned)
-	for _, p := range []*person{alice, bob, carol} {
-		p.agent = p.Start(p.agent.Addr, hb...)
-	}
 	watchers := []*person{alice, carol}
 	ctx, cancel := context.WithCancel(context.Background())
 	b.Cleanup(cancel) // ends a poller left behind by a failure

@@ -65,11 +65,7 @@ const testT = 200 * time.Millisecond
 
 func TestMoveToNewAddress(t *testing.T) {
 	hb := []string{"--heartbeat", testT.String()}
-	alice := newPerson(t, "alice", "127.0.0.2", hb...)
-	bob := newPerson(t, "bob", "127.0.0.3", hb...)
-	carol := newPerson(t, "carol", "127.0.0.4", hb...)
-	pair(t, alice, bob)
-	pair(t, carol, bob)
+	alice, bob, carol := bobAndFriends(t, hb...)
 	for _, p := range []*person{alice, carol} {
 		waitPeer(t, p, bob.id.DeviceID, 10*time.Second, "bob online", func(ps agent.PeerStatus) bool { return ps.Online })
 	}

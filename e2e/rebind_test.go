@@ -140,39 +140,53 @@ func setPeer(t testing.TB, home, device string, addr netip.AddrPort, version uin
 	}
 }
 
+// bobAndFriends starts alice, bob and carol with runFlags, and pairs bob
+// with both.
+func bobAndFriends(tb testing.TB, runFlags ...string) (alice, bob, carol *person) {
+	tb.Helper()
+	alice = newPerson(tb, "alice", "127.0.0.2", runFlags...)
+	bob = newPerson(tb, "bob", "127.0.0.3", runFlags...)
+	carol = newPerson(tb, "carol", "127.0.0.4", runFlags...)
+	pair(tb, alice, bob)
+	pair(tb, carol, bob)
+	return alice, bob, carol
+}
+
+// behindNAT restarts the three agents with bob behind a NAT relay: he
+// reaches alice and carol through its inside ports, and they know him only
+// by its outside address. Address records are pinned at a high version on
+// every side, so that only authenticated packets move anyone: the mechanism
+// under test. (A real NAT also hides bob's own address; loopback does not.)
+func behindNAT(tb testing.TB, alice, bob, carol *person, runFlags ...string) *natRelay {
+	tb.Helper()
+	for _, p := range []*person{alice, bob, carol} {
+		if err := p.agent.Stop(); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	const pinned = 1 << 62
+	ap, cp := netip.MustParseAddrPort(alice.agent.Addr), netip.MustParseAddrPort(carol.agent.Addr)
+	nat := newNATRelay(tb, netip.MustParseAddrPort(bob.agent.Addr), []netip.AddrPort{ap, cp})
+	setPeer(tb, bob.Home, alice.id.DeviceID, nat.insideAddr(0), pinned)
+	setPeer(tb, bob.Home, carol.id.DeviceID, nat.insideAddr(1), pinned)
+	outside := nat.outsideAddr()
+	setPeer(tb, alice.Home, bob.id.DeviceID, outside, pinned)
+	setPeer(tb, carol.Home, bob.id.DeviceID, outside, pinned)
+	for _, p := range []*person{alice, bob, carol} {
+		p.agent = p.Start(p.agent.Addr, runFlags...)
+	}
+	return nat
+}
+
 // TestRebindingNoticedByPeers: bob sits behind a NAT that rebinds to a new
 // outside address without bob noticing. Alice and carol move to bob's new
 // address on his first authenticated packet from it, and both know within
 // 3 heartbeat intervals.
 func TestRebindingNoticedByPeers(t *testing.T) {
 	hb := []string{"--heartbeat", testT.String()}
-	alice := newPerson(t, "alice", "127.0.0.2", hb...)
-	bob := newPerson(t, "bob", "127.0.0.3", hb...)
-	carol := newPerson(t, "carol", "127.0.0.4", hb...)
-	pair(t, alice, bob)
-	pair(t, carol, bob)
-	for _, p := range []*person{alice, bob, carol} {
-		if err := p.agent.Stop(); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	// Put bob behind the relay: he reaches alice and carol through its
-	// inside ports, and they know him only by its outside address. Address
-	// records are pinned at a high version on every side, so that only
-	// authenticated packets move anyone: the mechanism under test. (A real
-	// NAT also hides bob's own address; loopback does not.)
-	const pinned = 1 << 62
-	ap, cp := netip.MustParseAddrPort(alice.agent.Addr), netip.MustParseAddrPort(carol.agent.Addr)
-	nat := newNATRelay(t, netip.MustParseAddrPort(bob.agent.Addr), []netip.AddrPort{ap, cp})
-	setPeer(t, bob.Home, alice.id.DeviceID, nat.insideAddr(0), pinned)
-	setPeer(t, bob.Home, carol.id.DeviceID, nat.insideAddr(1), pinned)
+	alice, bob, carol := bobAndFriends(t, hb...)
+	nat := behindNAT(t, alice, bob, carol, hb...)
 	outside := nat.outsideAddr()
-	setPeer(t, alice.Home, bob.id.DeviceID, outside, pinned)
-	setPeer(t, carol.Home, bob.id.DeviceID, outside, pinned)
-	for _, p := range []*person{alice, bob, carol} {
-		p.agent = p.Start(p.agent.Addr, hb...)
-	}
 	for _, p := range []*person{alice, carol} {
 		waitPeer(t, p, bob.id.DeviceID, 10*time.Second, "bob through the NAT", func(ps agent.PeerStatus) bool {
 			return ps.Addr == outside.String() && ps.Online && ps.RTTMillis != nil
