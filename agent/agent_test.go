@@ -138,6 +138,9 @@ func TestPairFriendsAndBlock(t *testing.T) {
 	if err != nil || st.Status != StatusFriend {
 		t.Fatalf("unblock: %+v %v", st, err)
 	}
+	if a.book.blockedAddr(b.Addr()) {
+		t.Fatal("packets from an unblocked device's address are still dropped")
+	}
 	st, err = a.friendAction("remove", b.dev.Identity.UserID)
 	if err != nil || len(a.friends()) != 0 || len(a.book.reachable()) != 0 {
 		t.Fatalf("remove: %+v %v, friends %+v", st, err, a.friends())

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kith-project/kith/internal/store"
@@ -63,12 +64,18 @@ type book struct {
 	selfID string // our user ID
 
 	mu      sync.Mutex
-	friends map[string]*Friend // by user ID
-	peers   map[string]*Peer   // by device ID
+	friends map[string]*Friend // by user ID; guarded by mu
+	peers   map[string]*Peer   // by device ID; guarded by mu
+
+	// blocked holds the last addresses of blocked users' devices, derived
+	// from friends and peers by refreshLocked after every change. It is read
+	// without the lock for every incoming packet.
+	blocked atomic.Pointer[map[netip.AddrPort]bool]
 }
 
 func loadBook(st *store.Store, selfUser string) (*book, error) {
 	b := &book{st: st, selfID: selfUser, friends: map[string]*Friend{}, peers: map[string]*Peer{}}
+	defer b.refreshLocked() // no other goroutine has b yet
 	err := st.List("friends", func(key string, raw []byte) error {
 		var f Friend
 		if err := jsonUnmarshal(raw, &f); err != nil {
@@ -126,16 +133,25 @@ func (b *book) blockedUser(user string) bool {
 }
 
 // blockedAddr reports whether from is the last address of a blocked user's
-// device, so that its packets can be dropped before any work.
+// device, so that its packets can be dropped before any work. It takes no
+// lock: the transport asks it for every incoming packet.
 func (b *book) blockedAddr(from netip.AddrPort) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	m := b.blocked.Load()
+	return m != nil && (*m)[from]
+}
+
+// refreshLocked rebuilds the set of blocked addresses. Call with mu held,
+// after every change to friends or peers.
+func (b *book) refreshLocked() {
+	m := map[netip.AddrPort]bool{}
 	for _, p := range b.peers {
-		if f, ok := b.friends[p.UserID]; ok && f.Status == StatusBlocked && p.Addr == from.String() {
-			return true
+		if f, ok := b.friends[p.UserID]; ok && f.Status == StatusBlocked {
+			if ap, err := netip.ParseAddrPort(p.Addr); err == nil {
+				m[ap] = true
+			}
 		}
 	}
-	return false
+	b.blocked.Store(&m)
 }
 
 // addPairing records a completed pairing: the friend (unless it is our own
@@ -143,6 +159,7 @@ func (b *book) blockedAddr(from netip.AddrPort) bool {
 func (b *book) addPairing(f Friend, p Peer) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	defer b.refreshLocked()
 	err := b.st.Update(func(tx *store.Tx) error {
 		if p.Kind == KindFriend {
 			if err := tx.Put("friends", f.UserID, f); err != nil {
@@ -168,6 +185,7 @@ func (b *book) addPairing(f Friend, p Peer) error {
 func (b *book) setAddr(id string, addr netip.AddrPort, version uint64, now time.Time) (moved bool, err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	defer b.refreshLocked()
 	p, ok := b.peers[id]
 	if !ok {
 		return false, nil
@@ -224,6 +242,7 @@ func (b *book) saveLastSeen(seen map[string]time.Time) error {
 func (b *book) setStatus(user, status string) (Friend, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	defer b.refreshLocked()
 	f, ok := b.friends[user]
 	if !ok {
 		if status != StatusBlocked {
@@ -246,6 +265,7 @@ var errNoFriend = errors.New("no such friend")
 func (b *book) remove(user string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	defer b.refreshLocked()
 	if _, ok := b.friends[user]; !ok {
 		return errNoFriend
 	}
