@@ -2,9 +2,7 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/kith-project/kith/internal/control"
@@ -36,21 +34,6 @@ func (g *globals) call(cmd *cobra.Command, method, path string, in, out any) err
 		return badInput(err)
 	}
 	return err
-}
-
-// agentRunning reports whether an agent answers on this home's socket.
-func (g *globals) agentRunning() bool {
-	dir, err := g.homeDir()
-	if err != nil {
-		return false
-	}
-	if _, err := os.Stat(control.SocketPath(dir)); err != nil {
-		return false
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	err = control.NewClient(dir).Do(ctx, "GET", "/v1/id", nil, nil)
-	return err == nil || !errors.Is(err, control.ErrNoAgent)
 }
 
 func addAgentCommands(root *cobra.Command, g *globals) {

@@ -1,9 +1,11 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io"
 
+	"github.com/kith-project/kith/internal/control"
 	"github.com/spf13/cobra"
 )
 
@@ -37,8 +39,9 @@ func newIDCmd(g *globals) *cobra.Command {
 // the home, or else from the store.
 func (g *globals) identity(cmd *cobra.Command) (idResult, error) {
 	var res idResult
-	if g.agentRunning() {
-		return res, g.call(cmd, "GET", "/v1/id", nil, &res)
+	err := g.call(cmd, "GET", "/v1/id", nil, &res)
+	if !errors.Is(err, control.ErrNoAgent) {
+		return res, err
 	}
 	h, err := g.openHome(false)
 	if err != nil {
