@@ -134,7 +134,7 @@ func New(cfg Config, dev *device.Device, st *store.Store) (*Agent, error) {
 	cfg.setDefaults()
 	a := &Agent{cfg: cfg, dev: dev, st: st, log: cfg.Logger}
 	var err error
-	if a.book, err = loadBook(st, dev.Identity.UserID); err != nil {
+	if a.book, err = loadBook(st); err != nil {
 		return nil, err
 	}
 	a.pair = newPairer(a)
@@ -376,5 +376,3 @@ func readJSON(r io.Reader, max int, v any) error {
 	}
 	return json.Unmarshal(b, v)
 }
-
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

@@ -3,6 +3,7 @@ package agent
 import (
 	"crypto/subtle"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -60,8 +61,7 @@ type Peer struct {
 // the store at start and written through on every change. Its methods are
 // safe for concurrent use.
 type book struct {
-	st     *store.Store
-	selfID string // our user ID
+	st *store.Store
 
 	mu      sync.Mutex
 	friends map[string]*Friend // by user ID; guarded by mu
@@ -73,12 +73,12 @@ type book struct {
 	blocked atomic.Pointer[map[netip.AddrPort]bool]
 }
 
-func loadBook(st *store.Store, selfUser string) (*book, error) {
-	b := &book{st: st, selfID: selfUser, friends: map[string]*Friend{}, peers: map[string]*Peer{}}
+func loadBook(st *store.Store) (*book, error) {
+	b := &book{st: st, friends: map[string]*Friend{}, peers: map[string]*Peer{}}
 	defer b.refreshLocked() // no other goroutine has b yet
 	err := st.List("friends", func(key string, raw []byte) error {
 		var f Friend
-		if err := jsonUnmarshal(raw, &f); err != nil {
+		if err := json.Unmarshal(raw, &f); err != nil {
 			return fmt.Errorf("friend %s: %w", key, err)
 		}
 		b.friends[f.UserID] = &f
@@ -89,7 +89,7 @@ func loadBook(st *store.Store, selfUser string) (*book, error) {
 	}
 	err = st.List("peers", func(key string, raw []byte) error {
 		var p Peer
-		if err := jsonUnmarshal(raw, &p); err != nil {
+		if err := json.Unmarshal(raw, &p); err != nil {
 			return fmt.Errorf("peer %s: %w", key, err)
 		}
 		b.peers[p.DeviceID] = &p
