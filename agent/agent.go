@@ -30,16 +30,22 @@
 //
 // # Streams
 //
-// The first byte of every stream names its protocol:
+// The first byte of every stream names its protocol. Each protocol is
+// registered once in a table (streams.go) with who may open it (own
+// devices, friends, strangers admitted by an open invite), its deadline, a
+// limit on its concurrent streams, and either a handler or a net.Listener
+// of its streams. Admission is enforced where streams arrive: a stream of
+// an unknown protocol, or from a peer the protocol does not admit, is reset
+// before anything is read past its first byte.
 //
-//	0x01  pairing: a Hello frame, answered by a Reply frame (package pairing)
+//	0x01  pairing: a Hello frame, answered by a Reply frame (package
+//	      pairing); own devices, friends and strangers; 30 s
 package agent
 
 import (
 	"context"
 	"crypto/ed25519"
 	"crypto/subtle"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,6 +53,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"time"
 
@@ -55,16 +62,12 @@ import (
 	"github.com/kith-project/kith/internal/device"
 	"github.com/kith-project/kith/internal/store"
 	"github.com/kith-project/kith/internal/transport"
+	"github.com/kith-project/kith/roster"
 	"github.com/kith-project/kith/seed"
 )
 
-// Stream protocols: the first byte of a stream.
-const (
-	protoPairing byte = 0x01
-)
-
 // Config configures an agent. The zero value of every field but Home means
-// its default.
+// its default; Validate says what is wrong with the others.
 type Config struct {
 	// Home is the device's home folder; the agent serves its control socket
 	// there.
@@ -92,6 +95,38 @@ const (
 	DefaultInviteTTL = 10 * time.Minute
 )
 
+// Limits of Config.
+const (
+	MinHeartbeat = 10 * time.Millisecond
+	MaxInviteTTL = 24 * time.Hour
+)
+
+// Validate reports what is wrong with c, if anything: a missing or unusable
+// home, a listen address that is not HOST:PORT, a heartbeat shorter than
+// MinHeartbeat, an invite lifetime longer than MaxInviteTTL.
+func (c Config) Validate() error {
+	if c.Home == "" {
+		return errors.New("agent: Config.Home is required")
+	}
+	if fi, err := os.Stat(c.Home); err != nil {
+		return fmt.Errorf("agent: home: %w", err)
+	} else if !fi.IsDir() {
+		return fmt.Errorf("agent: home %s is not a folder", c.Home)
+	}
+	if c.Listen != "" {
+		if _, err := netip.ParseAddrPort(c.Listen); err != nil {
+			return fmt.Errorf("agent: listen address %q is not HOST:PORT with a numeric host", c.Listen)
+		}
+	}
+	if c.Heartbeat != 0 && c.Heartbeat < MinHeartbeat {
+		return fmt.Errorf("agent: heartbeat %v is shorter than %v", c.Heartbeat, MinHeartbeat)
+	}
+	if c.InviteTTL < 0 || c.InviteTTL > MaxInviteTTL {
+		return fmt.Errorf("agent: invite lifetime %v is outside 0..%v", c.InviteTTL, MaxInviteTTL)
+	}
+	return nil
+}
+
 func (c *Config) setDefaults() {
 	if c.Listen == "" {
 		c.Listen = DefaultListen
@@ -113,31 +148,47 @@ func (c *Config) setDefaults() {
 // Agent is a running device. Create it with New, run it with Run.
 type Agent struct {
 	// Constant after New.
-	cfg  Config
-	dev  *device.Device
-	st   *store.Store
-	log  *slog.Logger
-	book *book
-	tr   *transport.Transport
-	pair *pairer
-	ctl  net.Listener
+	cfg     Config
+	dev     *device.Device
+	st      *store.Store
+	log     *slog.Logger
+	book    *book
+	tr      *transport.Transport
+	pair    *pairer
+	ctl     net.Listener
+	streams registry
 
 	presence *cluster.Presence
 
 	started time.Time
+
+	// Lifecycle: Run sets cancel and closes ran when it returns; Close
+	// cancels it, waits, and releases what New opened.
+	mu        sync.Mutex
+	cancel    context.CancelFunc // guarded by mu; non-nil while Run runs
+	ran       chan struct{}      // guarded by mu; closed when Run returns
+	closed    bool               // guarded by mu
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // New makes an agent for the loaded device dev whose store st is open,
 // binds its UDP port and its control socket. The caller must hold the
 // home's lock. On error nothing is left open.
 func New(cfg Config, dev *device.Device, st *store.Store) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	cfg.setDefaults()
 	a := &Agent{cfg: cfg, dev: dev, st: st, log: cfg.Logger}
 	var err error
-	if a.book, err = loadBook(st); err != nil {
+	if a.book, err = loadBook(st, dev.Cert.User); err != nil {
 		return nil, err
 	}
 	a.pair = newPairer(a)
+	if err := a.registerProtocols(); err != nil {
+		return nil, err
+	}
 	a.presence, err = cluster.New(cluster.Config{
 		Key:         dev.Device.Ed25519(),
 		Interval:    cfg.Heartbeat,
@@ -174,14 +225,64 @@ func New(cfg Config, dev *device.Device, st *store.Store) (*Agent, error) {
 	return a, nil
 }
 
+// registerProtocols fills the stream table.
+func (a *Agent) registerProtocols() error {
+	return a.streams.register(Protocol{
+		ID: protoPairing, Name: "pairing",
+		Openers:    OpenOwn | OpenFriend | OpenStranger,
+		Deadline:   30 * time.Second,
+		MaxStreams: 16,
+		Handle:     a.pair.serve,
+	})
+}
+
 // Addr is the agent's UDP address.
 func (a *Agent) Addr() netip.AddrPort { return a.tr.LocalAddr() }
+
+// errRunTwice: Run was called again, or after Close.
+var errRunTwice = errors.New("agent: Run called twice, or after Close")
+
+// Close stops Run if it runs and waits for it to return, then releases
+// the UDP port and the control socket. It is idempotent; it does not close
+// the store, which the caller opened.
+func (a *Agent) Close() error {
+	a.closeOnce.Do(func() {
+		a.mu.Lock()
+		a.closed = true
+		cancel, ran := a.cancel, a.ran
+		a.mu.Unlock()
+		if cancel != nil {
+			cancel()
+			<-ran
+		}
+		a.closeErr = a.release()
+	})
+	return a.closeErr
+}
+
+// release closes the transport and the control socket; both are
+// idempotent.
+func (a *Agent) release() error {
+	terr := a.tr.Close()
+	if err := a.ctl.Close(); err != nil && !errors.Is(err, net.ErrClosed) && terr == nil {
+		terr = fmt.Errorf("agent: closing the control socket: %w", err)
+	}
+	return terr
+}
 
 // Run serves until ctx ends, then stops every service and returns. It
 // returns the first service error that was not caused by stopping.
 func (a *Agent) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	a.mu.Lock()
+	if a.closed || a.ran != nil {
+		a.mu.Unlock()
+		return errRunTwice
+	}
+	a.cancel, a.ran = cancel, make(chan struct{})
+	defer close(a.ran)
+	a.mu.Unlock()
 	var (
 		wg       sync.WaitGroup
 		errOnce  sync.Once
@@ -192,6 +293,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			err := fn(ctx)
+			if err == nil && ctx.Err() == nil {
+				// A service that stops on its own, without being asked,
+				// is a failure too.
+				err = errors.New("stopped unexpectedly")
+			}
 			if err != nil && ctx.Err() == nil {
 				a.log.Error("service stopped", "service", name, "err", err)
 				errOnce.Do(func() { firstErr = fmt.Errorf("%s: %w", name, err) })
@@ -203,12 +309,17 @@ func (a *Agent) Run(ctx context.Context) error {
 	service("streams", a.serveConns)
 	service("presence", a.presence.Run)
 	service("persist", a.persist)
+	service("addresses", func(ctx context.Context) error { return a.book.run(ctx, persistEvery) })
 	a.log.Info("agent running", "listen", a.Addr().String(), "user", a.dev.Identity.UserID, "device", a.dev.Identity.DeviceID)
 	<-ctx.Done()
 	// Closing the transport ends serveConns' Accept.
-	terr := a.tr.Close()
+	terr := a.release()
 	wg.Wait()
 	a.saveLastSeen()
+	a.book.flush()
+	if err := a.book.writeErr(); err != nil {
+		a.log.Warn("saving addresses", "err", err)
+	}
 	if firstErr == nil && terr != nil {
 		firstErr = terr
 	}
@@ -219,9 +330,9 @@ func (a *Agent) Run(ctx context.Context) error {
 // persistEvery is how often last-seen times are written to the store.
 const persistEvery = 30 * time.Second
 
-// persist writes last-seen times now and then, so that a restarted agent
-// knows when it last heard from everyone; Run writes them once more at the
-// end.
+// persist hands presence's last-seen times to the book now and then, so
+// that a restarted agent knows when it last heard from everyone; the
+// book's writer stores them, and Run does once more at the end.
 func (a *Agent) persist(ctx context.Context) error {
 	t := time.NewTicker(persistEvery)
 	defer t.Stop()
@@ -231,26 +342,31 @@ func (a *Agent) persist(ctx context.Context) error {
 			return nil
 		case <-t.C:
 			a.saveLastSeen()
+			if err := a.book.writeErr(); err != nil {
+				a.log.Warn("saving addresses and last-seen times", "err", err)
+			}
 		}
 	}
 }
 
 func (a *Agent) saveLastSeen() {
-	seen := map[string]time.Time{}
+	seen := map[seed.DevicePublic]time.Time{}
 	for _, ps := range a.presence.Status() {
-		if !ps.LastSeen.IsZero() {
-			seen[hex.EncodeToString(ps.Device)] = ps.LastSeen
+		if d, ok := devOf(ps.Device); ok && !ps.LastSeen.IsZero() {
+			seen[d] = ps.LastSeen
 		}
 	}
-	if err := a.book.saveLastSeen(seen); err != nil {
-		a.log.Warn("saving last-seen times", "err", err)
-	}
+	a.book.noteLastSeen(seen)
+	a.book.wake()
 }
 
 // authorize decides, during the TLS handshake, whether peer may talk to us.
 func (a *Agent) authorize(peer ed25519.PublicKey, remote netip.AddrPort, dir transport.Direction) error {
-	if _, ok := a.book.peerFor(peer); ok {
+	if _, ok := a.book.peerForKey(peer); ok {
 		return nil
+	}
+	if d, ok := devOf(peer); !ok || a.book.revoked(d) {
+		return errRevoked
 	}
 	if a.pair.admits(peer, dir) {
 		return nil
@@ -273,8 +389,14 @@ func (a *Agent) authorizeOwn(peer ed25519.PublicKey, credential []byte, remote n
 	if cert.Device.Equal(a.dev.Cert.Device) {
 		return errors.New("a device presented this device's own certificate")
 	}
-	p := Peer{DeviceID: cert.Device.String(), UserID: cert.User.String(), Kind: KindOwn, Name: cert.Name, Cert: credential, Addr: remote.String(), LastSeen: a.cfg.Now().UTC()}
-	if err := a.book.addPairing(Friend{}, p); err != nil {
+	if a.book.revoked(cert.Device) {
+		return errRevoked
+	}
+	p := Peer{
+		Device: roster.Device{DeviceID: cert.Device, UserID: cert.User, Kind: roster.KindOwn, Name: cert.Name, Cert: credential},
+		Addr:   remote.String(), LastSeen: a.cfg.Now().UTC(),
+	}
+	if err := a.book.addPairing(roster.Friend{}, p, nil); err != nil {
 		return err
 	}
 	a.log.Info("own device recognised by its certificate", "device", p.DeviceID, "index", cert.Index, "name", cert.Name)
@@ -336,28 +458,15 @@ func (a *Agent) serveConn(ctx context.Context, c *transport.Conn) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer s.Close()
-			a.serveStream(ctx, c, s)
+			if !a.serveStream(ctx, c, s) {
+				s.Close()
+			}
 		}()
 	}
 }
 
-func (a *Agent) serveStream(ctx context.Context, c *transport.Conn, s *transport.Stream) {
-	var proto [1]byte
-	s.SetDeadline(time.Now().Add(30 * time.Second))
-	if _, err := io.ReadFull(s, proto[:]); err != nil {
-		return
-	}
-	_, known := a.book.peerFor(c.PeerKey())
-	switch proto[0] {
-	case protoPairing:
-		a.pair.serve(ctx, c, s)
-	default:
-		if known {
-			a.log.Debug("unknown stream protocol", "proto", proto[0], "peer", c.RemoteAddr())
-		}
-	}
-}
+// errRevoked is what authorize returns for a revoked device.
+var errRevoked = errors.New("the device was revoked")
 
 // writeJSON writes v as one frame.
 func writeJSON(w io.Writer, v any) error {

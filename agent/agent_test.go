@@ -11,6 +11,7 @@ import (
 	"github.com/kith-project/kith/internal/control"
 	"github.com/kith-project/kith/internal/device"
 	"github.com/kith-project/kith/internal/store"
+	"github.com/kith-project/kith/roster"
 	"github.com/kith-project/kith/seed"
 )
 
@@ -104,7 +105,7 @@ func TestPairFriendsAndBlock(t *testing.T) {
 	a := startAgent(t, newPhrase(t), 0, "alice", "127.0.0.2")
 	b := startAgent(t, newPhrase(t), 0, "bob", "127.0.0.3")
 	first, second := pairAgents(t, a, b)
-	if first.Status != "waiting" || second.Status != "paired" || first.SAS != second.SAS || second.Kind != KindFriend {
+	if first.Status != "waiting" || second.Status != "paired" || first.SAS != second.SAS || second.Kind != string(roster.KindFriend) {
 		t.Fatalf("scans: %+v, %+v", first, second)
 	}
 	fa, fb := a.friends(), b.friends()
@@ -115,17 +116,17 @@ func TestPairFriendsAndBlock(t *testing.T) {
 		t.Fatalf("bob's friends: %+v", fb)
 	}
 	// Alice got bob's window secret at pairing.
-	if w := a.book.window(b.dev.Identity.UserID); len(w) != 32 || string(w) != string(b.dev.Window[:]) {
+	if w := a.book.window(b.dev.Cert.User); len(w) != 32 || string(w) != string(b.dev.Window[:]) {
 		t.Fatal("alice did not keep bob's presence window secret")
 	}
 	// Presence: each sees the other online within a few heartbeats.
-	waitFor(t, "heartbeats", func() bool { return a.onlineSet()[b.dev.Identity.DeviceID] && b.onlineSet()[a.dev.Identity.DeviceID] })
+	waitFor(t, "heartbeats", func() bool { return a.onlineSet()[b.dev.Cert.Device] && b.onlineSet()[a.dev.Cert.Device] })
 
 	// Blocking bob: his device is no longer reachable, and refuses at once.
 	if _, err := a.friendAction("block", b.dev.Identity.UserID); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := a.book.peerFor(b.dev.Device.Public().Ed25519()); ok {
+	if _, ok := a.book.peerFor(b.dev.Device.Public()); ok {
 		t.Fatal("a blocked user's device is still known")
 	}
 	if err := a.authorize(b.dev.Device.Public().Ed25519(), b.Addr(), 0); err == nil {
@@ -135,7 +136,7 @@ func TestPairFriendsAndBlock(t *testing.T) {
 		t.Fatal("packets from the blocked device's address are not dropped")
 	}
 	st, err := a.friendAction("unblock", b.dev.Identity.UserID)
-	if err != nil || st.Status != StatusFriend {
+	if err != nil || st.Status != string(roster.StatusFriend) {
 		t.Fatalf("unblock: %+v %v", st, err)
 	}
 	if a.book.blockedAddr(b.Addr()) {
@@ -159,7 +160,7 @@ func TestPairOwnDevice(t *testing.T) {
 	a := startAgent(t, phrase, 0, "laptop", "127.0.0.2")
 	b := startAgent(t, phrase, 1, "phone", "127.0.0.3")
 	first, second := pairAgents(t, a, b)
-	if first.Kind != KindOwn || second.Kind != KindOwn || second.Status != "paired" {
+	if first.Kind != string(roster.KindOwn) || second.Kind != string(roster.KindOwn) || second.Status != "paired" {
 		t.Fatalf("own device pairing: %+v, %+v", first, second)
 	}
 	// Own devices are peers, not friends.
@@ -167,7 +168,7 @@ func TestPairOwnDevice(t *testing.T) {
 		t.Fatalf("an own device was listed as a friend: %+v", a.friends())
 	}
 	ps := a.book.reachable()
-	if len(ps) != 1 || ps[0].Kind != KindOwn || ps[0].DeviceID != b.dev.Identity.DeviceID {
+	if len(ps) != 1 || ps[0].Kind != roster.KindOwn || !ps[0].DeviceID.Equal(b.dev.Cert.Device) {
 		t.Fatalf("alice's peers: %+v", ps)
 	}
 	cert, err := seed.ParseDeviceCert(ps[0].Cert)
@@ -196,7 +197,7 @@ func TestPairingSurvivesRestart(t *testing.T) {
 	if len(fs) != 1 || fs[0].UserID != b.dev.Identity.UserID || fs[0].Devices[0].Addr != b.Addr().String() {
 		t.Fatalf("after a restart alice's friends are %+v", fs)
 	}
-	waitFor(t, "reconnect", func() bool { return a2.onlineSet()[b.dev.Identity.DeviceID] })
+	waitFor(t, "reconnect", func() bool { return a2.onlineSet()[b.dev.Cert.Device] })
 }
 
 func waitFor(t testing.TB, what string, cond func() bool) {
@@ -256,14 +257,14 @@ func TestLastSeenIsPersisted(t *testing.T) {
 	a := startAgent(t, newPhrase(t), 0, "alice", "127.0.0.2")
 	b := startAgent(t, newPhrase(t), 0, "bob", "127.0.0.3")
 	pairAgents(t, a, b)
-	waitFor(t, "heartbeats", func() bool { return a.onlineSet()[b.dev.Identity.DeviceID] })
+	waitFor(t, "heartbeats", func() bool { return a.onlineSet()[b.dev.Cert.Device] })
 	var heard time.Time
 	for _, ps := range a.presence.Status() {
 		heard = ps.LastSeen
 	}
 	a.stop()
-	var p Peer
-	if ok, err := a.st.Get("peers", b.dev.Identity.DeviceID, &p); err != nil || !ok {
+	var p Local
+	if ok, err := a.st.Get(store.BucketPeers, b.dev.Identity.DeviceID, &p); err != nil || !ok {
 		t.Fatal(ok, err)
 	}
 	if p.LastSeen.Before(heard) {
@@ -285,23 +286,23 @@ func TestOwnDeviceRecognisedByCertificate(t *testing.T) {
 	if _, err := b.tr.Dial(ctx, a.Addr(), key); err != nil {
 		t.Fatalf("an own device restored from the phrase was refused: %v", err)
 	}
-	p, ok := a.book.peerFor(b.dev.Device.Public().Ed25519())
-	if !ok || p.Kind != KindOwn || p.Name != "tablet" || p.Addr != b.Addr().String() {
+	p, ok := a.book.peerFor(b.dev.Device.Public())
+	if !ok || p.Kind != roster.KindOwn || p.Name != "tablet" || p.Addr != b.Addr().String() {
 		t.Fatalf("a's book holds %+v for its own device", p)
 	}
-	if q, ok := b.book.peerFor(a.dev.Device.Public().Ed25519()); !ok || q.Kind != KindOwn {
+	if q, ok := b.book.peerFor(a.dev.Device.Public()); !ok || q.Kind != roster.KindOwn {
 		t.Fatalf("b's book holds %+v for its own device", q)
 	}
 	// A stranger's certificate is signed by another user key: refused by a.
 	// (The stranger's own side is told to dial a, as if it had scanned a's
 	// code, so that the refusal is a's.)
 	stranger.pair.mu.Lock()
-	stranger.pair.dialing[a.dev.Identity.DeviceID]++
+	stranger.pair.dialing[a.dev.Cert.Device]++
 	stranger.pair.mu.Unlock()
 	if _, err := stranger.tr.Dial(ctx, a.Addr(), key); err == nil {
 		t.Fatal("a stranger with its own valid certificate was accepted")
 	}
-	if _, ok := a.book.peerFor(stranger.dev.Device.Public().Ed25519()); ok {
+	if _, ok := a.book.peerFor(stranger.dev.Device.Public()); ok {
 		t.Fatal("a stranger was stored")
 	}
 }
@@ -329,10 +330,10 @@ func TestBlockedUserGetsNoAnswer(t *testing.T) {
 	if control.BadInput(err) {
 		t.Fatalf("the refusal told alice why: %v", err)
 	}
-	if _, ok := c.book.peerFor(a.dev.Device.Public().Ed25519()); ok {
+	if _, ok := c.book.peerFor(a.dev.Device.Public()); ok {
 		t.Fatal("carol stored the blocked user's device")
 	}
-	if fs := c.friends(); len(fs) != 1 || fs[0].Status != StatusBlocked || len(fs[0].Devices) != 0 {
+	if fs := c.friends(); len(fs) != 1 || fs[0].Status != string(roster.StatusBlocked) || len(fs[0].Devices) != 0 {
 		t.Fatalf("carol's friends: %+v", fs)
 	}
 }

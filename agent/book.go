@@ -1,8 +1,8 @@
 package agent
 
 import (
-	"crypto/subtle"
-	"encoding/hex"
+	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,40 +13,15 @@ import (
 	"time"
 
 	"github.com/kith-project/kith/internal/store"
+	"github.com/kith-project/kith/roster"
+	"github.com/kith-project/kith/seed"
 )
 
-// Kinds of peer.
-const (
-	KindOwn    = "own"    // another device of this user
-	KindFriend = "friend" // a device of a friend
-)
-
-// Friend statuses.
-const (
-	StatusFriend  = "friend"
-	StatusBlocked = "blocked"
-)
-
-// Friend is a user paired with in person, as stored in bucket "friends".
-type Friend struct {
-	UserID   string    `json:"user_id"`
-	Name     string    `json:"name"`
-	Status   string    `json:"status"`
-	SAS      string    `json:"sas,omitempty"`
-	PairedAt time.Time `json:"paired_at"`
-	// Window is the friend's presence window secret, given at pairing so
-	// that this device can find theirs in quiet mode.
-	Window []byte `json:"window,omitempty"`
-}
-
-// Peer is a known device, own or a friend's, as stored in bucket "peers".
-type Peer struct {
-	DeviceID string `json:"device_id"`
-	UserID   string `json:"user_id"`
-	Kind     string `json:"kind"`
-	Name     string `json:"name"`
-	// Cert is the device certificate signed by the device's user key.
-	Cert []byte `json:"cert,omitempty"`
+// Local is what this device alone knows of another device, as stored in
+// bucket "peers": where it is and when it was last heard from. It is never
+// replicated; every device learns it for itself.
+type Local struct {
+	DeviceID seed.DevicePublic `json:"device_id"`
 	// Addr is the address the device was last reached at or announced.
 	Addr string `json:"addr"`
 	// Addrs are other addresses it announced (its invite's, say).
@@ -57,79 +32,133 @@ type Peer struct {
 	LastSeen    time.Time `json:"last_seen"`
 }
 
-// book is the agent's address book: friends and known devices, loaded from
-// the store at start and written through on every change. Its methods are
-// safe for concurrent use.
+// Peer is a known device: its roster entry and what this device knows of
+// where it is.
+type Peer struct {
+	roster.Device
+	Addr        string
+	Addrs       []string
+	AddrVersion uint64
+	LastSeen    time.Time
+}
+
+func (p Peer) local() Local {
+	return Local{DeviceID: p.DeviceID, Addr: p.Addr, Addrs: p.Addrs, AddrVersion: p.AddrVersion, LastSeen: p.LastSeen}
+}
+
+// book is the agent's address book: the roster (package roster) and the
+// local state of every known device, loaded from the store at start.
+// Roster changes are written through at once, in one transaction each.
+// Address and last-seen changes, which presence makes from the packet
+// path, are written by the book's own writer (see run), never under the
+// lock and never on the caller's goroutine. Its methods are safe for
+// concurrent use.
 type book struct {
 	st *store.Store
 
-	mu      sync.Mutex
-	friends map[string]*Friend // by user ID; guarded by mu
-	peers   map[string]*Peer   // by device ID; guarded by mu
+	mu     sync.Mutex
+	roster *roster.Roster                          // guarded by mu; replaced whole on every change
+	local  map[seed.DevicePublic]*Local            // guarded by mu
+	dirty  map[seed.DevicePublic]struct{}          // guarded by mu: local records not yet written
+	kick   chan struct{}                           // wakes the writer; buffered, one slot
+	wrote  chan struct{}                           // closed and replaced after every write (tests)
+	werr   error                                   // guarded by mu: the writer's last error
+	byUser map[seed.UserPublic][]seed.DevicePublic // guarded by mu: derived from roster
 
 	// blocked holds the last addresses of blocked users' devices, derived
-	// from friends and peers by refreshLocked after every change. It is read
-	// without the lock for every incoming packet.
+	// by refreshLocked after every change. It is read without the lock for
+	// every incoming packet.
 	blocked atomic.Pointer[map[netip.AddrPort]bool]
 }
 
-func loadBook(st *store.Store) (*book, error) {
-	b := &book{st: st, friends: map[string]*Friend{}, peers: map[string]*Peer{}}
-	defer b.refreshLocked() // no other goroutine has b yet
-	err := st.List("friends", func(key string, raw []byte) error {
-		var f Friend
-		if err := json.Unmarshal(raw, &f); err != nil {
-			return fmt.Errorf("friend %s: %w", key, err)
+func loadBook(st *store.Store, self seed.UserPublic) (*book, error) {
+	b := &book{
+		st:    st,
+		local: map[seed.DevicePublic]*Local{},
+		dirty: map[seed.DevicePublic]struct{}{},
+		kick:  make(chan struct{}, 1),
+		wrote: make(chan struct{}),
+	}
+	err := st.View(func(tx *store.Tx) error {
+		r, err := roster.Load(tx, self)
+		if err != nil {
+			return err
 		}
-		b.friends[f.UserID] = &f
-		return nil
+		b.roster = r
+		return tx.List(store.BucketPeers, func(key string, raw []byte) error {
+			var l Local
+			if err := json.Unmarshal(raw, &l); err != nil {
+				return fmt.Errorf("peer %s: %w", key, err)
+			}
+			if _, ok := r.Device(l.DeviceID); !ok {
+				return nil // left behind by a removal racing a write
+			}
+			b.local[l.DeviceID] = &l
+			return nil
+		})
 	})
 	if err != nil {
-		return nil, fmt.Errorf("loading friends: %w", err)
+		return nil, fmt.Errorf("loading the address book: %w", err)
 	}
-	err = st.List("peers", func(key string, raw []byte) error {
-		var p Peer
-		if err := json.Unmarshal(raw, &p); err != nil {
-			return fmt.Errorf("peer %s: %w", key, err)
-		}
-		b.peers[p.DeviceID] = &p
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("loading peers: %w", err)
-	}
+	b.refreshLocked() // no other goroutine has b yet
 	return b, nil
 }
 
 // errUnknownPeer is what authorize returns for a key nobody knows.
 var errUnknownPeer = errors.New("unknown device")
 
-// peerFor returns a copy of the known, unblocked device with key pub.
-func (b *book) peerFor(pub []byte) (Peer, bool) {
-	id := hex.EncodeToString(pub)
+// devOf converts a key the transport proved into a device ID.
+func devOf(pub ed25519.PublicKey) (seed.DevicePublic, bool) {
+	var d seed.DevicePublic
+	if len(pub) != len(d) {
+		return d, false
+	}
+	copy(d[:], pub)
+	return d, true
+}
+
+// peerLocked joins a roster entry with its local state.
+func (b *book) peerLocked(d roster.Device) Peer {
+	p := Peer{Device: d}
+	if l := b.local[d.DeviceID]; l != nil {
+		p.Addr, p.Addrs, p.AddrVersion, p.LastSeen = l.Addr, append([]string(nil), l.Addrs...), l.AddrVersion, l.LastSeen
+	}
+	return p
+}
+
+// peerFor returns the known device with ID d if it may talk to us: not
+// revoked and not a blocked user's.
+func (b *book) peerFor(d seed.DevicePublic) (Peer, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	p, ok := b.peers[id]
+	dv, ok := b.roster.Reachable(d)
 	if !ok {
 		return Peer{}, false
 	}
-	if f, ok := b.friends[p.UserID]; ok && f.Status == StatusBlocked {
+	return b.peerLocked(dv), true
+}
+
+// peerForKey is peerFor for a key the transport proved.
+func (b *book) peerForKey(pub ed25519.PublicKey) (Peer, bool) {
+	d, ok := devOf(pub)
+	if !ok {
 		return Peer{}, false
 	}
-	// Map lookup by hex is not constant time; confirm the key itself.
-	raw, err := hex.DecodeString(p.DeviceID)
-	if err != nil || subtle.ConstantTimeCompare(raw, pub) != 1 {
-		return Peer{}, false
-	}
-	return *p, true
+	return b.peerFor(d)
+}
+
+// revoked reports whether device d was revoked.
+func (b *book) revoked(d seed.DevicePublic) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.roster.Revoked(d)
 }
 
 // blockedUser reports whether user is blocked.
-func (b *book) blockedUser(user string) bool {
+func (b *book) blockedUser(user seed.UserPublic) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	f, ok := b.friends[user]
-	return ok && f.Status == StatusBlocked
+	return b.roster.Blocked(user)
 }
 
 // blockedAddr reports whether from is the last address of a blocked user's
@@ -140,201 +169,293 @@ func (b *book) blockedAddr(from netip.AddrPort) bool {
 	return m != nil && (*m)[from]
 }
 
-// refreshLocked rebuilds the set of blocked addresses. Call with mu held,
-// after every change to friends or peers.
+// refreshLocked rebuilds what is derived from the roster and the local
+// state. Call with mu held, after every change.
 func (b *book) refreshLocked() {
 	m := map[netip.AddrPort]bool{}
-	for _, p := range b.peers {
-		if f, ok := b.friends[p.UserID]; ok && f.Status == StatusBlocked {
-			if ap, err := netip.ParseAddrPort(p.Addr); err == nil {
+	byUser := map[seed.UserPublic][]seed.DevicePublic{}
+	for _, d := range b.roster.Devices() {
+		byUser[d.UserID] = append(byUser[d.UserID], d.DeviceID)
+		if !b.roster.Blocked(d.UserID) && !b.roster.Revoked(d.DeviceID) {
+			continue
+		}
+		if l := b.local[d.DeviceID]; l != nil {
+			if ap, err := netip.ParseAddrPort(l.Addr); err == nil {
 				m[ap] = true
 			}
 		}
 	}
+	b.byUser = byUser
 	b.blocked.Store(&m)
 }
 
-// addPairing records a completed pairing: the friend (unless it is our own
-// user) and its device.
-func (b *book) addPairing(f Friend, p Peer) error {
+// change applies one roster change and writes, in the same transaction, the
+// local records in locals and whatever extra writes. Nothing changes in
+// memory unless the transaction commits.
+func (b *book) change(c roster.Change, locals []Local, extra func(*store.Tx) error) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	defer b.refreshLocked()
+	var next *roster.Roster
 	err := b.st.Update(func(tx *store.Tx) error {
-		if p.Kind == KindFriend {
-			if err := tx.Put("friends", f.UserID, f); err != nil {
+		var err error
+		if next, err = b.roster.Apply(tx, c); err != nil {
+			return err
+		}
+		for _, l := range locals {
+			if err := tx.Put(store.BucketPeers, l.DeviceID.ID(), l); err != nil {
 				return err
 			}
 		}
-		return tx.Put("peers", p.DeviceID, p)
+		// Devices the roster forgot lose their local state too.
+		for id := range b.local {
+			if _, ok := next.Device(id); !ok {
+				if err := tx.Delete(store.BucketPeers, id.ID()); err != nil {
+					return err
+				}
+			}
+		}
+		if extra != nil {
+			return extra(tx)
+		}
+		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("saving the pairing: %w", err)
+		return err
 	}
-	if p.Kind == KindFriend {
-		fc := f
-		b.friends[f.UserID] = &fc
+	b.roster = next
+	for _, l := range locals {
+		lc := l
+		b.local[l.DeviceID] = &lc
+		delete(b.dirty, l.DeviceID)
 	}
-	pc := p
-	b.peers[p.DeviceID] = &pc
+	for id := range b.local {
+		if _, ok := next.Device(id); !ok {
+			delete(b.local, id)
+			delete(b.dirty, id)
+		}
+	}
+	b.refreshLocked()
 	return nil
 }
 
-// setAddr moves device id to addr, as presence decided from a signed
-// record or an authenticated packet, and persists it at once.
-func (b *book) setAddr(id string, addr netip.AddrPort, version uint64, now time.Time) (moved bool, err error) {
+// addPairing records a completed pairing, the friend (unless it is our own
+// user) and its device, and runs extra (marking invites used) in the same
+// transaction. A crash leaves either all of it stored or none.
+func (b *book) addPairing(f roster.Friend, p Peer, extra func(*store.Tx) error) error {
+	c := roster.Change{Op: roster.OpPair, Device: &p.Device}
+	if p.Kind == roster.KindFriend {
+		c.Friend = &f
+	}
+	if err := b.change(c, []Local{p.local()}, extra); err != nil {
+		return fmt.Errorf("saving the pairing: %w", err)
+	}
+	return nil
+}
+
+// setAddr moves device d to addr, as presence decided from a signed record
+// or an authenticated packet. The change is written by the book's writer,
+// not by the caller, which is presence's packet path.
+func (b *book) setAddr(d seed.DevicePublic, addr netip.AddrPort, version uint64, now time.Time) (moved bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	defer b.refreshLocked()
-	p, ok := b.peers[id]
-	if !ok {
-		return false, nil
+	if _, ok := b.roster.Device(d); !ok {
+		return false
 	}
-	moved = p.Addr != addr.String()
-	p.Addr = addr.String()
-	if version > p.AddrVersion {
-		p.AddrVersion = version
+	l := b.local[d]
+	if l == nil {
+		l = &Local{DeviceID: d}
+		b.local[d] = l
 	}
-	p.LastSeen = now.UTC()
-	if err := b.st.Put("peers", id, p); err != nil {
-		return false, fmt.Errorf("saving %s's address: %w", id, err)
+	as := addr.String()
+	moved = l.Addr != as
+	l.Addr = as
+	if version > l.AddrVersion {
+		l.AddrVersion = version
 	}
-	return moved, nil
+	l.LastSeen = now.UTC()
+	b.dirty[d] = struct{}{}
+	if moved {
+		b.refreshLocked()
+	}
+	b.wake()
+	return moved
+}
+
+// noteLastSeen records last-seen times newer than the known ones; the
+// writer persists them on its next write.
+func (b *book) noteLastSeen(seen map[seed.DevicePublic]time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for d, t := range seen {
+		if l, ok := b.local[d]; ok && t.After(l.LastSeen) {
+			l.LastSeen = t.UTC()
+			b.dirty[d] = struct{}{}
+		}
+	}
+}
+
+func (b *book) wake() {
+	select {
+	case b.kick <- struct{}{}:
+	default:
+	}
+}
+
+// minWriteGap spaces the writer's transactions, so that a peer that sends
+// many packets from changing addresses costs at most a few fsyncs a second.
+const minWriteGap = 250 * time.Millisecond
+
+// run is the book's writer: it persists local changes in batches, at most
+// one transaction every minWriteGap, and once more when ctx ends.
+func (b *book) run(ctx context.Context, flushEvery time.Duration) error {
+	t := time.NewTicker(flushEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			b.flush()
+			return nil
+		case <-b.kick:
+		case <-t.C:
+		}
+		b.flush()
+		select {
+		case <-ctx.Done():
+			b.flush()
+			return nil
+		case <-time.After(minWriteGap):
+		}
+	}
+}
+
+// flush writes every dirty local record in one transaction.
+func (b *book) flush() {
+	b.mu.Lock()
+	var ls []Local
+	for d := range b.dirty {
+		if l := b.local[d]; l != nil {
+			ls = append(ls, *l)
+		}
+	}
+	clear(b.dirty)
+	r := b.roster
+	b.mu.Unlock()
+	// The roster is read before the transaction: change holds mu while it
+	// waits for bbolt's writer lock, so taking mu inside one would deadlock.
+	var err error
+	if len(ls) > 0 {
+		err = b.st.Update(func(tx *store.Tx) error {
+			for _, l := range ls {
+				if _, ok := r.Device(l.DeviceID); !ok {
+					continue // removed meanwhile
+				}
+				if err := tx.Put(store.BucketPeers, l.DeviceID.ID(), l); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	b.mu.Lock()
+	if err != nil {
+		b.werr = fmt.Errorf("saving addresses: %w", err)
+		for _, l := range ls {
+			b.dirty[l.DeviceID] = struct{}{}
+		}
+	}
+	close(b.wrote)
+	b.wrote = make(chan struct{})
+	b.mu.Unlock()
+}
+
+// rosterNow returns the current roster.
+func (b *book) rosterNow() *roster.Roster {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.roster
+}
+
+// writeErr returns and clears the writer's last error.
+func (b *book) writeErr() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	err := b.werr
+	b.werr = nil
+	return err
 }
 
 // window returns user's presence window secret, if a friend gave it.
-func (b *book) window(user string) []byte {
+func (b *book) window(user seed.UserPublic) []byte {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if f, ok := b.friends[user]; ok {
+	if f, ok := b.roster.Friend(user); ok {
 		return f.Window
 	}
 	return nil
 }
 
-// saveLastSeen persists the last-seen times that are newer than the
-// stored ones, in one transaction. seen maps device IDs to times.
-func (b *book) saveLastSeen(seen map[string]time.Time) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var changed []*Peer
-	for id, t := range seen {
-		if p, ok := b.peers[id]; ok && t.After(p.LastSeen) {
-			p.LastSeen = t.UTC()
-			changed = append(changed, p)
-		}
-	}
-	if len(changed) == 0 {
-		return nil
-	}
-	return b.st.Update(func(tx *store.Tx) error {
-		for _, p := range changed {
-			if err := tx.Put("peers", p.DeviceID, p); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
-
 // setStatus blocks or unblocks user. Blocking a user never met is allowed:
-// their invites are then refused.
-func (b *book) setStatus(user, status string) (Friend, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	defer b.refreshLocked()
-	f, ok := b.friends[user]
-	if !ok {
-		if status != StatusBlocked {
-			return Friend{}, errNoFriend
+// their invites are then refused. Unblocking one forgets them.
+func (b *book) setStatus(user seed.UserPublic, status roster.Status) (roster.Friend, error) {
+	if err := b.change(roster.Change{Op: roster.OpStatus, User: user, Status: status}, nil, nil); err != nil {
+		if errors.Is(err, roster.ErrNoFriend) {
+			return roster.Friend{}, errNoFriend
 		}
-		f = &Friend{UserID: user}
+		return roster.Friend{}, fmt.Errorf("saving %s: %w", user, err)
 	}
-	nf := *f
-	nf.Status = status
-	if err := b.st.Put("friends", user, nf); err != nil {
-		return Friend{}, fmt.Errorf("saving %s: %w", user, err)
+	f, ok := b.rosterNow().Friend(user)
+	if !ok {
+		f = roster.Friend{UserID: user, Status: status}
 	}
-	b.friends[user] = &nf
-	return nf, nil
+	return f, nil
 }
 
 var errNoFriend = errors.New("no such friend")
 
-// remove forgets user and every device of theirs.
-func (b *book) remove(user string) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	defer b.refreshLocked()
-	if _, ok := b.friends[user]; !ok {
-		return errNoFriend
-	}
-	err := b.st.Update(func(tx *store.Tx) error {
-		if err := tx.Delete("friends", user); err != nil {
-			return err
+// remove forgets user and every device of theirs, and returns those
+// devices.
+func (b *book) remove(user seed.UserPublic) ([]seed.DevicePublic, error) {
+	devs := b.devicesOf(user)
+	if err := b.change(roster.Change{Op: roster.OpRemove, User: user}, nil, nil); err != nil {
+		if errors.Is(err, roster.ErrNoFriend) {
+			return nil, errNoFriend
 		}
-		for id, p := range b.peers {
-			if p.UserID == user {
-				if err := tx.Delete("peers", id); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("removing %s: %w", user, err)
+		return nil, fmt.Errorf("removing %s: %w", user, err)
 	}
-	delete(b.friends, user)
-	for id, p := range b.peers {
-		if p.UserID == user {
-			delete(b.peers, id)
-		}
-	}
-	return nil
+	return devs, nil
 }
 
-// snapshot returns copies of every friend and peer, sorted.
-func (b *book) snapshot() ([]Friend, []Peer) {
+// snapshot returns copies of every friend and known device, sorted.
+func (b *book) snapshot() ([]roster.Friend, []Peer) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	fs := make([]Friend, 0, len(b.friends))
-	for _, f := range b.friends {
-		fs = append(fs, *f)
+	fs := b.roster.Friends()
+	ds := b.roster.Devices()
+	ps := make([]Peer, 0, len(ds))
+	for _, d := range ds {
+		ps = append(ps, b.peerLocked(d))
 	}
-	ps := make([]Peer, 0, len(b.peers))
-	for _, p := range b.peers {
-		ps = append(ps, *p)
-	}
-	sort.Slice(fs, func(i, j int) bool { return fs[i].UserID < fs[j].UserID })
-	sort.Slice(ps, func(i, j int) bool { return ps[i].DeviceID < ps[j].DeviceID })
 	return fs, ps
 }
 
-// reachable returns every unblocked peer, for heartbeats and reconnects.
+// reachable returns every device that may talk to us, for heartbeats and
+// reconnects, sorted by device ID.
 func (b *book) reachable() []Peer {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var ps []Peer
-	for _, p := range b.peers {
-		if f, ok := b.friends[p.UserID]; ok && f.Status == StatusBlocked {
-			continue
+	for _, d := range b.roster.Devices() {
+		if _, ok := b.roster.Reachable(d.DeviceID); ok {
+			ps = append(ps, b.peerLocked(d))
 		}
-		ps = append(ps, *p)
 	}
-	sort.Slice(ps, func(i, j int) bool { return ps[i].DeviceID < ps[j].DeviceID })
+	sort.Slice(ps, func(i, j int) bool { return ps[i].DeviceID.ID() < ps[j].DeviceID.ID() })
 	return ps
 }
 
 // devicesOf returns the device IDs of user.
-func (b *book) devicesOf(user string) []string {
+func (b *book) devicesOf(user seed.UserPublic) []seed.DevicePublic {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	var ids []string
-	for id, p := range b.peers {
-		if p.UserID == user {
-			ids = append(ids, id)
-		}
-	}
-	return ids
+	return append([]seed.DevicePublic(nil), b.byUser[user]...)
 }

@@ -1,12 +1,10 @@
 package agent
 
-import "encoding/hex"
+import "github.com/kith-project/kith/seed"
 
 // closeDevices closes every connection, accepted or dialed, to the devices.
-func (a *Agent) closeDevices(ids []string) {
+func (a *Agent) closeDevices(ids []seed.DevicePublic) {
 	for _, id := range ids {
-		if key, err := hex.DecodeString(id); err == nil {
-			a.tr.ClosePeer(key)
-		}
+		a.tr.ClosePeer(id.Ed25519())
 	}
 }

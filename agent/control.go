@@ -2,12 +2,13 @@ package agent
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"net/http"
 	"time"
 
 	"github.com/kith-project/kith/internal/control"
+	"github.com/kith-project/kith/roster"
+	"github.com/kith-project/kith/seed"
 )
 
 // IDResult is the answer to GET /v1/id.
@@ -92,14 +93,14 @@ func (a *Agent) friends() []FriendView {
 	online := a.onlineSet()
 	out := make([]FriendView, 0, len(fs))
 	for _, f := range fs {
-		v := FriendView{UserID: f.UserID, Name: f.Name, Status: f.Status, SAS: f.SAS, Devices: []DeviceView{}}
+		v := FriendView{UserID: f.UserID.ID(), Name: f.Name, Status: string(f.Status), SAS: f.SAS, Devices: []DeviceView{}}
 		if !f.PairedAt.IsZero() {
 			t := f.PairedAt
 			v.PairedAt = &t
 		}
 		for _, p := range ps {
-			if p.UserID == f.UserID {
-				v.Devices = append(v.Devices, DeviceView{DeviceID: p.DeviceID, Name: p.Name, Addr: p.Addr, Online: online[p.DeviceID]})
+			if p.UserID.Equal(f.UserID) {
+				v.Devices = append(v.Devices, DeviceView{DeviceID: p.DeviceID.ID(), Name: p.Name, Addr: p.Addr, Online: online[p.DeviceID]})
 			}
 		}
 		out = append(out, v)
@@ -107,34 +108,38 @@ func (a *Agent) friends() []FriendView {
 	return out
 }
 
-func (a *Agent) friendAction(action, user string) (FriendStatus, error) {
-	if b, err := hex.DecodeString(user); err != nil || len(b) != 32 {
+func (a *Agent) friendAction(action, id string) (FriendStatus, error) {
+	user, perr := seed.ParseUserPublic(id)
+	if perr != nil || len(id) != 64 {
 		return FriendStatus{}, &control.Error{Kind: control.KindBadInput, Message: "a user ID is 64 hexadecimal characters, as \"kith friends\" shows"}
 	}
-	if user == a.dev.Identity.UserID {
+	if user.Equal(a.dev.Cert.User) {
 		return FriendStatus{}, &control.Error{Kind: control.KindBadInput, Message: "that is your own user ID"}
 	}
 	var (
-		f   Friend
+		f   roster.Friend
 		err error
 	)
 	switch action {
 	case "block":
-		f, err = a.book.setStatus(user, StatusBlocked)
+		f, err = a.book.setStatus(user, roster.StatusBlocked)
 		if err == nil {
 			a.closeDevices(a.book.devicesOf(user))
 		}
 	case "unblock":
-		f, err = a.book.setStatus(user, StatusFriend)
+		f, err = a.book.setStatus(user, roster.StatusFriend)
 	case "remove":
-		err = a.book.remove(user)
-		f = Friend{UserID: user, Status: "removed"}
+		var devs []seed.DevicePublic
+		devs, err = a.book.remove(user)
+		// Live connections of a removed friend go too, as for a block.
+		a.closeDevices(devs)
+		f = roster.Friend{UserID: user, Status: "removed"}
 	}
 	if errors.Is(err, errNoFriend) {
-		return FriendStatus{}, &control.Error{Kind: control.KindNotFound, Message: "no friend with user ID " + user + ": see \"kith friends\""}
+		return FriendStatus{}, &control.Error{Kind: control.KindNotFound, Message: "no friend with user ID " + id + ": see \"kith friends\""}
 	}
 	if err != nil {
 		return FriendStatus{}, err
 	}
-	return FriendStatus{UserID: f.UserID, Status: f.Status}, nil
+	return FriendStatus{UserID: f.UserID.ID(), Status: string(f.Status)}, nil
 }

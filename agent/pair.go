@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -14,8 +13,10 @@ import (
 	"time"
 
 	"github.com/kith-project/kith/internal/control"
+	"github.com/kith-project/kith/internal/store"
 	"github.com/kith-project/kith/internal/transport"
 	"github.com/kith-project/kith/pairing"
+	"github.com/kith-project/kith/roster"
 	"github.com/kith-project/kith/seed"
 )
 
@@ -29,13 +30,13 @@ type pairer struct {
 
 	mu sync.Mutex
 	// Guarded by mu.
-	machines  []*pairing.Machine     // one per invite shown, newest last; pruned after expiry
-	dialing   map[string]int         // device IDs this device is dialing to pair, with a count
-	dialAddrs map[netip.AddrPort]int // and their addresses
+	machines  []*pairing.Machine        // one per invite shown, newest last; pruned after expiry
+	dialing   map[seed.DevicePublic]int // devices this device is dialing to pair, with a count
+	dialAddrs map[netip.AddrPort]int    // and their addresses
 }
 
 func newPairer(a *Agent) *pairer {
-	return &pairer{a: a, dialing: map[string]int{}, dialAddrs: map[netip.AddrPort]int{}}
+	return &pairer{a: a, dialing: map[seed.DevicePublic]int{}, dialAddrs: map[netip.AddrPort]int{}}
 }
 
 // ShowResult is the answer to "pair show".
@@ -58,9 +59,7 @@ func (p *pairer) show(ttl time.Duration) (ShowResult, error) {
 	if ttl <= 0 {
 		ttl = p.a.cfg.InviteTTL
 	}
-	var user [32]byte
-	copy(user[:], mustHex(p.a.dev.Identity.UserID))
-	inv, err := pairing.NewInvite(user, p.a.dev.Device.Ed25519(), p.a.inviteAddrs(), ttl, p.a.cfg.Now())
+	inv, err := pairing.NewInvite(p.a.dev.Cert.User, p.a.dev.Device.Ed25519(), p.a.inviteAddrs(), ttl, p.a.cfg.Now())
 	if err != nil {
 		return ShowResult{}, fmt.Errorf("making an invite: %w", err)
 	}
@@ -93,7 +92,8 @@ func (p *pairer) admits(peer ed25519.PublicKey, dir transport.Direction) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if dir == transport.Outbound {
-		return p.dialing[hex.EncodeToString(peer)] > 0
+		d, ok := devOf(peer)
+		return ok && p.dialing[d] > 0
 	}
 	return p.openLocked()
 }
@@ -149,14 +149,14 @@ func (p *pairer) scan(ctx context.Context, code string) (ScanResult, error) {
 	if err != nil {
 		return ScanResult{}, refusal(err)
 	}
-	user := hex.EncodeToString(inv.User[:])
+	user := seed.UserPublic(inv.User)
 	if a.book.blockedUser(user) {
 		return ScanResult{}, refusal(fmt.Errorf("%w: you blocked user %s; unblock them first with \"kith friends unblock %s\"", pairing.ErrBlocked, user, user))
 	}
-	if subtle.ConstantTimeCompare(inv.Device[:], pubBytes(a.dev.Device.Public())) == 1 {
+	if seed.DevicePublic(inv.Device).Equal(a.dev.Device.Public()) {
 		return ScanResult{}, refusal(fmt.Errorf("%w: this is this device's own code; scan the code shown on the other device", pairing.ErrForeign))
 	}
-	if ok, err := a.st.Get("invites", usedKey(inv), new(usedInvite)); err != nil {
+	if ok, err := a.st.Get(store.BucketInvites, usedKey(inv), new(usedInvite)); err != nil {
 		return ScanResult{}, err
 	} else if ok {
 		return ScanResult{}, refusal(fmt.Errorf("%w: this code was already used to pair; ask for a fresh one (kith pair show)", pairing.ErrReused))
@@ -178,7 +178,7 @@ func (p *pairer) scan(ctx context.Context, code string) (ScanResult, error) {
 	if err := m.HandleReply(reply, a.cfg.Now()); err != nil {
 		return ScanResult{}, refusal(err)
 	}
-	res := ScanResult{UserID: user, Kind: kindOf(a, user), SAS: m.SAS(), Status: pairing.StatusWaiting}
+	res := ScanResult{UserID: user.ID(), Kind: string(kindOf(a, user)), SAS: m.SAS(), Status: pairing.StatusWaiting}
 	if m.Done() {
 		f, err := p.complete(m)
 		if err != nil {
@@ -189,11 +189,11 @@ func (p *pairer) scan(ctx context.Context, code string) (ScanResult, error) {
 	return res, nil
 }
 
-func kindOf(a *Agent, user string) string {
-	if user == a.dev.Identity.UserID {
-		return KindOwn
+func kindOf(a *Agent, user seed.UserPublic) roster.Kind {
+	if user.Equal(a.dev.Cert.User) {
+		return roster.KindOwn
 	}
-	return KindFriend
+	return roster.KindFriend
 }
 
 // machineFor picks the invite of ours to pair with the scanned inv: the one
@@ -222,7 +222,7 @@ func (p *pairer) machineFor(inv pairing.Invite) *pairing.Machine {
 // send dials the invite's device at each of its addresses in turn and
 // exchanges the Hello for a Reply.
 func (p *pairer) send(ctx context.Context, inv pairing.Invite, hello pairing.Hello) (pairing.Reply, error) {
-	id := hex.EncodeToString(inv.Device[:])
+	id := seed.DevicePublic(inv.Device)
 	p.mu.Lock()
 	p.dialing[id]++
 	for _, ad := range inv.Addrs {
@@ -285,12 +285,12 @@ func (p *pairer) exchange(ctx context.Context, addr netip.AddrPort, key ed25519.
 }
 
 // serve answers a Hello from a device that scanned one of our invites.
-func (p *pairer) serve(ctx context.Context, c *transport.Conn, s *transport.Stream) {
+func (p *pairer) serve(ctx context.Context, s *transport.Stream) {
 	var hello pairing.Hello
 	if err := readJSON(s, maxPairFrame, &hello); err != nil {
 		return
 	}
-	reply, m := p.handle(hello, c.PeerKey())
+	reply, m := p.handle(hello, s.Conn().PeerKey())
 	if reply.Status == "" {
 		return // a blocked user: no answer at all
 	}
@@ -312,7 +312,7 @@ func (p *pairer) handle(hello pairing.Hello, peer ed25519.PublicKey) (pairing.Re
 	if err != nil {
 		return pairing.Refusal(err), nil
 	}
-	if p.a.book.blockedUser(hex.EncodeToString(peerInv.User[:])) {
+	if p.a.book.blockedUser(seed.UserPublic(peerInv.User)) {
 		// Nothing from a blocked user is answered or stored.
 		return pairing.Reply{}, nil
 	}
@@ -340,27 +340,26 @@ type usedInvite struct {
 }
 
 // complete stores a finished pairing: the friend or own device, and both
-// invites as used. It is idempotent.
-func (p *pairer) complete(m *pairing.Machine) (Friend, error) {
+// invites as used, in one transaction. It is idempotent.
+func (p *pairer) complete(m *pairing.Machine) (roster.Friend, error) {
 	a := p.a
 	peer := m.Peer()
 	prof := m.PeerProfile()
 	if prof == nil {
-		return Friend{}, errors.New("the other device sent no profile: update kith on both devices")
+		return roster.Friend{}, errors.New("the other device sent no profile: update kith on both devices")
 	}
-	user := hex.EncodeToString(peer.User[:])
-	dev := hex.EncodeToString(peer.Device[:])
+	user, dev := seed.UserPublic(peer.User), seed.DevicePublic(peer.Device)
 	cert, err := seed.ParseDeviceCert(prof.Cert)
 	if err != nil {
-		return Friend{}, fmt.Errorf("the other device's certificate: %w", err)
+		return roster.Friend{}, fmt.Errorf("the other device's certificate: %w", err)
 	}
-	if subtle.ConstantTimeCompare(cert.User[:], peer.User[:]) != 1 || subtle.ConstantTimeCompare(cert.Device[:], peer.Device[:]) != 1 {
-		return Friend{}, errors.New("the other device's certificate is for another user or device: pair again with fresh codes")
+	if !cert.User.Equal(user) || !cert.Device.Equal(dev) {
+		return roster.Friend{}, errors.New("the other device's certificate is for another user or device: pair again with fresh codes")
 	}
 	kind := kindOf(a, user)
 	now := a.cfg.Now().UTC()
-	f := Friend{UserID: user, Name: prof.Name, Status: StatusFriend, SAS: m.SAS(), PairedAt: now, Window: prof.Window}
-	pr := Peer{DeviceID: dev, UserID: user, Kind: kind, Name: prof.Name, Cert: prof.Cert, LastSeen: now}
+	f := roster.Friend{UserID: user, Name: prof.Name, Status: roster.StatusFriend, SAS: m.SAS(), PairedAt: now, Window: prof.Window}
+	pr := Peer{Device: roster.Device{DeviceID: dev, UserID: user, Kind: kind, Name: prof.Name, Cert: prof.Cert}, LastSeen: now}
 	for _, ad := range peer.Addrs {
 		pr.Addrs = append(pr.Addrs, ad.String())
 	}
@@ -368,17 +367,17 @@ func (p *pairer) complete(m *pairing.Machine) (Friend, error) {
 	if len(peer.Addrs) > 0 {
 		pr.Addr = peer.Addrs[0].String()
 	}
-	if err := a.book.addPairing(f, pr); err != nil {
-		return Friend{}, err
-	}
 	used := usedInvite{At: now}
-	if err := a.st.Put("invites", usedKey(peer), used); err != nil {
-		return Friend{}, err
+	markUsed := func(tx *store.Tx) error {
+		if err := tx.Put(store.BucketInvites, usedKey(peer), used); err != nil {
+			return err
+		}
+		return tx.Put(store.BucketInvites, usedKey(m.Ours()), used)
 	}
-	if err := a.st.Put("invites", usedKey(m.Ours()), used); err != nil {
-		return Friend{}, err
+	if err := a.book.addPairing(f, pr, markUsed); err != nil {
+		return roster.Friend{}, err
 	}
-	a.log.Info("paired", "user", user, "device", dev, "kind", kind)
+	a.log.Info("paired", "user", user.ID(), "device", dev.ID(), "kind", kind)
 	return f, nil
 }
 
@@ -419,9 +418,4 @@ func sortLoopbackLast(as []netip.AddrPort) {
 			j++
 		}
 	}
-}
-
-func mustHex(s string) []byte {
-	b, _ := hex.DecodeString(s)
-	return b
 }

@@ -2,11 +2,11 @@ package agent
 
 import (
 	"crypto/ed25519"
-	"encoding/hex"
 	"net"
 	"net/netip"
 
 	"github.com/kith-project/kith/cluster"
+	"github.com/kith-project/kith/roster"
 )
 
 // presenceBook is the address book as package cluster sees it.
@@ -15,11 +15,11 @@ type presenceBook struct{ a *Agent }
 var _ cluster.Book = presenceBook{}
 
 func (pb presenceBook) info(p Peer) cluster.PeerInfo {
-	pi := cluster.PeerInfo{Device: mustHex(p.DeviceID), Kind: p.Kind, Version: p.AddrVersion}
+	pi := cluster.PeerInfo{Device: p.DeviceID.Ed25519(), Kind: string(p.Kind), Version: p.AddrVersion}
 	if ap, err := netip.ParseAddrPort(p.Addr); err == nil {
 		pi.Addr = ap
 	}
-	if p.Kind == KindOwn {
+	if p.Kind == roster.KindOwn {
 		pi.Window = pb.a.dev.Window[:]
 	} else {
 		pi.Window = pb.a.book.window(p.UserID)
@@ -28,7 +28,7 @@ func (pb presenceBook) info(p Peer) cluster.PeerInfo {
 }
 
 func (pb presenceBook) Lookup(device ed25519.PublicKey) (cluster.PeerInfo, bool) {
-	p, ok := pb.a.book.peerFor(device)
+	p, ok := pb.a.book.peerForKey(device)
 	if !ok {
 		return cluster.PeerInfo{}, false
 	}
@@ -45,11 +45,14 @@ func (pb presenceBook) Peers() []cluster.PeerInfo {
 }
 
 func (pb presenceBook) SetAddr(device ed25519.PublicKey, addr netip.AddrPort, version uint64) error {
-	moved, err := pb.a.book.setAddr(hex.EncodeToString(device), addr, version, pb.a.cfg.Now())
-	if moved {
-		pb.a.log.Info("peer moved", "device", hex.EncodeToString(device)[:12], "addr", addr.String())
+	d, ok := devOf(device)
+	if !ok {
+		return nil
 	}
-	return err
+	if pb.a.book.setAddr(d, addr, version, pb.a.cfg.Now()) {
+		pb.a.log.Info("peer moved", "device", d.ID()[:12], "addr", addr.String())
+	}
+	return nil
 }
 
 // localAddrs are this device's own addresses with its port: the listening

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"encoding/hex"
 	"time"
 
 	"github.com/kith-project/kith/seed"
@@ -62,7 +61,7 @@ func (a *Agent) status() Status {
 	for _, ap := range a.presence.PublicAddrs() {
 		st.PublicAddrs = append(st.PublicAddrs, ap.String())
 	}
-	live := map[string]PeerStatus{}
+	live := map[seed.DevicePublic]PeerStatus{}
 	for _, ps := range a.presence.Status() {
 		v := PeerStatus{Online: ps.Online}
 		if ps.Addr.IsValid() {
@@ -77,11 +76,13 @@ func (a *Agent) status() Status {
 			off := float64(ps.ClockOffset.Microseconds()) / 1000
 			v.RTTMillis, v.ClockOffsetMillis = &rtt, &off
 		}
-		live[hex.EncodeToString(ps.Device)] = v
+		if d, ok := devOf(ps.Device); ok {
+			live[d] = v
+		}
 	}
 	for _, p := range a.book.reachable() {
 		v := live[p.DeviceID]
-		v.DeviceID, v.UserID, v.Name, v.Kind = p.DeviceID, p.UserID, p.Name, p.Kind
+		v.DeviceID, v.UserID, v.Name, v.Kind = p.DeviceID.ID(), p.UserID.ID(), p.Name, string(p.Kind)
 		if v.Addr == "" {
 			v.Addr = p.Addr
 		}
@@ -94,15 +95,13 @@ func (a *Agent) status() Status {
 	return st
 }
 
-// onlineSet returns the device IDs presence counts as online.
-func (a *Agent) onlineSet() map[string]bool {
-	m := map[string]bool{}
+// onlineSet returns the devices presence counts as online.
+func (a *Agent) onlineSet() map[seed.DevicePublic]bool {
+	m := map[seed.DevicePublic]bool{}
 	for _, ps := range a.presence.Status() {
-		if ps.Online {
-			m[hex.EncodeToString(ps.Device)] = true
+		if d, ok := devOf(ps.Device); ps.Online && ok {
+			m[d] = true
 		}
 	}
 	return m
 }
-
-func pubBytes(p seed.DevicePublic) []byte { return p[:] }

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/kith-project/kith/seed"
 )
 
 // Invite constants. The layout they describe is in the package comment.
@@ -84,13 +86,13 @@ func (Secret) MarshalText() ([]byte, error) { return []byte(redacted), nil }
 // The User field is only claimed here: the device certificate exchanged once
 // the pairing is done is what binds Device to User.
 type Invite struct {
-	Version uint8            // InviteVersion
-	User    [32]byte         // the user's ed25519 public key
-	Device  [32]byte         // the device's ed25519 public key; it signs the invite
-	Addrs   []netip.AddrPort // 1..MaxAddrs addresses where the device listens
-	Secret  Secret           // one-time secret; never printed
-	Expires time.Time        // whole seconds, UTC
-	Sig     [64]byte         // ed25519 by Device over inviteSigLabel || the bytes before Sig
+	Version uint8             // InviteVersion
+	User    seed.UserPublic   // the user's ed25519 public key
+	Device  seed.DevicePublic // the device's ed25519 public key; it signs the invite
+	Addrs   []netip.AddrPort  // 1..MaxAddrs addresses where the device listens
+	Secret  Secret            // one-time secret; never printed
+	Expires time.Time         // whole seconds, UTC
+	Sig     [64]byte          // ed25519 by Device over inviteSigLabel || the bytes before Sig
 }
 
 // NewInvite makes and signs an invite for the device whose private key is
@@ -100,7 +102,7 @@ type Invite struct {
 // Addresses are unmapped (::ffff:a.b.c.d becomes a.b.c.d) and duplicates
 // dropped; each must be a routable unicast address with a port, without an
 // IPv6 zone (a peer cannot use the zone of another machine).
-func NewInvite(user [32]byte, device ed25519.PrivateKey, addrs []netip.AddrPort, ttl time.Duration, now time.Time) (Invite, error) {
+func NewInvite(user seed.UserPublic, device ed25519.PrivateKey, addrs []netip.AddrPort, ttl time.Duration, now time.Time) (Invite, error) {
 	if len(device) != ed25519.PrivateKeySize {
 		return Invite{}, fmt.Errorf("pairing: making an invite: device key is %d bytes, want %d", len(device), ed25519.PrivateKeySize)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/kith-project/kith/agent"
 	"github.com/kith-project/kith/pairing"
+	"github.com/kith-project/kith/roster"
 	"github.com/spf13/cobra"
 )
 
@@ -108,7 +109,7 @@ func newPairScanCmd(g *globals) *cobra.Command {
 			}
 			return g.emit(res, func(w io.Writer) {
 				who := "friend"
-				if res.Kind == agent.KindOwn {
+				if res.Kind == string(roster.KindOwn) {
 					who = "your own device"
 				}
 				switch res.Status {

@@ -5,15 +5,17 @@
 // # Layout
 //
 // The database file is "kith.db" in the home folder, mode 0600. It holds a
-// fixed set of buckets, each a map from string keys to JSON values:
+// fixed set of buckets, each a map from string keys to JSON values. The
+// roster, the state a user's devices share (package roster), sits apart
+// from what stays on this device:
 //
-//	meta      facts about the database itself; "schema" is the schema version
-//	identity  "self": this device's [Identity]
-//	friends   friends, by user ID
-//	devices   the user's own devices
-//	peers     known devices' addresses and last-seen times
-//	invites   pairing invites this device has issued
-//	blocked   blocked users, by user ID
+//	meta         facts about the database itself; "schema" is the schema version
+//	identity     "self": this device's [Identity]
+//	friends      roster: friends, by user ID
+//	devices      roster: known devices (own and friends'), by device ID
+//	revocations  roster: signed revocations, by the revoked device's ID
+//	peers        local: known devices' addresses and last-seen times, by device ID
+//	invites      local: pairing invites used on this device, by invite hash
 //
 // Values are written with encoding/json; [Store.Get] and [Store.Put] take and
 // fill Go values, and [Store.List] hands out the raw JSON. A bucket name
@@ -24,8 +26,13 @@
 // The value of meta/schema is the JSON number [SchemaVersion]. [Open] writes it
 // into a new database, and refuses a database whose version is higher, that is
 // one written by a newer kith, with a [*NewerSchemaError] (matching
-// [ErrNewerSchema]) before changing anything in it. When the schema changes,
-// Open will migrate older versions forward.
+// [ErrNewerSchema]) before changing anything in it. An older database is
+// migrated forward in the same transaction that opens it:
+//
+//   - 1 to 2: each "peers" record held both a device's roster entry and its
+//     address; the roster fields (device_id, user_id, kind, name, cert) move
+//     to "devices", the local ones (device_id, addr, addrs, addr_version,
+//     last_seen) stay in "peers". The unused "blocked" bucket is dropped.
 //
 // # One process at a time
 //
@@ -51,7 +58,7 @@ import (
 
 // SchemaVersion is the version of the database layout this kith reads and
 // writes.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // FileName is the name of the database file inside a home folder.
 const FileName = "kith.db"
@@ -59,21 +66,21 @@ const FileName = "kith.db"
 // openTimeout is how long Open waits for another process to let go.
 const openTimeout = time.Second
 
-// The buckets of schema version 1.
+// The buckets of schema version 2.
 const (
-	BucketMeta     = "meta"
-	BucketIdentity = "identity"
-	BucketFriends  = "friends"
-	BucketDevices  = "devices"
-	BucketPeers    = "peers"
-	BucketInvites  = "invites"
-	BucketBlocked  = "blocked"
+	BucketMeta        = "meta"
+	BucketIdentity    = "identity"
+	BucketFriends     = "friends"
+	BucketDevices     = "devices"
+	BucketRevocations = "revocations"
+	BucketPeers       = "peers"
+	BucketInvites     = "invites"
 )
 
 // buckets lists every bucket, in the order Open creates them.
 var buckets = []string{
 	BucketMeta, BucketIdentity, BucketFriends, BucketDevices,
-	BucketPeers, BucketInvites, BucketBlocked,
+	BucketRevocations, BucketPeers, BucketInvites,
 }
 
 // schemaKey is the key in the meta bucket that holds the schema version.
@@ -151,9 +158,11 @@ func tighten(path string) error {
 	return nil
 }
 
-// prepare checks the schema version, then creates missing buckets and
-// records the version. A newer database is left untouched.
+// prepare checks the schema version, migrates an older database, then
+// creates missing buckets and records the version. A newer database is left
+// untouched.
 func prepare(tx *bbolt.Tx, path string) error {
+	found := 0 // a new database
 	if meta := tx.Bucket([]byte(BucketMeta)); meta != nil {
 		if raw := meta.Get([]byte(schemaKey)); raw != nil {
 			v, err := strconv.Atoi(string(raw))
@@ -163,7 +172,7 @@ func prepare(tx *bbolt.Tx, path string) error {
 			if v > SchemaVersion {
 				return &NewerSchemaError{Path: path, Found: v, Supported: SchemaVersion}
 			}
-			// v == SchemaVersion: nothing to migrate yet.
+			found = v
 		}
 	}
 	for _, name := range buckets {
@@ -171,7 +180,64 @@ func prepare(tx *bbolt.Tx, path string) error {
 			return fmt.Errorf("store: %s: creating bucket %s: %w", path, name, err)
 		}
 	}
+	if found == 1 {
+		if err := migrate1to2(tx); err != nil {
+			return fmt.Errorf("store: %s: migrating schema 1 to 2: %w", path, err)
+		}
+	}
 	return tx.Bucket([]byte(BucketMeta)).Put([]byte(schemaKey), []byte(strconv.Itoa(SchemaVersion)))
+}
+
+// migrate1to2 splits every schema-1 peer record into its roster part, in
+// "devices", and its local part, in "peers", and drops the unused
+// "blocked" bucket.
+func migrate1to2(tx *bbolt.Tx) error {
+	roster := []string{"device_id", "user_id", "kind", "name", "cert"}
+	local := []string{"device_id", "addr", "addrs", "addr_version", "last_seen"}
+	peers, devices := tx.Bucket([]byte(BucketPeers)), tx.Bucket([]byte(BucketDevices))
+	type kv struct{ k, v []byte }
+	var all []kv
+	if err := peers.ForEach(func(k, v []byte) error {
+		all = append(all, kv{slices.Clone(k), slices.Clone(v)})
+		return nil
+	}); err != nil {
+		return err
+	}
+	pick := func(m map[string]json.RawMessage, keys []string) ([]byte, error) {
+		out := map[string]json.RawMessage{}
+		for _, k := range keys {
+			if v, ok := m[k]; ok {
+				out[k] = v
+			}
+		}
+		return json.Marshal(out)
+	}
+	for _, e := range all {
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(e.v, &m); err != nil {
+			return fmt.Errorf("peer %q: %w", e.k, err)
+		}
+		r, err := pick(m, roster)
+		if err != nil {
+			return err
+		}
+		l, err := pick(m, local)
+		if err != nil {
+			return err
+		}
+		if err := devices.Put(e.k, r); err != nil {
+			return err
+		}
+		if err := peers.Put(e.k, l); err != nil {
+			return err
+		}
+	}
+	if tx.Bucket([]byte("blocked")) != nil {
+		if err := tx.DeleteBucket([]byte("blocked")); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Path returns the database file's path.
@@ -347,7 +413,7 @@ func (t *Tx) List(bucket string, fn func(key string, raw []byte) error) error {
 	var all []kv
 	if err := b.ForEach(func(k, v []byte) error {
 		if v == nil {
-			return nil // a nested bucket; schema 1 has none
+			return nil // a nested bucket; schema 2 has none
 		}
 		all = append(all, kv{string(k), slices.Clone(v)})
 		return nil

@@ -99,7 +99,7 @@ func TestUpdateIsAtomic(t *testing.T) {
 		if err := tx.Put(BucketFriends, "u1", friend{Name: "Ana"}); err != nil {
 			return err
 		}
-		if err := tx.Put(BucketBlocked, "u2", true); err != nil {
+		if err := tx.Put(BucketRevocations, "u2", true); err != nil {
 			return err
 		}
 		if found, err := tx.Get(BucketFriends, "u1", nil); !found || err != nil {
@@ -113,7 +113,7 @@ func TestUpdateIsAtomic(t *testing.T) {
 	if found, _ := s.Get(BucketFriends, "u1", nil); found {
 		t.Error("a failed Update left its first write")
 	}
-	if found, _ := s.Get(BucketBlocked, "u2", nil); found {
+	if found, _ := s.Get(BucketRevocations, "u2", nil); found {
 		t.Error("a failed Update left its second write")
 	}
 
@@ -121,12 +121,12 @@ func TestUpdateIsAtomic(t *testing.T) {
 		if err := tx.Put(BucketFriends, "u1", friend{Name: "Ana"}); err != nil {
 			return err
 		}
-		return tx.Put(BucketBlocked, "u2", true)
+		return tx.Put(BucketRevocations, "u2", true)
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if found, _ := s.Get(BucketBlocked, "u2", nil); !found {
+	if found, _ := s.Get(BucketRevocations, "u2", nil); !found {
 		t.Error("a successful Update lost a write")
 	}
 }
@@ -435,5 +435,64 @@ func TestNotADatabase(t *testing.T) {
 func TestOpenInMissingFolder(t *testing.T) {
 	if _, err := Open(filepath.Join(t.TempDir(), "missing", FileName)); err == nil {
 		t.Fatal("Open in a missing folder succeeded")
+	}
+}
+
+// TestMigrate1to2 opens a schema-1 database, as kith wrote it before the
+// roster was split from local state, and checks that every peer record was
+// split into its roster part and its local part, byte for byte as a field.
+func TestMigrate1to2(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const id = "6b8578ba5dcf00000000000000000000000000000000000000000000000000aa"
+	v1 := `{"device_id":"` + id + `","user_id":"` + strings.Repeat("b", 64) + `","kind":"friend","name":"bob","cert":"AAEC","addr":"127.0.0.2:7117","addrs":["10.0.0.2:7117"],"addr_version":7,"last_seen":"2026-11-30T10:00:00Z"}`
+	err = db.Update(func(tx *bbolt.Tx) error {
+		for _, name := range []string{BucketMeta, BucketIdentity, BucketFriends, BucketDevices, BucketPeers, BucketInvites, "blocked"} {
+			if _, err := tx.CreateBucket([]byte(name)); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket([]byte(BucketPeers)).Put([]byte(id), []byte(v1)); err != nil {
+			return err
+		}
+		return tx.Bucket([]byte(BucketMeta)).Put([]byte(schemaKey), []byte("1"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	s, err := Open(path)
+	if err != nil {
+		t.Fatalf("opening a schema-1 database: %v", err)
+	}
+	defer s.Close()
+	var dev, peer map[string]any
+	if ok, err := s.Get(BucketDevices, id, &dev); !ok || err != nil {
+		t.Fatalf("devices/%s after migration: %v, %v", id, ok, err)
+	}
+	if ok, err := s.Get(BucketPeers, id, &peer); !ok || err != nil {
+		t.Fatalf("peers/%s after migration: %v, %v", id, ok, err)
+	}
+	if len(dev) != 5 || dev["name"] != "bob" || dev["kind"] != "friend" || dev["cert"] != "AAEC" || dev["device_id"] != id || dev["addr"] != nil {
+		t.Errorf("roster record after migration: %v", dev)
+	}
+	if len(peer) != 5 || peer["addr"] != "127.0.0.2:7117" || peer["addr_version"] != 7.0 || peer["last_seen"] != "2026-11-30T10:00:00Z" || peer["name"] != nil {
+		t.Errorf("local record after migration: %v", peer)
+	}
+	err = s.db.View(func(tx *bbolt.Tx) error {
+		if tx.Bucket([]byte("blocked")) != nil {
+			t.Error(`the unused "blocked" bucket survived the migration`)
+		}
+		if v := tx.Bucket([]byte(BucketMeta)).Get([]byte(schemaKey)); string(v) != "2" {
+			t.Errorf("schema %q after migration, want 2", v)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

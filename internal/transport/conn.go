@@ -116,3 +116,11 @@ func (s *Stream) SetReadDeadline(t time.Time) error { return s.s.SetReadDeadline
 
 // SetWriteDeadline sets the write deadline.
 func (s *Stream) SetWriteDeadline(t time.Time) error { return s.s.SetWriteDeadline(t) }
+
+// Reset abandons the stream in both directions with the application error
+// code: the peer's reads and writes fail at once, and data not yet
+// delivered is discarded. Use it to refuse a stream.
+func (s *Stream) Reset(code uint64) {
+	s.s.CancelRead(quic.StreamErrorCode(code))
+	s.s.CancelWrite(quic.StreamErrorCode(code))
+}

@@ -1,0 +1,344 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/kith-project/kith/internal/store"
+	"github.com/kith-project/kith/internal/transport"
+	"github.com/kith-project/kith/roster"
+	"github.com/kith-project/kith/seed"
+)
+
+// openRaw opens a stream from one agent's transport to another's, outside
+// any protocol of ours, and writes first as its first bytes.
+func openRaw(t *testing.T, from, to *testAgent, first []byte) *transport.Stream {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := from.tr.Dial(ctx, to.Addr(), to.dev.Device.Public().Ed25519())
+	if err != nil {
+		t.Fatalf("dialing: %v", err)
+	}
+	s, err := c.OpenStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Write(first); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// refused asserts that the peer reset s without sending a byte.
+func refused(t *testing.T, s *transport.Stream, what string) {
+	t.Helper()
+	s.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 64)
+	n, err := s.Read(buf)
+	if n != 0 || err == nil || errors.Is(err, io.EOF) {
+		t.Fatalf("%s: read %d bytes (%q), err %v; want a reset and nothing", what, n, buf[:n], err)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("%s: the stream was left open, not reset: %v", what, err)
+	}
+}
+
+// A stranger let in by an open invite may open the pairing stream only:
+// any other stream is reset at once, and it learns nothing.
+func TestStrangerGetsOnlyPairing(t *testing.T) {
+	a := startAgent(t, newPhrase(t), 0, "alice", "127.0.0.2")
+	stranger := startAgent(t, newPhrase(t), 0, "mallory", "127.0.0.5")
+	if _, err := a.pair.show(0); err != nil {
+		t.Fatal(err)
+	}
+	// The stranger's side lets itself dial alice, as a scan would.
+	stranger.pair.mu.Lock()
+	stranger.pair.dialing[a.dev.Cert.Device]++
+	stranger.pair.mu.Unlock()
+
+	// A protocol nobody registered, and one that exists only for others.
+	s := openRaw(t, stranger, a, []byte{0x7e, 'h', 'i'})
+	refused(t, s, "an unknown protocol from a stranger")
+
+	a.streams.protos[0x02] = nil // a protocol for own devices and friends
+	if err := a.streams.register(Protocol{ID: 0x02, Name: "friends-only", Openers: OpenOwn | OpenFriend,
+		Handle: func(_ context.Context, s *transport.Stream) { s.Write([]byte("secret")) }}); err != nil {
+		t.Fatal(err)
+	}
+	s = openRaw(t, stranger, a, []byte{0x02, 'h', 'i'})
+	refused(t, s, "a friends-only protocol from a stranger")
+
+	// The pairing stream itself is served: a malformed Hello is refused by
+	// the pairing code, which means the stream got there.
+	s = openRaw(t, stranger, a, []byte{protoPairing, 0, 0, 0, 2, '{', '}'})
+	s.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadAll(s); err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Fatalf("the pairing stream was not served: %v", err)
+		}
+	}
+}
+
+// A friend may open the streams friends may open, and no others.
+func TestFriendStreamsAdmitted(t *testing.T) {
+	a := startAgent(t, newPhrase(t), 0, "alice", "127.0.0.2")
+	b := startAgent(t, newPhrase(t), 0, "bob", "127.0.0.3")
+	pairAgents(t, a, b)
+	if err := a.streams.register(Protocol{ID: 0x02, Name: "friends", Openers: OpenFriend,
+		Handle: func(_ context.Context, s *transport.Stream) { s.Write([]byte("hello friend")) }}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.streams.register(Protocol{ID: 0x03, Name: "own-only", Openers: OpenOwn,
+		Handle: func(_ context.Context, s *transport.Stream) { s.Write([]byte("own")) }}); err != nil {
+		t.Fatal(err)
+	}
+	s := openRaw(t, b, a, []byte{0x02})
+	s.CloseWrite()
+	s.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(s)
+	if err != nil || string(got) != "hello friend" {
+		t.Fatalf("a friend's admitted stream: %q, %v", got, err)
+	}
+	refused(t, openRaw(t, b, a, []byte{0x03}), "an own-devices protocol from a friend")
+}
+
+// A protocol with a listener hands its streams to Accept, and the limit on
+// concurrent streams resets the ones past it.
+func TestStreamListenerAndLimit(t *testing.T) {
+	phrase := newPhrase(t)
+	a := startAgent(t, phrase, 0, "laptop", "127.0.0.2")
+	b := startAgent(t, phrase, 1, "phone", "127.0.0.3")
+	ln := NewStreamListener(&net.UDPAddr{}, 4)
+	defer ln.Close()
+	if err := a.streams.register(Protocol{ID: 0x04, Name: "raft", Openers: OpenOwn, MaxStreams: 1, Listener: ln}); err != nil {
+		t.Fatal(err)
+	}
+	s1 := openRaw(t, b, a, []byte{0x04, 'x'})
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(c, buf); err != nil || buf[0] != 'x' {
+		t.Fatalf("the listener's stream: %q %v", buf, err)
+	}
+	// The one slot is taken: a second stream is reset.
+	refused(t, openRaw(t, b, a, []byte{0x04}), "a stream past the protocol's limit")
+	// Closing the first frees the slot.
+	c.Close()
+	s1.Close()
+	s3 := openRaw(t, b, a, []byte{0x04, 'y'})
+	defer s3.Close()
+	acc := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		acc <- c
+	}()
+	select {
+	case c3 := <-acc:
+		if c3 == nil {
+			t.Fatal("Accept failed")
+		}
+		c3.Close()
+	case <-time.After(10 * time.Second):
+		t.Fatal("the freed slot was not reused")
+	}
+}
+
+func TestRegistryRefusesBadProtocols(t *testing.T) {
+	var r registry
+	h := func(context.Context, *transport.Stream) {}
+	if err := r.register(Protocol{ID: 1, Name: "a", Openers: OpenOwn, Handle: h}); err != nil {
+		t.Fatal(err)
+	}
+	for name, p := range map[string]Protocol{
+		"twice":         {ID: 1, Name: "b", Openers: OpenOwn, Handle: h},
+		"no handler":    {ID: 2, Name: "c", Openers: OpenOwn},
+		"both":          {ID: 3, Name: "d", Openers: OpenOwn, Handle: h, Listener: NewStreamListener(nil, 1)},
+		"admits nobody": {ID: 4, Name: "e", Handle: h},
+	} {
+		if err := r.register(p); err == nil {
+			t.Errorf("%s: registered", name)
+		}
+	}
+}
+
+// An own device whose certificate chains to our user key is refused once
+// it was revoked, on first contact and after.
+func TestRevokedOwnDeviceRefused(t *testing.T) {
+	phrase := newPhrase(t)
+	a := startAgent(t, phrase, 0, "laptop", "127.0.0.2")
+	b := startAgent(t, phrase, 5, "tablet", "127.0.0.3")
+	user, err := seed.DeriveUser(phrase.Seed(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := user.Revoke(seed.Revocation{Device: b.dev.Cert.Device, Index: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.book.change(roster.Change{Op: roster.OpRevoke, Revocation: rev.Marshal()}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := b.tr.Dial(ctx, a.Addr(), a.dev.Device.Public().Ed25519()); err == nil {
+		t.Fatal("a revoked own device was accepted by its certificate")
+	}
+	if _, ok := a.book.peerFor(b.dev.Cert.Device); ok {
+		t.Fatal("a revoked own device was stored as reachable")
+	}
+}
+
+// Removing a friend closes the connections to their devices, as blocking
+// does.
+func TestRemoveClosesConnections(t *testing.T) {
+	a := startAgent(t, newPhrase(t), 0, "alice", "127.0.0.2")
+	b := startAgent(t, newPhrase(t), 0, "bob", "127.0.0.3")
+	pairAgents(t, a, b)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := b.tr.Dial(ctx, a.Addr(), a.dev.Device.Public().Ed25519())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.friendAction("remove", b.dev.Cert.User.ID()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-c.Done():
+	case <-ctx.Done():
+		t.Fatal("a removed friend's connection stayed open")
+	}
+}
+
+// Presence moves a device from its packet path; the book writes the move
+// on its own goroutine, soon after, never on the caller's.
+func TestAddressWrittenByTheBook(t *testing.T) {
+	a := startAgent(t, newPhrase(t), 0, "alice", "127.0.0.2")
+	b := startAgent(t, newPhrase(t), 0, "bob", "127.0.0.3")
+	pairAgents(t, a, b)
+	to := netip.MustParseAddrPort("127.0.0.9:4242")
+	a.book.mu.Lock()
+	wrote := a.book.wrote
+	a.book.mu.Unlock()
+	if !a.book.setAddr(b.dev.Cert.Device, to, 9, time.Now()) {
+		t.Fatal("setAddr did not report a move")
+	}
+	select {
+	case <-wrote:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the book's writer did not write the move")
+	}
+	var l Local
+	if ok, err := a.st.Get(store.BucketPeers, b.dev.Cert.Device.ID(), &l); !ok || err != nil || l.Addr != to.String() || l.AddrVersion != 9 {
+		t.Fatalf("stored %+v (%v, %v), want %s version 9", l, ok, err, to)
+	}
+}
+
+// Completing a pairing writes the friend, the device and both used
+// invites in one transaction: if any write fails, none is kept.
+func TestPairingIsOneTransaction(t *testing.T) {
+	a := startAgent(t, newPhrase(t), 0, "alice", "127.0.0.2")
+	boom := errors.New("disk full")
+	f := roster.Friend{UserID: [32]byte{1}, Name: "bob", Status: roster.StatusFriend, PairedAt: time.Now().UTC()}
+	p := Peer{Device: roster.Device{DeviceID: [32]byte{2}, UserID: f.UserID, Kind: roster.KindFriend, Name: "bob"}, Addr: "127.0.0.3:1"}
+	err := a.book.addPairing(f, p, func(tx *store.Tx) error {
+		if err := tx.Put(store.BucketInvites, "x", usedInvite{}); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("addPairing: %v", err)
+	}
+	if fs, ps := a.book.snapshot(); len(fs) != 0 || len(ps) != 0 {
+		t.Fatalf("a failed pairing left %v and %v in memory", fs, ps)
+	}
+	for _, b := range []string{store.BucketFriends, store.BucketDevices, store.BucketPeers, store.BucketInvites} {
+		n := 0
+		a.st.List(b, func(string, []byte) error { n++; return nil })
+		if n != 0 {
+			t.Errorf("a failed pairing left %d records in %s", n, b)
+		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	os.WriteFile(file, nil, 0o600)
+	for name, c := range map[string]Config{
+		"no home":        {},
+		"missing home":   {Home: filepath.Join(dir, "nope")},
+		"home is a file": {Home: file},
+		"bad listen":     {Home: dir, Listen: "localhost"},
+		"short beat":     {Home: dir, Heartbeat: time.Microsecond},
+		"long invites":   {Home: dir, InviteTTL: 100 * time.Hour},
+	} {
+		if err := c.Validate(); err == nil {
+			t.Errorf("%s: valid", name)
+		}
+	}
+	if err := (Config{Home: dir}).Validate(); err != nil {
+		t.Errorf("the zero config with a home: %v", err)
+	}
+}
+
+// Close stops a running agent and waits for it; it is idempotent, and Run
+// after Close fails.
+func TestCloseWaitsAndIsIdempotent(t *testing.T) {
+	dir, st, dev := newDevice(t, newPhrase(t), 0, "alice")
+	a, err := New(Config{Home: dir, Listen: "127.0.0.2:0"}, dev, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(context.Background()) }()
+	waitFor(t, "the control socket", func() bool {
+		_, err := os.Stat(filepath.Join(dir, "agent.sock"))
+		return err == nil
+	})
+	if err := a.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run after Close: %v", err)
+		}
+	default:
+		t.Fatal("Close returned before Run did")
+	}
+	if err := a.Close(); err != nil {
+		t.Fatalf("a second Close: %v", err)
+	}
+	if err := a.Run(context.Background()); !errors.Is(err, errRunTwice) {
+		t.Fatalf("Run after Close: %v", err)
+	}
+	// An agent closed without ever running releases its port.
+	b, err := New(Config{Home: dir, Listen: "127.0.0.2:0"}, dev, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := b.Addr()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(addr))
+	if err != nil {
+		t.Fatalf("the port of a closed agent is still bound: %v", err)
+	}
+	c.Close()
+}
