@@ -13,6 +13,14 @@
 // absolute, cleaned path. [Ensure] creates it with mode 0700, and tightens an
 // existing folder whose mode lets anyone else in.
 //
+// # A home that cannot be subverted
+//
+// A home folder that belongs to another user, or that anyone may write to,
+// is refused ([ErrNotYours]): whoever can write there can plant a file or a
+// link of their choosing. The files inside are opened with [OpenFile], which
+// never follows a symbolic link, so a link named "lock" or "keys" makes kith
+// fail instead of writing through it ([ErrLink]).
+//
 // # The lock file
 //
 // [Lock] takes an exclusive, non-blocking flock(2) on the file "lock" inside
@@ -64,9 +72,19 @@ func Resolve(flag string) (string, error) {
 	return abs, nil
 }
 
+// Errors that callers branch on.
+var (
+	// ErrNotYours: the home folder belongs to another user, or anyone may
+	// write to it.
+	ErrNotYours = errors.New("the home folder is not safe to use")
+	// ErrLink: a file in the home folder is a symbolic link.
+	ErrLink = errors.New("a symbolic link where kith keeps a file of its own")
+)
+
 // Ensure creates dir and its parents with mode 0700 if needed. If dir already
 // exists with a mode that lets the group or others in, Ensure tightens it to
-// 0700. It fails when dir exists and is not a folder.
+// 0700. It fails when dir exists and is not a folder, belongs to another
+// user, or may be written by anyone ([ErrNotYours]).
 func Ensure(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("home: creating %s: %w", dir, err)
@@ -77,6 +95,12 @@ func Ensure(dir string) error {
 	}
 	if !info.IsDir() {
 		return fmt.Errorf("home: %s is not a folder: choose another --home", dir)
+	}
+	if err := checkOwner(dir, info); err != nil {
+		return err
+	}
+	if info.Mode().Perm()&0o002 != 0 && info.Mode()&os.ModeSticky == 0 {
+		return fmt.Errorf("home: %s may be written by any user (mode %v): %w", dir, info.Mode().Perm(), ErrNotYours)
 	}
 	if info.Mode().Perm()&0o077 != 0 {
 		if err := os.Chmod(dir, 0o700); err != nil {

@@ -57,9 +57,16 @@ type Lockfile struct {
 // A lock file left by a process that has exited does not block.
 func Lock(dir string) (*Lockfile, error) {
 	path := filepath.Join(dir, LockName)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
+		if isLinkErr(path, err) {
+			return nil, fmt.Errorf("home: the lock file %s: %w", path, ErrLink)
+		}
 		return nil, fmt.Errorf("home: opening the lock file: %w", err)
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("home: the lock file %s is not a regular file", path)
 	}
 	if err := tryLock(f); err != nil {
 		f.Close()
@@ -124,7 +131,7 @@ func holderPID(path string) int {
 }
 
 func readPID(path string) int {
-	f, err := os.Open(path)
+	f, err := OpenFile(path, os.O_RDONLY, 0)
 	if err != nil {
 		return 0
 	}
@@ -139,3 +146,17 @@ func readPID(path string) int {
 	}
 	return pid
 }
+
+// isLinkErr reports whether opening path failed because it is a symbolic
+// link (ELOOP from O_NOFOLLOW, or ErrLink).
+func isLinkErr(path string, err error) bool {
+	if errors.Is(err, ErrLink) {
+		return true
+	}
+	fi, lerr := os.Lstat(path)
+	return lerr == nil && fi.Mode()&os.ModeSymlink != 0
+}
+
+// IsLinkErr reports whether opening path with [OpenFile] failed because
+// path is a symbolic link.
+func IsLinkErr(path string, err error) bool { return err != nil && isLinkErr(path, err) }

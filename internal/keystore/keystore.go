@@ -74,6 +74,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/kith-project/kith/internal/home"
 )
 
 // FileName is the name of the keys file inside a home folder.
@@ -186,9 +188,12 @@ const maxFileSize = 1 << 20
 
 // readFile reads and decodes the keys file at path, tightening its mode.
 func readFile(path string) (*file, error) {
-	fh, err := os.Open(path)
+	fh, err := home.OpenFile(path, os.O_RDONLY, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("keystore: reading %s: %w", path, ErrNotFound)
+	}
+	if home.IsLinkErr(path, err) {
+		return nil, fmt.Errorf("keystore: %s: %w", path, home.ErrLink)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("keystore: reading keys: %w", err)

@@ -92,6 +92,7 @@ var (
 	ErrNewerSchema   = errors.New("this home was written by a newer kith: upgrade kith")
 	ErrUnknownBucket = errors.New("unknown bucket")
 	ErrClosed        = errors.New("the database is closed")
+	ErrLink          = errors.New("a symbolic link where the database should be")
 )
 
 // NewerSchemaError is the error Open returns for a database written by a newer
@@ -124,6 +125,11 @@ type Store struct {
 // process (or another Store in this one) holds the database for more than a
 // second, and with [ErrNewerSchema] if a newer kith wrote it.
 func Open(path string) (*Store, error) {
+	// bbolt follows links: a link planted where the database lives would
+	// make us write into the file it points to.
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		return nil, fmt.Errorf("store: %s is a symbolic link: %w", path, ErrLink)
+	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: openTimeout})
 	switch {
 	case errors.Is(err, bolterrors.ErrTimeout):
@@ -146,7 +152,7 @@ func Open(path string) (*Store, error) {
 
 // tighten sets the database file's mode to 0600 if it lets others in.
 func tighten(path string) error {
-	info, err := os.Stat(path)
+	info, err := os.Lstat(path)
 	if err != nil {
 		return fmt.Errorf("store: checking %s: %w", path, err)
 	}
