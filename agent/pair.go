@@ -358,8 +358,11 @@ func (p *pairer) complete(m *pairing.Machine) (roster.Friend, error) {
 	}
 	kind := kindOf(a, user)
 	now := a.cfg.Now().UTC()
-	f := roster.Friend{UserID: user, Name: prof.Name, Status: roster.StatusFriend, SAS: m.SAS(), PairedAt: now, Window: prof.Window}
-	pr := Peer{Device: roster.Device{DeviceID: dev, UserID: user, Kind: kind, Name: prof.Name, Cert: prof.Cert}, LastSeen: now}
+	// The name kept and shown is the one the user key certified, which
+	// ParseDeviceCert checked (no control or bidirectional characters,
+	// bounded length), not the profile's unsigned one.
+	f := roster.Friend{UserID: user, Name: cert.Name, Status: roster.StatusFriend, SAS: m.SAS(), PairedAt: now, Window: prof.Window}
+	pr := Peer{Device: roster.Device{DeviceID: dev, UserID: user, Kind: kind, Name: cert.Name, Cert: prof.Cert}, LastSeen: now}
 	for _, ad := range peer.Addrs {
 		pr.Addrs = append(pr.Addrs, ad.String())
 	}

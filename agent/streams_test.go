@@ -342,3 +342,16 @@ func TestCloseWaitsAndIsIdempotent(t *testing.T) {
 	}
 	c.Close()
 }
+
+// A friend's profile may say anything; the name kept and shown is the one
+// in the friend's certificate, which cannot carry terminal escapes.
+func TestFriendNameIsTheCertifiedOne(t *testing.T) {
+	a := startAgent(t, newPhrase(t), 0, "alice", "127.0.0.2")
+	b := startAgent(t, newPhrase(t), 0, "bob", "127.0.0.3")
+	b.dev.Identity.Name = "\x1b]0;pwned\x07\x1b[2J\u202ebob"
+	pairAgents(t, a, b)
+	fs := a.friends()
+	if len(fs) != 1 || fs[0].Name != "bob" || fs[0].Devices[0].Name != "bob" {
+		t.Fatalf("alice keeps bob as %+v", fs)
+	}
+}
