@@ -64,6 +64,7 @@ type book struct {
 	wrote  chan struct{}                           // closed and replaced after every write (tests)
 	werr   error                                   // guarded by mu: the writer's last error
 	byUser map[seed.UserPublic][]seed.DevicePublic // guarded by mu: derived from roster
+	writes atomic.Uint64                           // transactions the writer made
 
 	// blocked holds the last addresses of blocked users' devices, derived
 	// by refreshLocked after every change. It is read without the lock for
@@ -344,6 +345,7 @@ func (b *book) flush() {
 	// waits for bbolt's writer lock, so taking mu inside one would deadlock.
 	var err error
 	if len(ls) > 0 {
+		b.writes.Add(1)
 		err = b.st.Update(func(tx *store.Tx) error {
 			for _, l := range ls {
 				if _, ok := r.Device(l.DeviceID); !ok {

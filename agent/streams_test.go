@@ -355,3 +355,29 @@ func TestFriendNameIsTheCertifiedOne(t *testing.T) {
 		t.Fatalf("alice keeps bob as %+v", fs)
 	}
 }
+
+// A peer that keeps changing its source address costs a few writes a
+// second, not one fsync per packet.
+func TestAddressWritesAreBatched(t *testing.T) {
+	a := startAgent(t, newPhrase(t), 0, "alice", "127.0.0.2")
+	b := startAgent(t, newPhrase(t), 0, "bob", "127.0.0.3")
+	pairAgents(t, a, b)
+	b.stop() // no packet of bob's moves him back meanwhile
+	before := a.book.writes.Load()
+	start := time.Now()
+	const moves = 2000
+	for i := range moves {
+		a.book.setAddr(b.dev.Cert.Device, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.9"), uint16(1000+i)), 0, time.Now())
+	}
+	elapsed := time.Since(start)
+	a.book.flush()
+	// One write per minWriteGap at most, plus the flush and a ticker's.
+	limit := uint64(elapsed/minWriteGap) + 3
+	if n := a.book.writes.Load() - before; n > limit {
+		t.Fatalf("%d moves in %v made %d writes, more than %d", moves, elapsed, n, limit)
+	}
+	var l Local
+	if ok, err := a.st.Get(store.BucketPeers, b.dev.Cert.Device.ID(), &l); !ok || err != nil || l.Addr != "127.0.0.9:2999" {
+		t.Fatalf("the last move was not the one stored: %+v %v %v", l, ok, err)
+	}
+}
