@@ -78,7 +78,7 @@ func newPhrase(t testing.TB) seed.Phrase {
 }
 
 // pairAgents runs the mutual scan between a and b and returns both results.
-func pairAgents(t testing.TB, a, b *testAgent) (ScanResult, ScanResult) {
+func pairAgents(t testing.TB, a, b *testAgent) (control.ScanResult, control.ScanResult) {
 	t.Helper()
 	ctx := context.Background()
 	sa, err := a.pair.show(0)

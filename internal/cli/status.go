@@ -7,7 +7,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/kith-project/kith/agent"
+	"github.com/kith-project/kith/internal/control"
 	"github.com/spf13/cobra"
 )
 
@@ -17,16 +17,20 @@ func newStatusCmd(g *globals) *cobra.Command {
 		Short: "Show the agent, every known device with its address, RTT and clock offset, and the cluster",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var st agent.Status
-			if err := g.call(cmd, "GET", "/v1/status", nil, &st); err != nil {
+			c, ctx, err := g.agent(cmd)
+			if err != nil {
 				return err
+			}
+			st, err := c.Status(ctx)
+			if err != nil {
+				return agentError(err)
 			}
 			return g.emit(st, func(w io.Writer) { printStatus(w, st, time.Now()) })
 		},
 	}
 }
 
-func printStatus(w io.Writer, st agent.Status, now time.Time) {
+func printStatus(w io.Writer, st control.Status, now time.Time) {
 	fmt.Fprintf(w, "device  %s %q\n", st.DeviceID, st.Name)
 	fmt.Fprintf(w, "user    %s\n", st.UserID)
 	fmt.Fprintf(w, "listen  %s", st.Listen)
@@ -69,4 +73,12 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// short abbreviates a hex ID for text output.
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
 }
