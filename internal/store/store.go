@@ -81,8 +81,10 @@ const schemaKey = "schema"
 
 // Sentinel errors that callers branch on.
 var (
-	ErrInUse         = errors.New(`the database is in use by another process (is "kith run" running? stop it or use another --home)`)
-	ErrNewerSchema   = errors.New("this home was written by a newer kith: upgrade kith")
+	ErrInUse         = errors.New("the database is in use by another process")
+	ErrNewerSchema   = errors.New("this home was written by a newer kith")
+	ErrNotDatabase   = errors.New("it is not a kith database or it is damaged")
+	ErrDamaged       = errors.New("the database is damaged")
 	ErrUnknownBucket = errors.New("unknown bucket")
 	ErrClosed        = errors.New("the database is closed")
 )
@@ -96,7 +98,7 @@ type NewerSchemaError struct {
 }
 
 func (e *NewerSchemaError) Error() string {
-	return fmt.Sprintf("store: %s: this home was written by a newer kith (schema %d, this kith understands %d): upgrade kith",
+	return fmt.Sprintf("store: %s: this home was written by a newer kith (schema %d, this kith understands %d)",
 		e.Path, e.Found, e.Supported)
 }
 
@@ -122,7 +124,7 @@ func Open(path string) (*Store, error) {
 	case errors.Is(err, bolterrors.ErrTimeout):
 		return nil, fmt.Errorf("store: opening %s: %w", path, ErrInUse)
 	case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrVersionMismatch), errors.Is(err, bolterrors.ErrChecksum):
-		return nil, fmt.Errorf("store: opening %s: it is not a kith database or it is damaged (move it away to start afresh): %w", path, err)
+		return nil, fmt.Errorf("store: opening %s: %w: %w", path, ErrNotDatabase, err)
 	case err != nil:
 		return nil, fmt.Errorf("store: opening %s: %w", path, err)
 	}
@@ -250,7 +252,7 @@ func (t *Tx) bucket(name string) (*bbolt.Bucket, error) {
 	}
 	b := t.tx.Bucket([]byte(name))
 	if b == nil {
-		return nil, fmt.Errorf("store: bucket %s is missing: the database is damaged (move it away to start afresh)", name)
+		return nil, fmt.Errorf("store: bucket %s is missing: %w", name, ErrDamaged)
 	}
 	return b, nil
 }
