@@ -106,4 +106,3 @@ func find(err error, ok func(error) bool) error {
 }
 
 func fixed(s string) func(error) string { return func(error) string { return s } }
-

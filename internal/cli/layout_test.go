@@ -52,7 +52,7 @@ func TestOnlyRunImportsAgent(t *testing.T) {
 	seen := 0
 	for {
 		var p struct {
-			ImportPath                          string
+			ImportPath                         string
 			Imports, TestImports, XTestImports []string
 		}
 		if err := dec.Decode(&p); err == io.EOF {

@@ -92,7 +92,9 @@ type DefaultError struct {
 	Err error // why the user's home folder is unknown
 }
 
-func (e *DefaultError) Error() string { return "home: finding the default home folder: " + e.Err.Error() }
+func (e *DefaultError) Error() string {
+	return "home: finding the default home folder: " + e.Err.Error()
+}
 func (e *DefaultError) Unwrap() error { return e.Err }
 
 // NotFolderError is the error of [Ensure] when the home's path exists but

@@ -160,7 +160,7 @@ func prepare(tx *bbolt.Tx, path string) error {
 		if raw := meta.Get([]byte(schemaKey)); raw != nil {
 			v, err := strconv.Atoi(string(raw))
 			if err != nil || v < 1 {
-				return fmt.Errorf("store: %s: the schema version %q is not valid: the database is damaged (move it away to start afresh)", path, raw)
+				return fmt.Errorf("store: %s: the schema version %q is not valid: %w", path, raw, ErrDamaged)
 			}
 			if v > SchemaVersion {
 				return &NewerSchemaError{Path: path, Found: v, Supported: SchemaVersion}
