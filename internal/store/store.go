@@ -9,11 +9,19 @@
 //
 //	meta      facts about the database itself; "schema" is the schema version
 //	identity  "self": this device's [Identity]
-//	friends   friends, by user ID
-//	devices   the user's own devices
-//	peers     known devices' addresses and last-seen times
-//	invites   pairing invites this device has issued
-//	blocked   blocked users, by user ID
+//	friends   users paired with, by user ID, blocked ones included (their
+//	          status says so)
+//	peers     known devices, the user's own and friends', by device ID:
+//	          kind, certificate, addresses and last-seen time
+//	invites   invites used for a pairing, ours and the other side's, by
+//	          the hex SHA-256 of the invite's bytes, so that none is used
+//	          twice
+//	devices   reserved: created, but nothing is kept in it yet
+//	blocked   reserved: created, but nothing is kept in it yet (a blocked
+//	          user is a friends entry with status "blocked")
+//
+// The package knows the buckets' names only; what their values are is up
+// to the agent (agent/book.go and agent/pair.go).
 //
 // Values are written with encoding/json; [Store.Get] and [Store.Put] take and
 // fill Go values, and [Store.List] hands out the raw JSON. A bucket name
