@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"path/filepath"
 	"testing"
@@ -43,12 +42,17 @@ func newDevice(t testing.TB, phrase seed.Phrase, index uint32, name string) (str
 	return dir, st, dev
 }
 
-func startAgent(t testing.TB, phrase seed.Phrase, index uint32, name, host string) *testAgent {
+// startAgent starts an agent; setup, if any, runs before it serves (to
+// register test protocols, say).
+func startAgent(t testing.TB, phrase seed.Phrase, index uint32, name, host string, setup ...func(*Agent)) *testAgent {
 	t.Helper()
 	dir, st, dev := newDevice(t, phrase, index, name)
 	a, err := New(Config{Home: dir, Listen: host + ":0", Heartbeat: 100 * time.Millisecond}, dev, st)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, f := range setup {
+		f(a)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -79,7 +83,7 @@ func newPhrase(t testing.TB) seed.Phrase {
 }
 
 // pairAgents runs the mutual scan between a and b and returns both results.
-func pairAgents(t testing.TB, a, b *testAgent) (ScanResult, ScanResult) {
+func pairAgents(t testing.TB, a, b *testAgent) (control.ScanResult, control.ScanResult) {
 	t.Helper()
 	ctx := context.Background()
 	sa, err := a.pair.show(0)
@@ -105,7 +109,7 @@ func TestPairFriendsAndBlock(t *testing.T) {
 	a := startAgent(t, newPhrase(t), 0, "alice", "127.0.0.2")
 	b := startAgent(t, newPhrase(t), 0, "bob", "127.0.0.3")
 	first, second := pairAgents(t, a, b)
-	if first.Status != "waiting" || second.Status != "paired" || first.SAS != second.SAS || second.Kind != string(roster.KindFriend) {
+	if first.Status != "waiting" || second.Status != "paired" || first.SAS != second.SAS || second.Kind != roster.KindFriend {
 		t.Fatalf("scans: %+v, %+v", first, second)
 	}
 	fa, fb := a.friends(), b.friends()
@@ -123,7 +127,7 @@ func TestPairFriendsAndBlock(t *testing.T) {
 	waitFor(t, "heartbeats", func() bool { return a.onlineSet()[b.dev.Cert.Device] && b.onlineSet()[a.dev.Cert.Device] })
 
 	// Blocking bob: his device is no longer reachable, and refuses at once.
-	if _, err := a.friendAction("block", b.dev.Identity.UserID); err != nil {
+	if _, err := a.friendAction("block", b.dev.Identity.UserID.ID()); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := a.book.peerFor(b.dev.Device.Public()); ok {
@@ -135,19 +139,19 @@ func TestPairFriendsAndBlock(t *testing.T) {
 	if !a.book.blockedAddr(b.Addr()) {
 		t.Fatal("packets from the blocked device's address are not dropped")
 	}
-	st, err := a.friendAction("unblock", b.dev.Identity.UserID)
+	st, err := a.friendAction("unblock", b.dev.Identity.UserID.ID())
 	if err != nil || st.Status != string(roster.StatusFriend) {
 		t.Fatalf("unblock: %+v %v", st, err)
 	}
 	if a.book.blockedAddr(b.Addr()) {
 		t.Fatal("packets from an unblocked device's address are still dropped")
 	}
-	st, err = a.friendAction("remove", b.dev.Identity.UserID)
+	st, err = a.friendAction("remove", b.dev.Identity.UserID.ID())
 	if err != nil || len(a.friends()) != 0 || len(a.book.reachable()) != 0 {
 		t.Fatalf("remove: %+v %v, friends %+v", st, err, a.friends())
 	}
 	var ce *control.Error
-	if _, err := a.friendAction("remove", b.dev.Identity.UserID); !errors.As(err, &ce) || ce.Kind != control.KindNotFound {
+	if _, err := a.friendAction("remove", b.dev.Identity.UserID.ID()); !errors.As(err, &ce) || ce.Kind != control.KindNotFound {
 		t.Fatalf("removing a stranger: %v", err)
 	}
 	if _, err := a.friendAction("block", "nothex"); !control.BadInput(err) {
@@ -160,7 +164,7 @@ func TestPairOwnDevice(t *testing.T) {
 	a := startAgent(t, phrase, 0, "laptop", "127.0.0.2")
 	b := startAgent(t, phrase, 1, "phone", "127.0.0.3")
 	first, second := pairAgents(t, a, b)
-	if first.Kind != string(roster.KindOwn) || second.Kind != string(roster.KindOwn) || second.Status != "paired" {
+	if first.Kind != roster.KindOwn || second.Kind != roster.KindOwn || second.Status != "paired" {
 		t.Fatalf("own device pairing: %+v, %+v", first, second)
 	}
 	// Own devices are peers, not friends.
@@ -172,7 +176,7 @@ func TestPairOwnDevice(t *testing.T) {
 		t.Fatalf("alice's peers: %+v", ps)
 	}
 	cert, err := seed.ParseDeviceCert(ps[0].Cert)
-	if err != nil || cert.Index != 1 || cert.User.String() != a.dev.Identity.UserID {
+	if err != nil || cert.Index != 1 || !cert.User.Equal(a.dev.Identity.UserID) {
 		t.Fatalf("the own device's certificate: %+v %v", cert, err)
 	}
 }
@@ -242,7 +246,7 @@ func BenchmarkReferenceHandshakeOnly(b *testing.B) {
 	a := startAgent(b, newPhrase(b), 0, "alice", "127.0.0.2")
 	c := startAgent(b, newPhrase(b), 0, "carol", "127.0.0.3")
 	pairAgents(b, a, c)
-	key, _ := hex.DecodeString(a.dev.Identity.DeviceID)
+	key := a.dev.Identity.DeviceID.Ed25519()
 	ctx := context.Background()
 	for b.Loop() {
 		conn, err := c.tr.Dial(ctx, a.Addr(), key)
@@ -264,7 +268,7 @@ func TestLastSeenIsPersisted(t *testing.T) {
 	}
 	a.stop()
 	var p Local
-	if ok, err := a.st.Get(store.BucketPeers, b.dev.Identity.DeviceID, &p); err != nil || !ok {
+	if ok, err := a.st.Get(store.BucketPeers, b.dev.Identity.DeviceID.ID(), &p); err != nil || !ok {
 		t.Fatal(ok, err)
 	}
 	if p.LastSeen.Before(heard) {
@@ -279,7 +283,7 @@ func TestOwnDeviceRecognisedByCertificate(t *testing.T) {
 	stranger := startAgent(t, newPhrase(t), 0, "stranger", "127.0.0.4")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	key, _ := hex.DecodeString(a.dev.Identity.DeviceID)
+	key := a.dev.Identity.DeviceID.Ed25519()
 
 	// b's certificate chains to the same user key: accepted and remembered,
 	// on both sides.
@@ -310,7 +314,7 @@ func TestOwnDeviceRecognisedByCertificate(t *testing.T) {
 func TestBlockedUserGetsNoAnswer(t *testing.T) {
 	a := startAgent(t, newPhrase(t), 0, "alice", "127.0.0.2")
 	c := startAgent(t, newPhrase(t), 0, "carol", "127.0.0.4")
-	if _, err := c.friendAction("block", a.dev.Identity.UserID); err != nil {
+	if _, err := c.friendAction("block", a.dev.Identity.UserID.ID()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := a.pair.show(0); err != nil {
@@ -333,7 +337,7 @@ func TestBlockedUserGetsNoAnswer(t *testing.T) {
 	if _, ok := c.book.peerFor(a.dev.Device.Public()); ok {
 		t.Fatal("carol stored the blocked user's device")
 	}
-	if fs := c.friends(); len(fs) != 1 || fs[0].Status != string(roster.StatusBlocked) || len(fs[0].Devices) != 0 {
+	if fs := c.friends(); len(fs) != 1 || fs[0].Status != roster.StatusBlocked || len(fs[0].Devices) != 0 {
 		t.Fatalf("carol's friends: %+v", fs)
 	}
 }

@@ -39,36 +39,21 @@ func newPairer(a *Agent) *pairer {
 	return &pairer{a: a, dialing: map[seed.DevicePublic]int{}, dialAddrs: map[netip.AddrPort]int{}}
 }
 
-// ShowResult is the answer to "pair show".
-type ShowResult struct {
-	Code      string    `json:"code"`
-	ExpiresAt time.Time `json:"expires_at"`
-}
-
-// ScanResult is the answer to "pair scan".
-type ScanResult struct {
-	UserID string `json:"user_id"`
-	Name   string `json:"name"`
-	Kind   string `json:"kind"`
-	SAS    string `json:"sas"`
-	Status string `json:"status"`
-}
-
 // show makes a new invite valid for ttl (the configured default when 0).
-func (p *pairer) show(ttl time.Duration) (ShowResult, error) {
+func (p *pairer) show(ttl time.Duration) (control.ShowResult, error) {
 	if ttl <= 0 {
 		ttl = p.a.cfg.InviteTTL
 	}
 	inv, err := pairing.NewInvite(p.a.dev.Cert.User, p.a.dev.Device.Ed25519(), p.a.inviteAddrs(), ttl, p.a.cfg.Now())
 	if err != nil {
-		return ShowResult{}, fmt.Errorf("making an invite: %w", err)
+		return control.ShowResult{}, fmt.Errorf("making an invite: %w", err)
 	}
 	m := pairing.NewMachine(inv, p.a.dev.Device.Ed25519())
 	p.mu.Lock()
 	p.prune()
 	p.machines = append(p.machines, m)
 	p.mu.Unlock()
-	return ShowResult{Code: inv.Encode(), ExpiresAt: inv.Expires.UTC()}, nil
+	return control.ShowResult{Code: inv.Encode(), ExpiresAt: inv.Expires.UTC()}, nil
 }
 
 // prune drops machines whose invite expired more than a minute ago and that
@@ -142,47 +127,47 @@ func refusal(err error) error {
 // scan handles a code the user scanned: it contacts the invite's device,
 // proves the scan, and completes the pairing if the other side has scanned
 // ours too.
-func (p *pairer) scan(ctx context.Context, code string) (ScanResult, error) {
+func (p *pairer) scan(ctx context.Context, code string) (control.ScanResult, error) {
 	a := p.a
 	now := a.cfg.Now()
 	inv, err := pairing.ParseInvite(code, now)
 	if err != nil {
-		return ScanResult{}, refusal(err)
+		return control.ScanResult{}, refusal(err)
 	}
 	user := seed.UserPublic(inv.User)
 	if a.book.blockedUser(user) {
-		return ScanResult{}, refusal(fmt.Errorf("%w: you blocked user %s; unblock them first with \"kith friends unblock %s\"", pairing.ErrBlocked, user, user))
+		return control.ScanResult{}, refusal(fmt.Errorf("%w: you blocked user %s; unblock them first with \"kith friends unblock %s\"", pairing.ErrBlocked, user, user))
 	}
 	if seed.DevicePublic(inv.Device).Equal(a.dev.Device.Public()) {
-		return ScanResult{}, refusal(fmt.Errorf("%w: this is this device's own code; scan the code shown on the other device", pairing.ErrForeign))
+		return control.ScanResult{}, refusal(fmt.Errorf("%w: this is this device's own code; scan the code shown on the other device", pairing.ErrForeign))
 	}
 	if ok, err := a.st.Get(store.BucketInvites, usedKey(inv), new(usedInvite)); err != nil {
-		return ScanResult{}, err
+		return control.ScanResult{}, err
 	} else if ok {
-		return ScanResult{}, refusal(fmt.Errorf("%w: this code was already used to pair; ask for a fresh one (kith pair show)", pairing.ErrReused))
+		return control.ScanResult{}, refusal(fmt.Errorf("%w: this code was already used to pair; ask for a fresh one (kith pair show)", pairing.ErrReused))
 	}
 	m := p.machineFor(inv)
 	if m == nil {
-		return ScanResult{}, &control.Error{Kind: control.KindBadInput, Reason: "no_invite",
+		return control.ScanResult{}, &control.Error{Kind: control.KindBadInput, Reason: "no_invite",
 			Message: "pairing is mutual: first show your own code with \"kith pair show\" so the other person can scan it, then scan theirs"}
 	}
 	hello, err := m.Scanned(inv, now)
 	if err != nil {
-		return ScanResult{}, refusal(err)
+		return control.ScanResult{}, refusal(err)
 	}
 	hello.Profile = a.profile()
 	reply, err := p.send(ctx, inv, hello)
 	if err != nil {
-		return ScanResult{}, err
+		return control.ScanResult{}, err
 	}
 	if err := m.HandleReply(reply, a.cfg.Now()); err != nil {
-		return ScanResult{}, refusal(err)
+		return control.ScanResult{}, refusal(err)
 	}
-	res := ScanResult{UserID: user.ID(), Kind: string(kindOf(a, user)), SAS: m.SAS(), Status: pairing.StatusWaiting}
+	res := control.ScanResult{UserID: user, Kind: kindOf(a, user), SAS: m.SAS(), Status: pairing.StatusWaiting}
 	if m.Done() {
 		f, err := p.complete(m)
 		if err != nil {
-			return ScanResult{}, err
+			return control.ScanResult{}, err
 		}
 		res.Status, res.Name = pairing.StatusPaired, f.Name
 	}

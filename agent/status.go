@@ -3,67 +3,31 @@ package agent
 import (
 	"time"
 
+	"github.com/kith-project/kith/internal/control"
+
 	"github.com/kith-project/kith/seed"
 )
 
-// Status is the answer to GET /v1/status ("kith status").
-type Status struct {
-	UserID      string       `json:"user_id"`
-	DeviceID    string       `json:"device_id"`
-	Name        string       `json:"name"`
-	Listen      string       `json:"listen"`
-	PublicAddrs []string     `json:"public_addrs"`
-	Quiet       bool         `json:"quiet"`
-	Heartbeat   string       `json:"heartbeat"`
-	Uptime      string       `json:"uptime"`
-	Peers       []PeerStatus `json:"peers"`
-	Cluster     ClusterView  `json:"cluster"`
-}
-
-// PeerStatus is one known device in "kith status".
-type PeerStatus struct {
-	DeviceID string     `json:"device_id"`
-	UserID   string     `json:"user_id"`
-	Name     string     `json:"name"`
-	Kind     string     `json:"kind"`
-	Addr     string     `json:"addr"`
-	LastSeen *time.Time `json:"last_seen"`
-	Online   bool       `json:"online"`
-	// RTTMillis and ClockOffsetMillis are null until a heartbeat reply
-	// measured them.
-	RTTMillis         *float64 `json:"rtt_ms"`
-	ClockOffsetMillis *float64 `json:"clock_offset_ms"`
-}
-
-// ClusterView is the own cluster's state. Until the own cluster runs Raft
-// (a later stage), a device reports itself as a standalone voter.
-type ClusterView struct {
-	State     string   `json:"state"`
-	Leader    string   `json:"leader"`
-	Voters    []string `json:"voters"`
-	Nonvoters []string `json:"nonvoters"`
-}
-
-func (a *Agent) status() Status {
+func (a *Agent) status() control.Status {
 	id := a.dev.Identity
-	st := Status{
-		UserID:      id.UserID,
-		DeviceID:    id.DeviceID,
+	st := control.Status{
+		UserID:      a.dev.Cert.User,
+		DeviceID:    a.dev.Cert.Device,
 		Name:        id.Name,
 		Listen:      a.Addr().String(),
 		PublicAddrs: []string{},
 		Quiet:       a.cfg.Quiet,
 		Heartbeat:   a.cfg.Heartbeat.String(),
 		Uptime:      a.cfg.Now().Sub(a.started).Round(time.Second).String(),
-		Peers:       []PeerStatus{},
-		Cluster:     ClusterView{State: "standalone", Leader: id.DeviceID, Voters: []string{id.DeviceID}, Nonvoters: []string{}},
+		Peers:       []control.PeerStatus{},
+		Cluster:     control.ClusterView{State: "standalone", Leader: id.DeviceID.ID(), Voters: []string{id.DeviceID.ID()}, Nonvoters: []string{}},
 	}
 	for _, ap := range a.presence.PublicAddrs() {
 		st.PublicAddrs = append(st.PublicAddrs, ap.String())
 	}
-	live := map[seed.DevicePublic]PeerStatus{}
+	live := map[seed.DevicePublic]control.PeerStatus{}
 	for _, ps := range a.presence.Status() {
-		v := PeerStatus{Online: ps.Online}
+		v := control.PeerStatus{Online: ps.Online}
 		if ps.Addr.IsValid() {
 			v.Addr = ps.Addr.String()
 		}
@@ -82,7 +46,7 @@ func (a *Agent) status() Status {
 	}
 	for _, p := range a.book.reachable() {
 		v := live[p.DeviceID]
-		v.DeviceID, v.UserID, v.Name, v.Kind = p.DeviceID.ID(), p.UserID.ID(), p.Name, string(p.Kind)
+		v.DeviceID, v.UserID, v.Name, v.Kind = p.DeviceID, p.UserID, p.Name, p.Kind
 		if v.Addr == "" {
 			v.Addr = p.Addr
 		}

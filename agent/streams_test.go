@@ -17,6 +17,13 @@ import (
 	"github.com/kith-project/kith/seed"
 )
 
+func register(t *testing.T, a *Agent, p Protocol) {
+	t.Helper()
+	if err := a.streams.register(p); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // openRaw opens a stream from one agent's transport to another's, outside
 // any protocol of ours, and writes first as its first bytes.
 func openRaw(t *testing.T, from, to *testAgent, first []byte) *transport.Stream {
@@ -55,7 +62,11 @@ func refused(t *testing.T, s *transport.Stream, what string) {
 // A stranger let in by an open invite may open the pairing stream only:
 // any other stream is reset at once, and it learns nothing.
 func TestStrangerGetsOnlyPairing(t *testing.T) {
-	a := startAgent(t, newPhrase(t), 0, "alice", "127.0.0.2")
+	a := startAgent(t, newPhrase(t), 0, "alice", "127.0.0.2", func(a *Agent) {
+		// A protocol for own devices and friends only.
+		register(t, a, Protocol{ID: 0x02, Name: "friends-only", Openers: OpenOwn | OpenFriend,
+			Handle: func(_ context.Context, s *transport.Stream) { s.Write([]byte("secret")) }})
+	})
 	stranger := startAgent(t, newPhrase(t), 0, "mallory", "127.0.0.5")
 	if _, err := a.pair.show(0); err != nil {
 		t.Fatal(err)
@@ -69,11 +80,6 @@ func TestStrangerGetsOnlyPairing(t *testing.T) {
 	s := openRaw(t, stranger, a, []byte{0x7e, 'h', 'i'})
 	refused(t, s, "an unknown protocol from a stranger")
 
-	a.streams.protos[0x02] = nil // a protocol for own devices and friends
-	if err := a.streams.register(Protocol{ID: 0x02, Name: "friends-only", Openers: OpenOwn | OpenFriend,
-		Handle: func(_ context.Context, s *transport.Stream) { s.Write([]byte("secret")) }}); err != nil {
-		t.Fatal(err)
-	}
 	s = openRaw(t, stranger, a, []byte{0x02, 'h', 'i'})
 	refused(t, s, "a friends-only protocol from a stranger")
 
@@ -91,17 +97,14 @@ func TestStrangerGetsOnlyPairing(t *testing.T) {
 
 // A friend may open the streams friends may open, and no others.
 func TestFriendStreamsAdmitted(t *testing.T) {
-	a := startAgent(t, newPhrase(t), 0, "alice", "127.0.0.2")
+	a := startAgent(t, newPhrase(t), 0, "alice", "127.0.0.2", func(a *Agent) {
+		register(t, a, Protocol{ID: 0x02, Name: "friends", Openers: OpenFriend,
+			Handle: func(_ context.Context, s *transport.Stream) { s.Write([]byte("hello friend")) }})
+		register(t, a, Protocol{ID: 0x03, Name: "own-only", Openers: OpenOwn,
+			Handle: func(_ context.Context, s *transport.Stream) { s.Write([]byte("own")) }})
+	})
 	b := startAgent(t, newPhrase(t), 0, "bob", "127.0.0.3")
 	pairAgents(t, a, b)
-	if err := a.streams.register(Protocol{ID: 0x02, Name: "friends", Openers: OpenFriend,
-		Handle: func(_ context.Context, s *transport.Stream) { s.Write([]byte("hello friend")) }}); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.streams.register(Protocol{ID: 0x03, Name: "own-only", Openers: OpenOwn,
-		Handle: func(_ context.Context, s *transport.Stream) { s.Write([]byte("own")) }}); err != nil {
-		t.Fatal(err)
-	}
 	s := openRaw(t, b, a, []byte{0x02})
 	s.CloseWrite()
 	s.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -116,13 +119,12 @@ func TestFriendStreamsAdmitted(t *testing.T) {
 // concurrent streams resets the ones past it.
 func TestStreamListenerAndLimit(t *testing.T) {
 	phrase := newPhrase(t)
-	a := startAgent(t, phrase, 0, "laptop", "127.0.0.2")
-	b := startAgent(t, phrase, 1, "phone", "127.0.0.3")
 	ln := NewStreamListener(&net.UDPAddr{}, 4)
 	defer ln.Close()
-	if err := a.streams.register(Protocol{ID: 0x04, Name: "raft", Openers: OpenOwn, MaxStreams: 1, Listener: ln}); err != nil {
-		t.Fatal(err)
-	}
+	a := startAgent(t, phrase, 0, "laptop", "127.0.0.2", func(a *Agent) {
+		register(t, a, Protocol{ID: 0x04, Name: "raft", Openers: OpenOwn, MaxStreams: 1, Listener: ln})
+	})
+	b := startAgent(t, phrase, 1, "phone", "127.0.0.3")
 	s1 := openRaw(t, b, a, []byte{0x04, 'x'})
 	c, err := ln.Accept()
 	if err != nil {
@@ -306,9 +308,10 @@ func TestCloseWaitsAndIsIdempotent(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- a.Run(context.Background()) }()
-	waitFor(t, "the control socket", func() bool {
-		_, err := os.Stat(filepath.Join(dir, "agent.sock"))
-		return err == nil
+	waitFor(t, "Run to start", func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.ran != nil
 	})
 	if err := a.Close(); err != nil {
 		t.Fatalf("Close: %v", err)

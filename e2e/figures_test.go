@@ -32,7 +32,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kith-project/kith/agent"
 	"github.com/kith-project/kith/internal/control"
 	"github.com/kith-project/kith/internal/home"
 	"github.com/kith-project/kith/internal/kithtest"
@@ -42,7 +41,7 @@ import (
 // sockets answer, until cond holds for device in each, and returns when
 // the last of them was first seen to hold it. It fails after limit, or
 // when ctx is done.
-func untilAll(ctx context.Context, ps []*person, device string, limit time.Duration, cond func(agent.PeerStatus) bool) (time.Time, error) {
+func untilAll(ctx context.Context, ps []*person, device string, limit time.Duration, cond func(control.PeerStatus) bool) (time.Time, error) {
 	deadline := time.Now().Add(limit)
 	pending := slices.Clone(ps)
 	var last time.Time
@@ -75,12 +74,12 @@ func untilAll(ctx context.Context, ps []*person, device string, limit time.Durat
 }
 
 // peerStatus asks p's agent for its status of device.
-func peerStatus(p *person, device string) (agent.PeerStatus, error) {
-	var st agent.Status
+func peerStatus(p *person, device string) (control.PeerStatus, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := control.NewClient(p.Home).Do(ctx, "GET", "/v1/status", nil, &st); err != nil {
-		return agent.PeerStatus{}, fmt.Errorf("status of %s: %w", p.id.Name, err)
+	st, err := control.NewClient(p.Home).Status(ctx)
+	if err != nil {
+		return control.PeerStatus{}, fmt.Errorf("status of %s: %w", p.id.Name, err)
 	}
 	ps, _ := peerIn(st, device)
 	return ps, nil
@@ -131,7 +130,7 @@ func BenchmarkConvergeMove(b *testing.B) {
 	watchers := []*person{alice, carol}
 	ctx, cancel := context.WithCancel(context.Background())
 	b.Cleanup(cancel) // ends a poller left behind by a failure
-	if _, err := untilAll(ctx, watchers, bob.id.DeviceID, 10*time.Second, func(ps agent.PeerStatus) bool { return ps.Online }); err != nil {
+	if _, err := untilAll(ctx, watchers, bob.id.DeviceID, 10*time.Second, func(ps control.PeerStatus) bool { return ps.Online }); err != nil {
 		b.Fatalf("bob online: %v", err)
 	}
 
@@ -153,7 +152,7 @@ func BenchmarkConvergeMove(b *testing.B) {
 		b.StartTimer()
 		launched := time.Now()
 		go func() {
-			at, err := untilAll(ctx, watchers, bob.id.DeviceID, 20*testT+time.Minute, func(ps agent.PeerStatus) bool {
+			at, err := untilAll(ctx, watchers, bob.id.DeviceID, 20*testT+time.Minute, func(ps control.PeerStatus) bool {
 				return ps.Addr == addr && ps.Online
 			})
 			done <- result{at, err}
@@ -183,7 +182,7 @@ func BenchmarkConvergeRebind(b *testing.B) {
 	watchers := []*person{alice, carol}
 	ctx, cancel := context.WithCancel(context.Background())
 	b.Cleanup(cancel) // ends a poller left behind by a failure
-	if _, err := untilAll(ctx, watchers, bob.id.DeviceID, 10*time.Second, func(ps agent.PeerStatus) bool {
+	if _, err := untilAll(ctx, watchers, bob.id.DeviceID, 10*time.Second, func(ps control.PeerStatus) bool {
 		return ps.Addr == outside.String() && ps.Online && ps.RTTMillis != nil
 	}); err != nil {
 		b.Fatalf("bob through the NAT: %v", err)
@@ -198,7 +197,7 @@ func BenchmarkConvergeRebind(b *testing.B) {
 		moved := nat.rebind(b, fmt.Sprintf("127.0.0.%d:0", 21+i%9)).String()
 		i++
 		rebound := time.Now()
-		at, err := untilAll(ctx, watchers, bob.id.DeviceID, 20*testT, func(ps agent.PeerStatus) bool { return ps.Addr == moved })
+		at, err := untilAll(ctx, watchers, bob.id.DeviceID, 20*testT, func(ps control.PeerStatus) bool { return ps.Addr == moved })
 		if err != nil {
 			b.Fatalf("bob's rebound address %s: %v", moved, err)
 		}
@@ -384,10 +383,10 @@ func (w *wireCounter) close() {
 
 // idleSettings reads the window of BenchmarkIdleAgentCPU from
 // KITH_BENCH_IDLE_SECONDS (default 60) and the agents' heartbeat interval T
-// from KITH_BENCH_HEARTBEAT (default: the agent's own, 15 s), and returns
+// from KITH_BENCH_HEARTBEAT (default 15 s, the agent's own), and returns
 // the window, T and the flags that set it.
 func idleSettings(tb testing.TB) (window, T time.Duration, hb []string) {
-	window, T = 60*time.Second, agent.DefaultHeartbeat
+	window, T, hb = 60*time.Second, 15*time.Second, []string{"--heartbeat", "15s"}
 	if s := os.Getenv("KITH_BENCH_IDLE_SECONDS"); s != "" {
 		n, err := strconv.ParseFloat(s, 64)
 		if err != nil || n <= 0 {

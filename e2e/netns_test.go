@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kith-project/kith/agent"
+	"github.com/kith-project/kith/internal/control"
 	"github.com/kith-project/kith/internal/kithtest"
 )
 
@@ -123,7 +123,7 @@ func TestAddressChangeInNetworkNamespaces(t *testing.T) {
 		if !ok || f.Status != "friend" || len(f.Devices) != 1 || f.Devices[0].DeviceID != other.id.DeviceID || f.Devices[0].Addr != addrOf[other] {
 			t.Fatalf("%s's friends list %s as %+v (found %v), want a friend with device %s at %s", p.id.Name, other.id.Name, f, ok, other.id.DeviceID, addrOf[other])
 		}
-		waitPeer(t, p, other.id.DeviceID, 10*time.Second, other.id.Name+" online at "+addrOf[other], func(ps agent.PeerStatus) bool {
+		waitPeer(t, p, other.id.DeviceID, 10*time.Second, other.id.Name+" online at "+addrOf[other], func(ps control.PeerStatus) bool {
 			return ps.Online && ps.Addr == addrOf[other] && ps.RTTMillis != nil
 		})
 	}
@@ -139,7 +139,7 @@ func TestAddressChangeInNetworkNamespaces(t *testing.T) {
 		changed := time.Now()
 		addrOf[alice] = newAddr
 
-		took := waitPeer(t, bob, alice.id.DeviceID, 10*time.Second, "alice's new address "+newAddr, func(ps agent.PeerStatus) bool {
+		took := waitPeer(t, bob, alice.id.DeviceID, 10*time.Second, "alice's new address "+newAddr, func(ps control.PeerStatus) bool {
 			return ps.Addr == newAddr && ps.Online && ps.LastSeen != nil && ps.LastSeen.After(changed)
 		})
 		t.Logf("bob follows alice from %s to %s in %v after ip addr add, %.2f T (T = %v, interfaces polled every T/4)",
@@ -165,11 +165,11 @@ func TestAddressChangeInNetworkNamespaces(t *testing.T) {
 		// her new address (the old one no longer exists in her
 		// namespace) and are answered: bob's RTT for her is measured
 		// again (its smoothed value changes), and she hears from him.
-		waitPeer(t, bob, alice.id.DeviceID, 10*time.Second, "a fresh RTT to alice at "+newAddr, func(ps agent.PeerStatus) bool {
+		waitPeer(t, bob, alice.id.DeviceID, 10*time.Second, "a fresh RTT to alice at "+newAddr, func(ps control.PeerStatus) bool {
 			return ps.Addr == newAddr && ps.Online && ps.RTTMillis != nil &&
 				(before.RTTMillis == nil || *ps.RTTMillis != *before.RTTMillis)
 		})
-		waitPeer(t, alice, bob.id.DeviceID, 10*time.Second, "bob heard at alice's new address", func(ps agent.PeerStatus) bool {
+		waitPeer(t, alice, bob.id.DeviceID, 10*time.Second, "bob heard at alice's new address", func(ps control.PeerStatus) bool {
 			return ps.Online && ps.Addr == addrOf[bob] && ps.LastSeen != nil && ps.LastSeen.After(changed)
 		})
 		// Alice noticed the change on her interfaces herself (bob may

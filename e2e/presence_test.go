@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kith-project/kith/agent"
 	"github.com/kith-project/kith/cluster"
 	"github.com/kith-project/kith/internal/control"
 	"github.com/kith-project/kith/internal/kithtest"
@@ -21,32 +20,31 @@ import (
 
 // quickStatus asks an agent for its status over the control socket, without
 // starting a process, so that polling is fine-grained.
-func quickStatus(t testing.TB, p *person) agent.Status {
+func quickStatus(t testing.TB, p *person) control.Status {
 	t.Helper()
-	var st agent.Status
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := control.NewClient(p.Home).Do(ctx, "GET", "/v1/status", nil, &st); err != nil {
+	st, err := control.NewClient(p.Home).Status(ctx)
+	if err != nil {
 		t.Fatalf("status of %s: %v", p.id.Name, err)
 	}
 	return st
 }
 
-func peerIn(st agent.Status, device string) (agent.PeerStatus, bool) {
-	for _, p := range st.Peers {
-		if p.DeviceID == device {
-			return p, true
-		}
+func peerIn(st control.Status, device string) (control.PeerStatus, bool) {
+	d, err := seed.ParseDevicePublic(device)
+	if err != nil {
+		return control.PeerStatus{}, false
 	}
-	return agent.PeerStatus{}, false
+	return st.Peer(d)
 }
 
 // waitPeer polls p's status until cond holds for device, and returns how
 // long that took.
-func waitPeer(t *testing.T, p *person, device string, limit time.Duration, what string, cond func(agent.PeerStatus) bool) time.Duration {
+func waitPeer(t *testing.T, p *person, device string, limit time.Duration, what string, cond func(control.PeerStatus) bool) time.Duration {
 	t.Helper()
 	start := time.Now()
-	var last agent.PeerStatus
+	var last control.PeerStatus
 	for {
 		if ps, ok := peerIn(quickStatus(t, p), device); ok {
 			last = ps
@@ -67,7 +65,7 @@ func TestMoveToNewAddress(t *testing.T) {
 	hb := []string{"--heartbeat", testT.String()}
 	alice, bob, carol := bobAndFriends(t, hb...)
 	for _, p := range []*person{alice, carol} {
-		waitPeer(t, p, bob.id.DeviceID, 10*time.Second, "bob online", func(ps agent.PeerStatus) bool { return ps.Online })
+		waitPeer(t, p, bob.id.DeviceID, 10*time.Second, "bob online", func(ps control.PeerStatus) bool { return ps.Online })
 	}
 
 	// Bob's device moves: it stops and comes back from the same home on
@@ -79,7 +77,7 @@ func TestMoveToNewAddress(t *testing.T) {
 	bob.agent = bob.Start(newAddr, hb...)
 	ready := time.Now()
 	for _, p := range []*person{alice, carol} {
-		took := waitPeer(t, p, bob.id.DeviceID, 10*time.Second, "bob's new address", func(ps agent.PeerStatus) bool {
+		took := waitPeer(t, p, bob.id.DeviceID, 10*time.Second, "bob's new address", func(ps control.PeerStatus) bool {
 			return ps.Addr == newAddr && ps.Online && ps.LastSeen != nil && ps.LastSeen.After(ready.Add(-time.Second))
 		})
 		elapsed := time.Since(ready)
@@ -89,7 +87,7 @@ func TestMoveToNewAddress(t *testing.T) {
 		}
 	}
 	// Messages flow again both ways: bob hears from alice at her address.
-	waitPeer(t, bob, alice.id.DeviceID, 2*testT, "alice heard again", func(ps agent.PeerStatus) bool {
+	waitPeer(t, bob, alice.id.DeviceID, 2*testT, "alice heard again", func(ps control.PeerStatus) bool {
 		return ps.Online && ps.RTTMillis != nil && ps.Addr == alice.agent.Addr
 	})
 	// The move is persisted: alice restarted still knows bob's new address.
@@ -106,8 +104,8 @@ func TestClockOffsetIsMeasured(t *testing.T) {
 	bob := newPerson(t, "bob", "127.0.0.3", append(hb, "--clock-skew", "2s")...)
 	pair(t, alice, bob)
 	near := func(v *float64, want float64) bool { return v != nil && math.Abs(*v-want) < 250 }
-	waitPeer(t, alice, bob.id.DeviceID, 10*time.Second, "bob's +2 s clock", func(ps agent.PeerStatus) bool { return near(ps.ClockOffsetMillis, 2000) })
-	waitPeer(t, bob, alice.id.DeviceID, 10*time.Second, "alice's −2 s clock", func(ps agent.PeerStatus) bool { return near(ps.ClockOffsetMillis, -2000) })
+	waitPeer(t, alice, bob.id.DeviceID, 10*time.Second, "bob's +2 s clock", func(ps control.PeerStatus) bool { return near(ps.ClockOffsetMillis, 2000) })
+	waitPeer(t, bob, alice.id.DeviceID, 10*time.Second, "alice's −2 s clock", func(ps control.PeerStatus) bool { return near(ps.ClockOffsetMillis, -2000) })
 	ps, _ := peerIn(quickStatus(t, alice), bob.id.DeviceID)
 	t.Logf("alice sees bob's clock %+.1f ms off, RTT %.2f ms", *ps.ClockOffsetMillis, *ps.RTTMillis)
 	if *ps.RTTMillis < 0 || *ps.RTTMillis > 1000 {

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"errors"
 	"net"
 	"net/netip"
@@ -9,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kith-project/kith/agent"
+	"github.com/kith-project/kith/internal/control"
 	"github.com/kith-project/kith/internal/kithtest"
 	"github.com/kith-project/kith/internal/store"
 )
@@ -122,7 +123,7 @@ func (r *natRelay) close() {
 }
 
 // setPeer rewrites what home's store holds for device while its agent is
-// stopped.
+// stopped: the record's "addr" and "addr_version", the rest left as it is.
 func setPeer(t testing.TB, home, device string, addr netip.AddrPort, version uint64) {
 	t.Helper()
 	st, err := store.Open(filepath.Join(home, store.FileName))
@@ -130,11 +131,12 @@ func setPeer(t testing.TB, home, device string, addr netip.AddrPort, version uin
 		t.Fatal(err)
 	}
 	defer st.Close()
-	var p agent.Peer
+	var p map[string]json.RawMessage
 	if ok, err := st.Get("peers", device, &p); err != nil || !ok {
 		t.Fatalf("no peer %s in %s: %v", device, home, err)
 	}
-	p.Addr, p.AddrVersion = addr.String(), version
+	p["addr"], _ = json.Marshal(addr.String())
+	p["addr_version"], _ = json.Marshal(version)
 	if err := st.Put("peers", device, p); err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +190,7 @@ func TestRebindingNoticedByPeers(t *testing.T) {
 	nat := behindNAT(t, alice, bob, carol, hb...)
 	outside := nat.outsideAddr()
 	for _, p := range []*person{alice, carol} {
-		waitPeer(t, p, bob.id.DeviceID, 10*time.Second, "bob through the NAT", func(ps agent.PeerStatus) bool {
+		waitPeer(t, p, bob.id.DeviceID, 10*time.Second, "bob through the NAT", func(ps control.PeerStatus) bool {
 			return ps.Addr == outside.String() && ps.Online && ps.RTTMillis != nil
 		})
 	}
@@ -198,7 +200,7 @@ func TestRebindingNoticedByPeers(t *testing.T) {
 	at := time.Now()
 	var worst time.Duration
 	for _, p := range []*person{alice, carol} {
-		waitPeer(t, p, bob.id.DeviceID, 20*testT, "bob's rebound address", func(ps agent.PeerStatus) bool {
+		waitPeer(t, p, bob.id.DeviceID, 20*testT, "bob's rebound address", func(ps control.PeerStatus) bool {
 			return ps.Addr == moved.String()
 		})
 		took := time.Since(at)
@@ -210,7 +212,7 @@ func TestRebindingNoticedByPeers(t *testing.T) {
 	}
 	// Bob noticed nothing locally, yet learns his new public address from
 	// what his peers observe.
-	waitPeer(t, alice, bob.id.DeviceID, 10*time.Second, "traffic through the new mapping", func(ps agent.PeerStatus) bool { return ps.Online })
+	waitPeer(t, alice, bob.id.DeviceID, 10*time.Second, "traffic through the new mapping", func(ps control.PeerStatus) bool { return ps.Online })
 	kithtest.Eventually(t, 10*time.Second, "bob learns his new public address", func() error {
 		for _, a := range quickStatus(t, bob).PublicAddrs {
 			if a == moved.String() {

@@ -3,38 +3,61 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"time"
 
+	"github.com/kith-project/kith/internal/cli/runcmd"
 	"github.com/kith-project/kith/internal/control"
+	"github.com/kith-project/kith/internal/store"
 	"github.com/spf13/cobra"
 )
 
-// client returns a control client for this home's agent.
-func (g *globals) client() (*control.Client, error) {
+// agent returns a client for this home's agent and the command's context.
+func (g *globals) agent(cmd *cobra.Command) (*control.Client, context.Context, error) {
 	dir, err := g.homeDir()
 	if err != nil {
-		return nil, err
-	}
-	return control.NewClient(dir), nil
-}
-
-// call sends one request to the agent. Bad-input answers exit with status
-// 2; a missing agent is a failure that says how to start one.
-func (g *globals) call(cmd *cobra.Command, method, path string, in, out any) error {
-	c, err := g.client()
-	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	ctx := cmd.Context()
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	err = c.Do(ctx, method, path, in, out)
+	return control.NewClient(dir), ctx, nil
+}
+
+// agentError is the command's error for an error from the agent: bad-input
+// answers exit with status 2, anything else with 1.
+func agentError(err error) error {
 	if control.BadInput(err) {
 		return badInput(err)
 	}
 	return err
 }
+
+func newRunCmd(g *globals) *cobra.Command {
+	cmd := runcmd.New(runHost{g})
+	cmd.Args = exactArgs(0)
+	return cmd
+}
+
+// runHost lends the run command the CLI's home, secrets and output.
+type runHost struct{ g *globals }
+
+func (h runHost) OpenHome() (string, *store.Store, func() error, error) {
+	oh, err := h.g.openHome(false)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	return oh.dir, oh.store, oh.Close, nil
+}
+
+func (h runHost) LockPassphrase(prompt string) ([]byte, error) {
+	return h.g.lockPassphrase(true, prompt)
+}
+
+func (h runHost) Emit(v any, text func(io.Writer)) error { return h.g.emit(v, text) }
+func (h runHost) BadInput(err error) error               { return badInput(err) }
+func (h runHost) Stderr() io.Writer                      { return h.g.env.Stderr }
 
 func addAgentCommands(root *cobra.Command, g *globals) {
 	root.AddCommand(

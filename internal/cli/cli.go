@@ -14,6 +14,13 @@
 // (a mistyped seed phrase, an unknown flag, a tampered invite). Errors go to
 // stderr as one line "kith: …" that says what is wrong and what to do.
 //
+// # Hints
+//
+// The libraries' errors say only what is wrong. What to do about it is the
+// command line's to say, in terms of its own commands, flags and
+// environment: a table in hint.go, keyed by the libraries' sentinel errors
+// and error types, adds each hint right after the text of its error.
+//
 // # Secrets
 //
 // The seed phrase is read from standard input, the BIP39 passphrase from
@@ -100,7 +107,7 @@ func Run(args []string, env Env) int {
 	if err == nil {
 		return ExitOK
 	}
-	msg := strings.ReplaceAll(err.Error(), "\n", " ")
+	msg := strings.ReplaceAll(withHints(err), "\n", " ")
 	fmt.Fprintf(env.Stderr, "kith: %s\n", msg)
 	var ue usageError
 	// cobra reports unknown commands and subcommands with plain errors.

@@ -6,17 +6,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/kith-project/kith/seed"
 	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
-	"github.com/kith-project/kith/agent"
 	"github.com/kith-project/kith/internal/control"
+	"github.com/kith-project/kith/internal/launch"
 	"github.com/spf13/cobra"
 )
 
@@ -71,15 +71,8 @@ Everything it starts is stopped at the end; DIR is removed unless --keep.`,
 type demo struct {
 	bin, dir string
 	out      io.Writer
-	agents   []demoAgent
+	agents   []*launch.Process
 	step     int
-}
-
-// demoAgent is an agent process the demo started; exited closes when its
-// process has been waited for.
-type demoAgent struct {
-	cmd    *exec.Cmd
-	exited chan struct{}
 }
 
 func (d *demo) say(format string, args ...any) {
@@ -131,55 +124,35 @@ func (d *demo) start(ctx context.Context, name, host string, flags ...string) (s
 	if err != nil {
 		return "", err
 	}
-	args := append([]string{"--home", d.home(name), "run", "--listen", addr}, flags...)
-	cmd := exec.Command(d.bin, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = demoEnv()
-	if err := cmd.Start(); err != nil {
-		logf.Close()
+	// The agent writes to its own copy of the file.
+	defer logf.Close()
+	p, err := launch.Start(context.Background(), launch.Spec{
+		Binary: d.bin,
+		Home:   d.home(name),
+		Listen: addr,
+		Args:   flags,
+		Env:    demoEnv(),
+		Stdout: logf,
+	})
+	if err != nil {
 		return "", err
 	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); logf.Close(); close(exited) }()
-	d.agents = append(d.agents, demoAgent{cmd: cmd, exited: exited})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		cctx, cancel := context.WithTimeout(ctx, time.Second)
-		err := control.NewClient(d.home(name)).Do(cctx, "GET", "/v1/id", nil, nil)
-		cancel()
-		if err == nil {
-			return addr, nil
-		}
-		select {
-		case <-exited:
-			return "", fmt.Errorf("the agent of %s exited; see %s", name, logf.Name())
-		default:
-		}
-		if time.Now().After(deadline) {
-			return "", fmt.Errorf("the agent of %s did not start: %v", name, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	d.agents = append(d.agents, p)
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := p.WaitReady(rctx); errors.Is(err, launch.ErrExited) {
+		return "", fmt.Errorf("the agent of %s exited; see %s", name, logf.Name())
+	} else if err != nil {
+		return "", fmt.Errorf("the agent of %s did not start: %v", name, err)
 	}
+	return addr, nil
 }
 
 func (d *demo) stopAll() {
-	for _, a := range d.agents {
-		a.cmd.Process.Signal(syscall.SIGTERM)
-	}
-	for _, a := range d.agents {
-		a.wait()
+	for _, p := range d.agents {
+		p.Stop()
 	}
 	d.agents = nil
-}
-
-// wait waits up to 10 s for the agent to stop, then kills it.
-func (a demoAgent) wait() {
-	select {
-	case <-a.exited:
-	case <-time.After(10 * time.Second):
-		a.cmd.Process.Kill()
-		<-a.exited
-	}
 }
 
 func freeUDP(host string) (string, error) {
@@ -192,11 +165,11 @@ func freeUDP(host string) (string, error) {
 }
 
 type demoID struct {
-	UserID      string `json:"user_id"`
-	DeviceID    string `json:"device_id"`
-	DeviceIndex uint32 `json:"device_index"`
-	Name        string `json:"name"`
-	Mnemonic    string `json:"mnemonic"`
+	UserID      seed.UserPublic   `json:"user_id"`
+	DeviceID    seed.DevicePublic `json:"device_id"`
+	DeviceIndex uint32            `json:"device_index"`
+	Name        string            `json:"name"`
+	Mnemonic    string            `json:"mnemonic"`
 }
 
 func (d *demo) run(ctx context.Context) error {
@@ -218,14 +191,14 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 	d.say("Her laptop is wiped. She types the words into `kith restore --device 0` on the new disk:")
-	d.say("  user   %s  %s\n  device %s  %s", aliceAgain.UserID, same(aliceAgain.UserID == alice.UserID), aliceAgain.DeviceID, same(aliceAgain.DeviceID == alice.DeviceID))
-	if aliceAgain.UserID != alice.UserID || aliceAgain.DeviceID != alice.DeviceID {
+	d.say("  user   %s  %s\n  device %s  %s", aliceAgain.UserID, same(aliceAgain.UserID.Equal(alice.UserID)), aliceAgain.DeviceID, same(aliceAgain.DeviceID.Equal(alice.DeviceID)))
+	if !aliceAgain.UserID.Equal(alice.UserID) || !aliceAgain.DeviceID.Equal(alice.DeviceID) {
 		return errors.New("the restored device has another identity")
 	}
 	if err := d.kith("alice-phone", alice.Mnemonic, &alicePhone, "restore", "--device", "1", "--name", "alice-phone"); err != nil {
 		return err
 	}
-	d.say("She also restores her phone as device 1: same user, its own device ID %s.", alicePhone.DeviceID[:16])
+	d.say("She also restores her phone as device 1: same user, its own device ID %s.", alicePhone.DeviceID.ID()[:16])
 
 	d.story("Pairing phones in person")
 	var bob demoID
@@ -241,7 +214,7 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 	d.say("alice's agent runs on %s, bob's on %s.", aAddr, bAddr)
-	var aShow, bShow agent.ShowResult
+	var aShow, bShow control.ShowResult
 	aPNG, bPNG := filepath.Join(d.dir, "alice.png"), filepath.Join(d.dir, "bob.png")
 	if err := d.kith("alice-laptop", "", &aShow, "pair", "show", "--png", aPNG); err != nil {
 		return err
@@ -250,7 +223,7 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 	d.say("Each shows a QR code (`kith pair show --png`); the photos are %s and %s.", filepath.Base(aPNG), filepath.Base(bPNG))
-	var s1, s2 agent.ScanResult
+	var s1, s2 control.ScanResult
 	if err := d.kith("alice-laptop", "", &s1, "pair", "scan", bPNG); err != nil {
 		return err
 	}
@@ -269,7 +242,7 @@ func (d *demo) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var pShow agent.ShowResult
+	var pShow control.ShowResult
 	if err := d.kith("alice-phone", "", &pShow, "pair", "show"); err != nil {
 		return err
 	}
@@ -285,7 +258,7 @@ func (d *demo) run(ctx context.Context) error {
 	d.say("alice's phone (%s) and laptop scan each other: %s, kind %q: it is her own device, not a friend.", pAddr, s2.Status, s2.Kind)
 
 	d.story("Presence: heartbeats, clock offsets, and a device that moves")
-	for _, dev := range []string{bob.DeviceID, alicePhone.DeviceID} {
+	for _, dev := range []seed.DevicePublic{bob.DeviceID, alicePhone.DeviceID} {
 		if err := d.waitOnline(ctx, "alice-laptop", dev); err != nil {
 			return err
 		}
@@ -318,44 +291,35 @@ func same(ok bool) string {
 	return "(DIFFERENT)"
 }
 
-func (d *demo) stopOne(i int) {
-	a := d.agents[i]
-	a.cmd.Process.Signal(syscall.SIGTERM)
-	a.wait()
+func (d *demo) stopOne(i int) { d.agents[i].Stop() }
+
+func (d *demo) status(name string) (control.Status, error) {
+	return control.NewClient(d.home(name)).Status(context.Background())
 }
 
-func (d *demo) status(name string) (agent.Status, error) {
-	var st agent.Status
-	err := control.NewClient(d.home(name)).Do(context.Background(), "GET", "/v1/status", nil, &st)
-	return st, err
+func (d *demo) waitOnline(ctx context.Context, name string, device seed.DevicePublic) error {
+	return d.wait(ctx, name, device, func(p control.PeerStatus) bool { return p.Online && p.RTTMillis != nil })
 }
 
-func (d *demo) waitOnline(ctx context.Context, name, device string) error {
-	return d.wait(ctx, name, func(p agent.PeerStatus) bool { return p.DeviceID == device && p.Online && p.RTTMillis != nil })
+func (d *demo) waitAddr(ctx context.Context, name string, device seed.DevicePublic, addr string) error {
+	return d.wait(ctx, name, device, func(p control.PeerStatus) bool { return p.Addr == addr })
 }
 
-func (d *demo) waitAddr(ctx context.Context, name, device, addr string) error {
-	return d.wait(ctx, name, func(p agent.PeerStatus) bool { return p.DeviceID == device && p.Addr == addr })
-}
-
-func (d *demo) wait(ctx context.Context, name string, ok func(agent.PeerStatus) bool) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		st, err := d.status(name)
-		if err == nil {
-			for _, p := range st.Peers {
-				if ok(p) {
-					return nil
-				}
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(25 * time.Millisecond):
-		}
+// wait waits until name's agent lists device in a state ok accepts.
+func (d *demo) wait(ctx context.Context, name string, device seed.DevicePublic, ok func(control.PeerStatus) bool) error {
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	_, err := launch.WaitStatus(wctx, control.NewClient(d.home(name)), func(st control.Status) bool {
+		p, found := st.Peer(device)
+		return found && ok(p)
+	})
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
 	}
-	return fmt.Errorf("%s's agent did not see the expected peer state within 30 s; see the logs in %s", name, d.dir)
+	if err != nil {
+		return fmt.Errorf("%s's agent did not see the expected peer state within 30 s; see the logs in %s", name, d.dir)
+	}
+	return nil
 }
 
 func (d *demo) printStatus(name string) error {

@@ -5,7 +5,7 @@ import (
 	"io"
 	"text/tabwriter"
 
-	"github.com/kith-project/kith/agent"
+	"github.com/kith-project/kith/internal/control"
 	"github.com/spf13/cobra"
 )
 
@@ -15,9 +15,13 @@ func newFriendsCmd(g *globals) *cobra.Command {
 		Short: "List your friends and their devices; block, unblock or remove one",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var fs []agent.FriendView
-			if err := g.call(cmd, "GET", "/v1/friends", nil, &fs); err != nil {
+			c, ctx, err := g.agent(cmd)
+			if err != nil {
 				return err
+			}
+			fs, err := c.Friends(ctx)
+			if err != nil {
+				return agentError(err)
 			}
 			return g.emit(fs, func(w io.Writer) {
 				if len(fs) == 0 {
@@ -39,19 +43,26 @@ func newFriendsCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
-	for _, action := range []struct{ name, short string }{
-		{"block", "Block USER: their packets are dropped and nothing of theirs is stored"},
-		{"unblock", "Unblock USER"},
-		{"remove", "Forget USER and their devices (pair again to be friends)"},
+	for _, action := range []struct {
+		name  control.FriendAction
+		short string
+	}{
+		{control.FriendBlock, "Block USER: their packets are dropped and nothing of theirs is stored"},
+		{control.FriendUnblock, "Unblock USER"},
+		{control.FriendRemove, "Forget USER and their devices (pair again to be friends)"},
 	} {
 		cmd.AddCommand(&cobra.Command{
-			Use:   action.name + " USER",
+			Use:   string(action.name) + " USER",
 			Short: action.short,
 			Args:  exactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				var res agent.FriendStatus
-				if err := g.call(cmd, "POST", "/v1/friends/"+action.name, agent.FriendRequest{UserID: args[0]}, &res); err != nil {
+				c, ctx, err := g.agent(cmd)
+				if err != nil {
 					return err
+				}
+				res, err := c.FriendAction(ctx, action.name, args[0])
+				if err != nil {
+					return agentError(err)
 				}
 				return g.emit(res, func(w io.Writer) {
 					fmt.Fprintf(w, "%s: %s\n", res.UserID, res.Status)

@@ -9,14 +9,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-type idResult struct {
-	UserID           string `json:"user_id"`
-	DeviceID         string `json:"device_id"`
-	DeviceIndex      uint32 `json:"device_index"`
-	Name             string `json:"name"`
-	ArchiveRecipient string `json:"archive_recipient"`
-}
-
 func newIDCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "id",
@@ -37,11 +29,14 @@ func newIDCmd(g *globals) *cobra.Command {
 
 // identity reads who this device is: from the running agent, which holds
 // the home, or else from the store.
-func (g *globals) identity(cmd *cobra.Command) (idResult, error) {
-	var res idResult
-	err := g.call(cmd, "GET", "/v1/id", nil, &res)
+func (g *globals) identity(cmd *cobra.Command) (control.IDResult, error) {
+	c, ctx, err := g.agent(cmd)
+	if err != nil {
+		return control.IDResult{}, err
+	}
+	res, err := c.ID(ctx)
 	if !errors.Is(err, control.ErrNoAgent) {
-		return res, err
+		return res, agentError(err)
 	}
 	h, err := g.openHome(false)
 	if err != nil {
@@ -55,5 +50,5 @@ func (g *globals) identity(cmd *cobra.Command) (idResult, error) {
 	if !ok {
 		return res, fmt.Errorf("no kith identity in %s: run \"kith init\" or \"kith restore --device N\"", h.dir)
 	}
-	return idResult{UserID: id.UserID, DeviceID: id.DeviceID, DeviceIndex: id.DeviceIndex, Name: id.Name, ArchiveRecipient: id.ArchiveRecipient}, nil
+	return control.IDResult{UserID: id.UserID, DeviceID: id.DeviceID, DeviceIndex: id.DeviceIndex, Name: id.Name, ArchiveRecipient: id.ArchiveRecipient}, nil
 }

@@ -14,11 +14,11 @@ import (
 )
 
 type initResult struct {
-	UserID      string `json:"user_id"`
-	DeviceID    string `json:"device_id"`
-	DeviceIndex uint32 `json:"device_index"`
-	Name        string `json:"name"`
-	Mnemonic    string `json:"mnemonic"`
+	UserID      seed.UserPublic   `json:"user_id"`
+	DeviceID    seed.DevicePublic `json:"device_id"`
+	DeviceIndex uint32            `json:"device_index"`
+	Name        string            `json:"name"`
+	Mnemonic    string            `json:"mnemonic"`
 }
 
 func newInitCmd(g *globals) *cobra.Command {
@@ -113,7 +113,7 @@ func defaultName() string {
 	return h
 }
 
-func printIdentity(w io.Writer, userID, deviceID string, index uint32, name string) {
+func printIdentity(w io.Writer, userID seed.UserPublic, deviceID seed.DevicePublic, index uint32, name string) {
 	fmt.Fprintf(w, "user:   %s\n", userID)
 	fmt.Fprintf(w, "device: %s (index %d, %q)\n", deviceID, index, name)
 }

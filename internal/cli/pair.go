@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/kith-project/kith/roster"
 	"io"
 	"os"
 	"time"
 
-	"github.com/kith-project/kith/agent"
+	"github.com/kith-project/kith/internal/control"
 	"github.com/kith-project/kith/pairing"
-	"github.com/kith-project/kith/roster"
 	"github.com/spf13/cobra"
 )
 
@@ -45,9 +45,13 @@ func newPairShowCmd(g *globals) *cobra.Command {
 			if ttl < 0 {
 				return badInputf("--ttl must be positive")
 			}
-			var res agent.ShowResult
-			if err := g.call(cmd, "POST", "/v1/pair/show", agent.ShowRequest{TTL: ttl}, &res); err != nil {
+			c, ctx, err := g.agent(cmd)
+			if err != nil {
 				return err
+			}
+			res, err := c.PairShow(ctx, ttl)
+			if err != nil {
+				return agentError(err)
 			}
 			if png != "" {
 				var buf bytes.Buffer
@@ -103,17 +107,21 @@ func newPairScanCmd(g *globals) *cobra.Command {
 					return err
 				}
 			}
-			var res agent.ScanResult
-			if err := g.call(cmd, "POST", "/v1/pair/scan", agent.ScanRequest{Code: code}, &res); err != nil {
+			c, ctx, err := g.agent(cmd)
+			if err != nil {
 				return err
+			}
+			res, err := c.PairScan(ctx, code)
+			if err != nil {
+				return agentError(err)
 			}
 			return g.emit(res, func(w io.Writer) {
 				who := "friend"
-				if res.Kind == string(roster.KindOwn) {
+				if res.Kind == roster.KindOwn {
 					who = "your own device"
 				}
 				switch res.Status {
-				case "paired":
+				case control.PairPaired:
 					fmt.Fprintf(w, "Paired with %s %q (%s).\n", who, res.Name, short(res.UserID))
 				default:
 					fmt.Fprintf(w, "Scanned. Waiting for the other person to scan your code (kith pair show).\n")

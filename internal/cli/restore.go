@@ -10,10 +10,10 @@ import (
 )
 
 type restoreResult struct {
-	UserID      string `json:"user_id"`
-	DeviceID    string `json:"device_id"`
-	DeviceIndex uint32 `json:"device_index"`
-	Name        string `json:"name"`
+	UserID      seed.UserPublic   `json:"user_id"`
+	DeviceID    seed.DevicePublic `json:"device_id"`
+	DeviceIndex uint32            `json:"device_index"`
+	Name        string            `json:"name"`
 }
 
 // deviceIndexFlag is --device I, required by restore and keys export.

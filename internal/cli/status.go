@@ -7,7 +7,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/kith-project/kith/agent"
+	"github.com/kith-project/kith/internal/control"
 	"github.com/spf13/cobra"
 )
 
@@ -17,16 +17,20 @@ func newStatusCmd(g *globals) *cobra.Command {
 		Short: "Show the agent, every known device with its address, RTT and clock offset, and the cluster",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var st agent.Status
-			if err := g.call(cmd, "GET", "/v1/status", nil, &st); err != nil {
+			c, ctx, err := g.agent(cmd)
+			if err != nil {
 				return err
+			}
+			st, err := c.Status(ctx)
+			if err != nil {
+				return agentError(err)
 			}
 			return g.emit(st, func(w io.Writer) { printStatus(w, st, time.Now()) })
 		},
 	}
 }
 
-func printStatus(w io.Writer, st agent.Status, now time.Time) {
+func printStatus(w io.Writer, st control.Status, now time.Time) {
 	fmt.Fprintf(w, "device  %s %q\n", st.DeviceID, st.Name)
 	fmt.Fprintf(w, "user    %s\n", st.UserID)
 	fmt.Fprintf(w, "listen  %s", st.Listen)
@@ -36,7 +40,7 @@ func printStatus(w io.Writer, st agent.Status, now time.Time) {
 	if st.Quiet {
 		fmt.Fprint(w, "   quiet mode")
 	}
-	fmt.Fprintf(w, "\ncluster %s (leader %s, %d voters, %d non-voters)\n\n", st.Cluster.State, short(st.Cluster.Leader), len(st.Cluster.Voters), len(st.Cluster.Nonvoters))
+	fmt.Fprintf(w, "\ncluster %s (leader %s, %d voters, %d non-voters)\n\n", st.Cluster.State, shortID(st.Cluster.Leader), len(st.Cluster.Voters), len(st.Cluster.Nonvoters))
 	if len(st.Peers) == 0 {
 		fmt.Fprintln(w, "No known devices yet: pair with \"kith pair show\" and \"kith pair scan\".")
 		return
@@ -67,6 +71,17 @@ func fmtMillis(v *float64) string {
 func orDash(s string) string {
 	if s == "" {
 		return "-"
+	}
+	return s
+}
+
+// short abbreviates a hex ID for text output.
+func short(id interface{ ID() string }) string { return shortID(id.ID()) }
+
+// shortID abbreviates a hex ID for text output.
+func shortID(s string) string {
+	if len(s) > 12 {
+		return s[:12]
 	}
 	return s
 }

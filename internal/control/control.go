@@ -1,6 +1,21 @@
 // Package control is the local API between the kith command line and a
 // running agent: JSON over HTTP on a Unix socket in the home folder.
 //
+// The API is its own package, apart from the agent, so that its types and
+// routes are written once and both sides import them: the agent implements
+// [Backend] and serves it with [NewHandler]; the command line, the demo and
+// the tests call it with a [Client], one method per route, and never import
+// the agent.
+//
+// # Routes
+//
+//	GET  /v1/id               [IDResult]
+//	GET  /v1/status           [Status]
+//	POST /v1/pair/show        [ShowRequest] → [ShowResult]
+//	POST /v1/pair/scan        [ScanRequest] → [ScanResult]
+//	GET  /v1/friends          [][FriendView]
+//	POST /v1/friends/ACTION   [FriendRequest] → [FriendStatus]; ACTION is block, unblock or remove
+//
 // # Socket
 //
 // The agent listens on HOME/agent.sock, mode 0600, in a home folder that is
@@ -17,17 +32,13 @@
 package control
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 )
 
@@ -59,112 +70,28 @@ func BadInput(err error) bool {
 	return errors.As(err, &ce) && ce.Kind == KindBadInput
 }
 
-// ErrNoAgent is returned when no agent answers on the socket.
+// ErrNoAgent matches the error of a request that finds no agent running.
 var ErrNoAgent = errors.New("no agent is running")
 
-// Client talks to the agent of one home folder.
-type Client struct {
-	home string
-	http *http.Client
+// NoAgentError is the error of a request that finds no agent serving Home.
+// It matches [ErrNoAgent] with [errors.Is].
+type NoAgentError struct {
+	Home string
 }
 
-// NewClient returns a client for the agent serving home.
-func NewClient(home string) *Client {
-	sock := SocketPath(home)
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", sock)
-		},
-		DisableKeepAlives: true,
-	}
-	return &Client{home: home, http: &http.Client{Transport: tr}}
+func (e *NoAgentError) Error() string { return ErrNoAgent.Error() + " for " + e.Home }
+
+// Is reports whether target is [ErrNoAgent].
+func (e *NoAgentError) Is(target error) bool { return target == ErrNoAgent }
+
+// SocketPathError is the error of [Listen] for a home folder whose socket
+// path is too long for a Unix socket.
+type SocketPathError struct {
+	Path string
 }
 
-// Do sends in (nil for none) to path with method, and decodes the answer
-// into out (nil to discard).
-func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return fmt.Errorf("control: encoding the request: %w", err)
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://kith"+path, body)
-	if err != nil {
-		return fmt.Errorf("control: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.http.Do(req)
-	if err != nil {
-		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("%w for %s: start it with \"kith --home %s run\" (it stays in the foreground; use another terminal)", ErrNoAgent, c.home, c.home)
-		}
-		return fmt.Errorf("control: reaching the agent: %w", err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return fmt.Errorf("control: reading the agent's answer: %w", err)
-	}
-	if resp.StatusCode/100 != 2 {
-		var e Error
-		if json.Unmarshal(b, &e) != nil || e.Message == "" {
-			return fmt.Errorf("control: the agent answered %s", resp.Status)
-		}
-		return &e
-	}
-	if out == nil {
-		return nil
-	}
-	if err := json.Unmarshal(b, out); err != nil {
-		return fmt.Errorf("control: decoding the agent's answer: %w", err)
-	}
-	return nil
-}
-
-// Handler adapts a function that returns a value or an error into an
-// http.Handler that speaks this package's JSON conventions. in, when not
-// nil, makes a fresh request value to decode the body into.
-func Handler[In, Out any](fn func(ctx context.Context, in *In) (Out, error)) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		in := new(In)
-		if r.ContentLength != 0 && r.Body != nil {
-			dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
-			if err := dec.Decode(in); err != nil && !errors.Is(err, io.EOF) {
-				WriteError(w, &Error{Kind: KindBadInput, Message: "malformed request: " + err.Error()})
-				return
-			}
-		}
-		out, err := fn(r.Context(), in)
-		if err != nil {
-			WriteError(w, err)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(out)
-	})
-}
-
-// WriteError writes err as an [Error]; an error that is not one is a
-// failure of kind KindFailed.
-func WriteError(w http.ResponseWriter, err error) {
-	var e *Error
-	if !errors.As(err, &e) {
-		e = &Error{Kind: KindFailed, Message: err.Error()}
-	}
-	status := http.StatusInternalServerError
-	switch e.Kind {
-	case KindBadInput:
-		status = http.StatusBadRequest
-	case KindNotFound:
-		status = http.StatusNotFound
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(e)
+func (e *SocketPathError) Error() string {
+	return fmt.Sprintf("control: the socket path %s is too long for a Unix socket (%d bytes)", e.Path, len(e.Path))
 }
 
 // Listen makes the control socket for home, replacing a stale socket file
@@ -173,7 +100,7 @@ func WriteError(w http.ResponseWriter, err error) {
 func Listen(home string) (net.Listener, error) {
 	sock := SocketPath(home)
 	if len(sock) >= 104 {
-		return nil, fmt.Errorf("control: the socket path %s is too long for a Unix socket (%d bytes): use a shorter --home", sock, len(sock))
+		return nil, &SocketPathError{Path: sock}
 	}
 	if err := os.Remove(sock); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("control: removing a stale socket: %w", err)

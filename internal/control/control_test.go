@@ -3,14 +3,48 @@ package control
 import (
 	"context"
 	"errors"
-	"net/http"
+	"github.com/kith-project/kith/seed"
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
-type echoIn struct{ Word string }
-type echoOut struct{ Upper string }
+// fake is a Backend that records what it was asked.
+type fake struct {
+	ttl    time.Duration
+	action FriendAction
+}
+
+func (f *fake) ID(context.Context) (IDResult, error) {
+	return IDResult{UserID: seed.UserPublic{1}, Name: "n"}, nil
+}
+func (f *fake) Status(context.Context) (Status, error) {
+	return Status{DeviceID: seed.DevicePublic{2}, Peers: []PeerStatus{{DeviceID: seed.DevicePublic{3}, Online: true}}}, nil
+}
+func (f *fake) PairShow(_ context.Context, ttl time.Duration) (ShowResult, error) {
+	f.ttl = ttl
+	return ShowResult{Code: "KITH1:x"}, nil
+}
+func (f *fake) PairScan(_ context.Context, code string) (ScanResult, error) {
+	switch code {
+	case "":
+		return ScanResult{}, &Error{Kind: KindBadInput, Message: "no code", Reason: "empty"}
+	case "fail":
+		return ScanResult{}, errors.New("it failed")
+	}
+	return ScanResult{SAS: strings.ToUpper(code), Status: PairPaired}, nil
+}
+func (f *fake) Friends(context.Context) ([]FriendView, error) {
+	return []FriendView{{UserID: seed.UserPublic{4}, Devices: []DeviceView{}}}, nil
+}
+func (f *fake) FriendAction(_ context.Context, action FriendAction, user string) (FriendStatus, error) {
+	f.action = action
+	if user == "nobody" {
+		return FriendStatus{}, &Error{Kind: KindNotFound, Message: "no friend nobody"}
+	}
+	return FriendStatus{UserID: seed.UserPublic{4}, Status: string(action)}, nil
+}
 
 func TestRoundTripAndErrors(t *testing.T) {
 	home, err := os.MkdirTemp("", "kc")
@@ -19,7 +53,9 @@ func TestRoundTripAndErrors(t *testing.T) {
 	}
 	defer os.RemoveAll(home)
 	c := NewClient(home)
-	if err := c.Do(context.Background(), "GET", "/v1/echo", nil, nil); !errors.Is(err, ErrNoAgent) || !strings.Contains(err.Error(), "kith --home "+home+" run") {
+	_, err = c.ID(context.Background())
+	var na *NoAgentError
+	if !errors.Is(err, ErrNoAgent) || !errors.As(err, &na) || na.Home != home || err.Error() != "no agent is running for "+home {
 		t.Fatalf("without an agent: %v", err)
 	}
 	l, err := Listen(home)
@@ -29,19 +65,10 @@ func TestRoundTripAndErrors(t *testing.T) {
 	if fi, err := os.Stat(SocketPath(home)); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("socket mode: %v %v", fi.Mode(), err)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("POST /v1/echo", Handler(func(_ context.Context, in *echoIn) (echoOut, error) {
-		if in.Word == "" {
-			return echoOut{}, &Error{Kind: KindBadInput, Message: "no word", Reason: "empty"}
-		}
-		if in.Word == "fail" {
-			return echoOut{}, errors.New("it failed")
-		}
-		return echoOut{strings.ToUpper(in.Word)}, nil
-	}))
+	b := &fake{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, l, mux) }()
+	go func() { done <- Serve(ctx, l, NewHandler(b)) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -49,17 +76,52 @@ func TestRoundTripAndErrors(t *testing.T) {
 		}
 	}()
 
-	var out echoOut
-	if err := c.Do(ctx, "POST", "/v1/echo", echoIn{"kith"}, &out); err != nil || out.Upper != "KITH" {
-		t.Fatalf("echo: %v %+v", err, out)
+	if id, err := c.ID(ctx); err != nil || id.UserID != (seed.UserPublic{1}) {
+		t.Fatalf("ID: %v %+v", err, id)
 	}
-	err = c.Do(ctx, "POST", "/v1/echo", echoIn{}, &out)
+	if st, err := c.Status(ctx); err != nil || st.DeviceID != (seed.DevicePublic{2}) {
+		t.Fatalf("Status: %v %+v", err, st)
+	} else if p, ok := st.Peer(seed.DevicePublic{3}); !ok || !p.Online {
+		t.Fatalf("Status.Peer: %+v %v", p, ok)
+	}
+	if res, err := c.PairShow(ctx, time.Minute); err != nil || res.Code != "KITH1:x" || b.ttl != time.Minute {
+		t.Fatalf("PairShow: %v %+v, ttl %v", err, res, b.ttl)
+	}
+	if res, err := c.PairScan(ctx, "kith"); err != nil || res.SAS != "KITH" {
+		t.Fatalf("PairScan: %v %+v", err, res)
+	}
+	if fs, err := c.Friends(ctx); err != nil || len(fs) != 1 || fs[0].UserID != (seed.UserPublic{4}) {
+		t.Fatalf("Friends: %v %+v", err, fs)
+	}
+	for _, action := range FriendActions {
+		if res, err := c.FriendAction(ctx, action, "u2"); err != nil || res.Status != string(action) || b.action != action {
+			t.Fatalf("FriendAction %s: %v %+v", action, err, res)
+		}
+	}
+	if _, err := c.FriendAction(ctx, "befriend", "u2"); err == nil {
+		t.Fatal("an unknown friend action was sent")
+	}
+
+	_, err = c.PairScan(ctx, "")
 	var ce *Error
 	if !BadInput(err) || !errors.As(err, &ce) || ce.Reason != "empty" {
 		t.Fatalf("bad input: %v", err)
 	}
-	err = c.Do(ctx, "POST", "/v1/echo", echoIn{"fail"}, &out)
+	_, err = c.PairScan(ctx, "fail")
 	if err == nil || BadInput(err) || err.Error() != "it failed" {
 		t.Fatalf("failure: %v", err)
+	}
+	_, err = c.FriendAction(ctx, FriendRemove, "nobody")
+	if !errors.As(err, &ce) || ce.Kind != KindNotFound || BadInput(err) {
+		t.Fatalf("not found: %v", err)
+	}
+}
+
+func TestLongSocketPath(t *testing.T) {
+	home := "/" + strings.Repeat("h", 120)
+	_, err := Listen(home)
+	var se *SocketPathError
+	if !errors.As(err, &se) || se.Path != SocketPath(home) {
+		t.Fatalf("got %v, want a SocketPathError", err)
 	}
 }

@@ -124,8 +124,8 @@ func Provision(dir string, st *store.Store, req Request) (store.Identity, error)
 		clear(b)
 	}
 	id := store.Identity{
-		UserID:           user.Public().String(),
-		DeviceID:         dev.Public().String(),
+		UserID:           user.Public(),
+		DeviceID:         dev.Public(),
 		DeviceIndex:      req.Index,
 		Name:             req.Name,
 		ArchiveRecipient: arch.Recipient().String(),
@@ -137,6 +137,15 @@ func Provision(dir string, st *store.Store, req Request) (store.Identity, error)
 	}
 	return id, nil
 }
+
+// KeysError is the error of [Load] when the keystore cannot serve this
+// home's identity: an entry is missing or damaged, or the keys are another
+// device's. Restoring the device from its seed phrase mends it.
+type KeysError struct {
+	Problem string
+}
+
+func (e *KeysError) Error() string { return e.Problem }
 
 // Load opens the device's keys in dir with the lock passphrase (nil for
 // none) and checks them against the identity in st.
@@ -166,14 +175,14 @@ func Load(dir string, st *store.Store, lock []byte) (*Device, error) {
 		return nil, fmt.Errorf("keystore entry %q: %w", entryArchive, err)
 	}
 	if len(sec.Entries[entryWindow]) != len(d.Window) {
-		return nil, fmt.Errorf("keystore entry %q is missing or damaged: restore this device from its seed phrase", entryWindow)
+		return nil, &KeysError{Problem: fmt.Sprintf("keystore entry %q is missing or damaged", entryWindow)}
 	}
 	copy(d.Window[:], sec.Entries[entryWindow])
 	if d.Cert, err = seed.ParseDeviceCert(id.Cert); err != nil {
 		return nil, fmt.Errorf("this device's certificate: %w", err)
 	}
 	if !d.Cert.Device.Equal(d.Device.Public()) {
-		return nil, errors.New("the keystore does not belong to this home's identity: restore this device from its seed phrase")
+		return nil, &KeysError{Problem: "the keystore does not belong to this home's identity"}
 	}
 	return &d, nil
 }

@@ -36,7 +36,7 @@ func TestProvisionAndLoad(t *testing.T) {
 	s := p.Seed("")
 	user, _ := seed.DeriveUser(s)
 	dev, arch, _ := seed.DeriveDevice(s, 3)
-	if id.UserID != user.Public().String() || id.DeviceID != dev.Public().String() || id.DeviceIndex != 3 || id.ArchiveRecipient != arch.Recipient().String() {
+	if !id.UserID.Equal(user.Public()) || !id.DeviceID.Equal(dev.Public()) || id.DeviceIndex != 3 || id.ArchiveRecipient != arch.Recipient().String() {
 		t.Fatalf("identity %+v does not match the derivation", id)
 	}
 	if _, err := Load(dir, st, []byte("wrong")); !errors.Is(err, keystore.ErrWrongPassphrase) {

@@ -61,7 +61,7 @@ func Resolve(flag string) (string, error) {
 	if dir == "" {
 		userHome, err := os.UserHomeDir()
 		if err != nil {
-			return "", fmt.Errorf("home: finding the default home folder: %w (set --home or %s)", err, EnvHome)
+			return "", &DefaultError{Err: err}
 		}
 		dir = filepath.Join(userHome, ".local", "share", "kith")
 	}
@@ -94,7 +94,7 @@ func Ensure(dir string) error {
 		return fmt.Errorf("home: checking %s: %w", dir, err)
 	}
 	if !info.IsDir() {
-		return fmt.Errorf("home: %s is not a folder: choose another --home", dir)
+		return &NotFolderError{Dir: dir}
 	}
 	if err := checkOwner(dir, info); err != nil {
 		return err
@@ -109,6 +109,25 @@ func Ensure(dir string) error {
 	}
 	return nil
 }
+
+// DefaultError is the error of [Resolve] when there is no default home
+// folder, because the user's own home folder is unknown.
+type DefaultError struct {
+	Err error // why the user's home folder is unknown
+}
+
+func (e *DefaultError) Error() string {
+	return "home: finding the default home folder: " + e.Err.Error()
+}
+func (e *DefaultError) Unwrap() error { return e.Err }
+
+// NotFolderError is the error of [Ensure] when the home's path exists but
+// is not a folder.
+type NotFolderError struct {
+	Dir string
+}
+
+func (e *NotFolderError) Error() string { return "home: " + e.Dir + " is not a folder" }
 
 // ErrInUse means another process holds the home folder's lock.
 var ErrInUse = errors.New("home is in use by another process")

@@ -35,7 +35,7 @@ func (e *InUseError) Error() string {
 	if e.PID > 0 {
 		holder = "pid " + strconv.Itoa(e.PID)
 	}
-	return fmt.Sprintf("home %s is in use by %s (is \"kith run\" running? stop it or use another --home)", e.Dir, holder)
+	return fmt.Sprintf("home %s is in use by %s", e.Dir, holder)
 }
 
 // Is reports whether target is [ErrInUse].

@@ -84,11 +84,11 @@ const FileName = "keys"
 // Sentinel errors that callers branch on. Errors returned by this package
 // wrap them with the path and details.
 var (
-	ErrNotFound           = errors.New("no identity here: run kith init or kith restore")
-	ErrLocked             = errors.New("the keys are locked: set KITH_PASSPHRASE or run on a terminal to be asked")
-	ErrWrongPassphrase    = errors.New("the lock passphrase is wrong (set KITH_PASSPHRASE or type it at the prompt)")
-	ErrCorrupt            = errors.New(`the keys file is damaged or was modified (recreate it from the seed phrase with "kith restore --force")`)
-	ErrUnsupportedVersion = errors.New("the keys file was written by a newer kith: upgrade kith")
+	ErrNotFound           = errors.New("no identity here")
+	ErrLocked             = errors.New("the keys are locked")
+	ErrWrongPassphrase    = errors.New("the lock passphrase is wrong")
+	ErrCorrupt            = errors.New("the keys file is damaged or was modified")
+	ErrUnsupportedVersion = errors.New("the keys file was written by a newer kith")
 )
 
 // Secrets are a device's named secrets and the public bytes kept with them,

@@ -3,19 +3,17 @@ package kithtest
 import (
 	"bytes"
 	"context"
-	"fmt"
+	"errors"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/kith-project/kith/internal/control"
+	"github.com/kith-project/kith/internal/launch"
 )
 
 // Agent is a "kith run" process of one device.
@@ -24,10 +22,8 @@ type Agent struct {
 	// Addr is the UDP address the agent listens on.
 	Addr string
 
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the process has exited
-	err  error         // its exit error, valid after done
-	log  *lockedBuffer
+	p   *launch.Process
+	log *lockedBuffer
 }
 
 // lockedBuffer is a bytes.Buffer safe for the process's writes and the
@@ -65,75 +61,48 @@ func FreeAddr(t testing.TB, host string) string {
 // test ends.
 func (d *Device) Start(addr string, extra ...string) *Agent {
 	d.T.Helper()
-	a := &Agent{Device: d, Addr: addr, done: make(chan struct{}), log: &lockedBuffer{}}
-	args := append([]string{"--home", d.Home, "run", "--listen", addr, "--log-level", "debug"}, extra...)
-	argv := append(append(slices.Clone(d.Prefix), Binary(d.T)), args...)
-	a.cmd = exec.Command(argv[0], argv[1:]...)
-	a.cmd.Env = append(baseEnv(), d.Env...)
-	a.cmd.Stdout = a.log
-	a.cmd.Stderr = a.log
-	if err := a.cmd.Start(); err != nil {
-		d.T.Fatalf("starting kith run: %v", err)
+	a := &Agent{Device: d, Addr: addr, log: &lockedBuffer{}}
+	p, err := launch.Start(context.Background(), launch.Spec{
+		Binary: Binary(d.T),
+		Prefix: d.Prefix,
+		Home:   d.Home,
+		Listen: addr,
+		Args:   append([]string{"--log-level", "debug"}, extra...),
+		Env:    append(baseEnv(), d.Env...),
+		Stdout: a.log,
+	})
+	if err != nil {
+		d.T.Fatal(err)
 	}
-	go func() {
-		a.err = a.cmd.Wait()
-		close(a.done)
-	}()
+	a.p = p
 	d.T.Cleanup(func() {
 		a.Stop()
 		if d.T.Failed() {
 			d.T.Logf("log of the agent on %s (%s):\n%s", a.Addr, d.Home, a.Log())
 		}
 	})
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		err := control.NewClient(d.Home).Do(ctx, "GET", "/v1/id", nil, nil)
-		cancel()
-		if err == nil {
-			return a
-		}
-		select {
-		case <-a.done:
-			d.T.Fatalf("kith run exited before it was ready: %v\n%s", a.err, a.Log())
-		default:
-		}
-		if time.Now().After(deadline) {
-			d.T.Fatalf("kith run did not answer on its control socket within a minute: %v\n%s", err, a.Log())
-		}
-		time.Sleep(50 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := p.WaitReady(ctx); errors.Is(err, launch.ErrExited) {
+		d.T.Fatalf("%v\n%s", err, a.Log())
+	} else if err != nil {
+		d.T.Fatalf("kith run did not answer on its control socket within a minute: %v\n%s", err, a.Log())
 	}
+	return a
 }
 
 // Log returns what the agent printed so far.
 func (a *Agent) Log() string { return a.log.String() }
 
+// Client returns a client for the agent's control socket.
+func (a *Agent) Client() *control.Client { return a.p.Client() }
+
 // Running reports whether the process is still running.
-func (a *Agent) Running() bool {
-	select {
-	case <-a.done:
-		return false
-	default:
-		return true
-	}
-}
+func (a *Agent) Running() bool { return a.p.Running() }
 
 // Stop sends SIGTERM, waits up to 20 seconds for a clean exit, then kills
 // the process. It returns the process's exit error (nil for a clean exit).
-func (a *Agent) Stop() error {
-	if !a.Running() {
-		return a.err
-	}
-	a.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-a.done:
-		return a.err
-	case <-time.After(20 * time.Second):
-		a.cmd.Process.Kill()
-		<-a.done
-		return fmt.Errorf("kith run did not stop within 20 s of SIGTERM; killed")
-	}
-}
+func (a *Agent) Stop() error { return a.p.Stop() }
 
 // Eventually calls f until it returns nil or timeout passes, and then fails
 // the test with f's last error.

@@ -1,6 +1,10 @@
 package store
 
-import "time"
+import (
+	"time"
+
+	"github.com/kith-project/kith/seed"
+)
 
 // identityKey is the key of this device's Identity in the identity bucket.
 const identityKey = "self"
@@ -8,13 +12,13 @@ const identityKey = "self"
 // Identity is who this device is: its user, its own keys' public halves and
 // its certificate. It holds no secret; those live in the keystore.
 type Identity struct {
-	UserID           string    `json:"user_id"`           // lowercase hex of the user public key
-	DeviceID         string    `json:"device_id"`         // lowercase hex of the device public key
-	DeviceIndex      uint32    `json:"device_index"`      // i in the derivation path m/P'/1'/i'
-	Name             string    `json:"name"`              // the device's name, as the user chose it
-	ArchiveRecipient string    `json:"archive_recipient"` // the device's age recipient, "age1…"
-	Cert             []byte    `json:"cert"`              // the device certificate, signed by the user key
-	Created          time.Time `json:"created"`           // when init or restore made this identity
+	UserID           seed.UserPublic   `json:"user_id"`           // the user public key, as lowercase hex
+	DeviceID         seed.DevicePublic `json:"device_id"`         // the device public key, as lowercase hex
+	DeviceIndex      uint32            `json:"device_index"`      // i in the derivation path m/P'/1'/i'
+	Name             string            `json:"name"`              // the device's name, as the user chose it
+	ArchiveRecipient string            `json:"archive_recipient"` // the device's age recipient, "age1…"
+	Cert             []byte            `json:"cert"`              // the device certificate, signed by the user key
+	Created          time.Time         `json:"created"`           // when init or restore made this identity
 }
 
 // Identity returns this device's identity, and false if none is stored yet.

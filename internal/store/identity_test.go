@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"github.com/kith-project/kith/seed"
 	"path/filepath"
 	"testing"
 	"time"
@@ -17,8 +18,8 @@ func TestIdentityRoundTrip(t *testing.T) {
 		t.Fatalf("a new store has an identity: %v, %v", found, err)
 	}
 	want := Identity{
-		UserID:           "aa11",
-		DeviceID:         "bb22",
+		UserID:           seed.UserPublic{0xaa, 0x11},
+		DeviceID:         seed.DevicePublic{0xbb, 0x22},
 		DeviceIndex:      7,
 		Name:             "laptop ✓",
 		ArchiveRecipient: "age1example",

@@ -88,8 +88,10 @@ const schemaKey = "schema"
 
 // Sentinel errors that callers branch on.
 var (
-	ErrInUse         = errors.New(`the database is in use by another process (is "kith run" running? stop it or use another --home)`)
-	ErrNewerSchema   = errors.New("this home was written by a newer kith: upgrade kith")
+	ErrInUse         = errors.New("the database is in use by another process")
+	ErrNewerSchema   = errors.New("this home was written by a newer kith")
+	ErrNotDatabase   = errors.New("it is not a kith database or it is damaged")
+	ErrDamaged       = errors.New("the database is damaged")
 	ErrUnknownBucket = errors.New("unknown bucket")
 	ErrClosed        = errors.New("the database is closed")
 	ErrLink          = errors.New("a symbolic link where the database should be")
@@ -104,7 +106,7 @@ type NewerSchemaError struct {
 }
 
 func (e *NewerSchemaError) Error() string {
-	return fmt.Sprintf("store: %s: this home was written by a newer kith (schema %d, this kith understands %d): upgrade kith",
+	return fmt.Sprintf("store: %s: this home was written by a newer kith (schema %d, this kith understands %d)",
 		e.Path, e.Found, e.Supported)
 }
 
@@ -135,7 +137,7 @@ func Open(path string) (*Store, error) {
 	case errors.Is(err, bolterrors.ErrTimeout):
 		return nil, fmt.Errorf("store: opening %s: %w", path, ErrInUse)
 	case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrVersionMismatch), errors.Is(err, bolterrors.ErrChecksum):
-		return nil, fmt.Errorf("store: opening %s: it is not a kith database or it is damaged (move it away to start afresh): %w", path, err)
+		return nil, fmt.Errorf("store: opening %s: %w: %w", path, ErrNotDatabase, err)
 	case err != nil:
 		return nil, fmt.Errorf("store: opening %s: %w", path, err)
 	}
@@ -173,7 +175,7 @@ func prepare(tx *bbolt.Tx, path string) error {
 		if raw := meta.Get([]byte(schemaKey)); raw != nil {
 			v, err := strconv.Atoi(string(raw))
 			if err != nil || v < 1 {
-				return fmt.Errorf("store: %s: the schema version %q is not valid: the database is damaged (move it away to start afresh)", path, raw)
+				return fmt.Errorf("store: %s: the schema version %q is not valid: %w", path, raw, ErrDamaged)
 			}
 			if v > SchemaVersion {
 				return &NewerSchemaError{Path: path, Found: v, Supported: SchemaVersion}
@@ -322,7 +324,7 @@ func (t *Tx) bucket(name string) (*bbolt.Bucket, error) {
 	}
 	b := t.tx.Bucket([]byte(name))
 	if b == nil {
-		return nil, fmt.Errorf("store: bucket %s is missing: the database is damaged (move it away to start afresh)", name)
+		return nil, fmt.Errorf("store: bucket %s is missing: %w", name, ErrDamaged)
 	}
 	return b, nil
 }

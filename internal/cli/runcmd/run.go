@@ -1,4 +1,11 @@
-package cli
+// Package runcmd is "kith run": it loads the device and runs its agent in
+// the foreground until SIGINT or SIGTERM.
+//
+// It is the one package of the command line that imports the agent, so
+// that every other command depends only on the local API
+// (internal/control). Package cli registers its command and lends it what
+// it shares with the other commands through [Host].
+package runcmd
 
 import (
 	"context"
@@ -14,10 +21,29 @@ import (
 	"github.com/kith-project/kith/agent"
 	"github.com/kith-project/kith/internal/device"
 	"github.com/kith-project/kith/internal/keystore"
+	"github.com/kith-project/kith/internal/store"
+	"github.com/kith-project/kith/seed"
 	"github.com/spf13/cobra"
 )
 
-func newRunCmd(g *globals) *cobra.Command {
+// Host is what the run command takes from the command line around it.
+type Host interface {
+	// OpenHome locks the home folder and opens its store; release lets go
+	// of both.
+	OpenHome() (dir string, st *store.Store, release func() error, err error)
+	// LockPassphrase returns the lock passphrase, from the environment or
+	// asked for with prompt; nil means none.
+	LockPassphrase(prompt string) ([]byte, error)
+	// Emit prints v as JSON with --json, and as text otherwise.
+	Emit(v any, text func(w io.Writer)) error
+	// BadInput marks err as bad usage or bad input: exit status 2.
+	BadInput(err error) error
+	// Stderr is where the agent logs.
+	Stderr() io.Writer
+}
+
+// New returns the run command. Its caller sets Args.
+func New(h Host) *cobra.Command {
 	var (
 		cfg      agent.Config
 		stun     []string
@@ -36,65 +62,64 @@ The lock passphrase, if this device's keys are sealed, comes from
 KITH_PASSPHRASE or a prompt.`,
 		Example: `  kith run --listen 0.0.0.0:7117
   kith --home /tmp/b run --listen 127.0.0.3:7117 --heartbeat 5s`,
-		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if _, err := netip.ParseAddrPort(cfg.Listen); err != nil {
-				return badInputf("--listen %q is not HOST:PORT with a numeric host (for example 0.0.0.0:7117 or 127.0.0.2:7117)", cfg.Listen)
+				return badInputf(h, "--listen %q is not HOST:PORT with a numeric host (for example 0.0.0.0:7117 or 127.0.0.2:7117)", cfg.Listen)
 			}
 			if cfg.Heartbeat < 10*time.Millisecond {
-				return badInputf("--heartbeat %v is too short: use 10ms or more (15s is the default)", cfg.Heartbeat)
+				return badInputf(h, "--heartbeat %v is too short: use 10ms or more (15s is the default)", cfg.Heartbeat)
 			}
 			for _, s := range stun {
 				ap, err := netip.ParseAddrPort(s)
 				if err != nil {
-					return badInputf("--stun %q is not HOST:PORT with a numeric host", s)
+					return badInputf(h, "--stun %q is not HOST:PORT with a numeric host", s)
 				}
 				cfg.STUN = append(cfg.STUN, ap)
 			}
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
-				return badInputf("--log-level %q: use debug, info, warn or error", logLevel)
+				return badInputf(h, "--log-level %q: use debug, info, warn or error", logLevel)
 			}
-			cfg.Logger = slog.New(slog.NewTextHandler(g.env.Stderr, &slog.HandlerOptions{Level: level}))
+			cfg.Logger = slog.New(slog.NewTextHandler(h.Stderr(), &slog.HandlerOptions{Level: level}))
 			if skew != 0 {
 				cfg.Now = func() time.Time { return time.Now().Add(skew) }
 			}
 
-			h, err := g.openHome(false)
+			dir, st, release, err := h.OpenHome()
 			if err != nil {
 				return err
 			}
-			defer h.Close()
-			cfg.Home = h.dir
-			sealed, err := keystore.IsSealed(h.dir)
+			defer release()
+			cfg.Home = dir
+			sealed, err := keystore.IsSealed(dir)
 			if err != nil {
 				return err
 			}
 			var lock []byte
 			if sealed {
-				if lock, err = g.lockPassphrase(true, "Lock passphrase: "); err != nil {
+				if lock, err = h.LockPassphrase("Lock passphrase: "); err != nil {
 					return err
 				}
 				if lock == nil {
 					return keystore.ErrLocked
 				}
 			}
-			dev, err := device.Load(h.dir, h.store, lock)
+			dev, err := device.Load(dir, st, lock)
 			if err != nil {
 				return err
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			a, err := agent.New(cfg, dev, h.store)
+			a, err := agent.New(cfg, dev, st)
 			if err != nil {
 				return err
 			}
 			info := struct {
-				Listen   string `json:"listen"`
-				UserID   string `json:"user_id"`
-				DeviceID string `json:"device_id"`
+				Listen   string            `json:"listen"`
+				UserID   seed.UserPublic   `json:"user_id"`
+				DeviceID seed.DevicePublic `json:"device_id"`
 			}{a.Addr().String(), dev.Identity.UserID, dev.Identity.DeviceID}
-			g.emit(info, func(w io.Writer) {
+			h.Emit(info, func(w io.Writer) {
 				fmt.Fprintf(w, "kith agent for device %s listening on %s (Ctrl-C to stop)\n", short(info.DeviceID), info.Listen)
 			})
 			err = a.Run(ctx)
@@ -114,10 +139,16 @@ KITH_PASSPHRASE or a prompt.`,
 	return cmd
 }
 
+// badInputf formats a bad-input error.
+func badInputf(h Host, format string, args ...any) error {
+	return h.BadInput(fmt.Errorf(format, args...))
+}
+
 // short abbreviates a hex ID for text output.
-func short(id string) string {
-	if len(id) > 12 {
-		return id[:12]
+func short(id interface{ ID() string }) string {
+	s := id.ID()
+	if len(s) > 12 {
+		return s[:12]
 	}
-	return id
+	return s
 }

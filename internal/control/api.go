@@ -1,0 +1,146 @@
+package control
+
+import (
+	"time"
+
+	"github.com/kith-project/kith/roster"
+	"github.com/kith-project/kith/seed"
+)
+
+// Identifiers in answers are typed (seed.UserPublic, seed.DevicePublic) and
+// travel as the same lowercase hex as before; kinds and statuses are the
+// roster's. Requests carry what a person typed, as strings, which the agent
+// parses and refuses with a clear message.
+
+// IDResult is who the agent's device is: the answer to [RouteID] ("kith id").
+type IDResult struct {
+	UserID           seed.UserPublic   `json:"user_id"`
+	DeviceID         seed.DevicePublic `json:"device_id"`
+	DeviceIndex      uint32            `json:"device_index"`
+	Name             string            `json:"name"`
+	ArchiveRecipient string            `json:"archive_recipient"`
+}
+
+// Status is the agent's view of itself, its peers and its cluster: the
+// answer to [RouteStatus] ("kith status").
+type Status struct {
+	UserID      seed.UserPublic   `json:"user_id"`
+	DeviceID    seed.DevicePublic `json:"device_id"`
+	Name        string            `json:"name"`
+	Listen      string            `json:"listen"`
+	PublicAddrs []string          `json:"public_addrs"`
+	Quiet       bool              `json:"quiet"`
+	Heartbeat   string            `json:"heartbeat"`
+	Uptime      string            `json:"uptime"`
+	Peers       []PeerStatus      `json:"peers"`
+	Cluster     ClusterView       `json:"cluster"`
+}
+
+// Peer returns the peer with the device ID, if the status lists it.
+func (st Status) Peer(device seed.DevicePublic) (PeerStatus, bool) {
+	for _, p := range st.Peers {
+		if p.DeviceID == device {
+			return p, true
+		}
+	}
+	return PeerStatus{}, false
+}
+
+// PeerStatus is one known device in "kith status".
+type PeerStatus struct {
+	DeviceID seed.DevicePublic `json:"device_id"`
+	UserID   seed.UserPublic   `json:"user_id"`
+	Name     string            `json:"name"`
+	Kind     roster.Kind       `json:"kind"`
+	Addr     string            `json:"addr"`
+	LastSeen *time.Time        `json:"last_seen"`
+	Online   bool              `json:"online"`
+	// RTTMillis and ClockOffsetMillis are null until a heartbeat reply
+	// measured them.
+	RTTMillis         *float64 `json:"rtt_ms"`
+	ClockOffsetMillis *float64 `json:"clock_offset_ms"`
+}
+
+// ClusterView is the own cluster's state. Until the own cluster runs Raft
+// (a later stage), a device reports itself as a standalone voter.
+type ClusterView struct {
+	State     string   `json:"state"`
+	Leader    string   `json:"leader"`
+	Voters    []string `json:"voters"`
+	Nonvoters []string `json:"nonvoters"`
+}
+
+// ShowRequest asks for a new invite ([RoutePairShow]).
+type ShowRequest struct {
+	// TTL overrides the invite's lifetime (the agent's default when 0).
+	TTL time.Duration `json:"ttl,omitempty"`
+}
+
+// ShowResult is a new invite: the answer to "pair show".
+type ShowResult struct {
+	Code      string    `json:"code"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// ScanRequest hands the agent a scanned code ([RoutePairScan]).
+type ScanRequest struct {
+	Code string `json:"code"`
+}
+
+// Pairing statuses, in [ScanResult.Status].
+const (
+	PairPaired  = "paired"  // both sides scanned: the pairing is stored
+	PairWaiting = "waiting" // the other side has yet to scan this device's code
+)
+
+// ScanResult is the answer to "pair scan".
+type ScanResult struct {
+	UserID seed.UserPublic `json:"user_id"`
+	Name   string          `json:"name"`
+	Kind   roster.Kind     `json:"kind"`
+	SAS    string          `json:"sas"`
+	Status string          `json:"status"`
+}
+
+// FriendView is one friend as "kith friends" shows it ([RouteFriends]).
+type FriendView struct {
+	UserID   seed.UserPublic `json:"user_id"`
+	Name     string          `json:"name"`
+	Status   roster.Status   `json:"status"`
+	SAS      string          `json:"sas,omitempty"`
+	PairedAt *time.Time      `json:"paired_at,omitempty"`
+	Devices  []DeviceView    `json:"devices"`
+}
+
+// DeviceView is one device of a friend.
+type DeviceView struct {
+	DeviceID seed.DevicePublic `json:"device_id"`
+	Name     string            `json:"name"`
+	Addr     string            `json:"addr"`
+	Online   bool              `json:"online"`
+}
+
+// FriendAction is what "kith friends ACTION USER" does to a friend.
+type FriendAction string
+
+// The friend actions, each with its route.
+const (
+	FriendBlock   FriendAction = "block"   // drop their packets, store nothing of theirs
+	FriendUnblock FriendAction = "unblock" // be friends again
+	FriendRemove  FriendAction = "remove"  // forget them and their devices
+)
+
+// FriendActions lists every friend action.
+var FriendActions = []FriendAction{FriendBlock, FriendUnblock, FriendRemove}
+
+// FriendRequest names a user for a friend action.
+type FriendRequest struct {
+	UserID string `json:"user_id"`
+}
+
+// FriendStatus is the answer to a friend action: the user and what they
+// are now ("friend", "blocked" or "removed").
+type FriendStatus struct {
+	UserID seed.UserPublic `json:"user_id"`
+	Status string          `json:"status"`
+}

@@ -1,0 +1,22 @@
+package control
+
+// Routes of the API, each "METHOD PATH" as [net/http.ServeMux] patterns
+// spell them. They are written here and nowhere else: [NewHandler] serves
+// them and [Client] calls them.
+const (
+	RouteID            = "GET /v1/id"
+	RouteStatus        = "GET /v1/status"
+	RoutePairShow      = "POST /v1/pair/show"
+	RoutePairScan      = "POST /v1/pair/scan"
+	RouteFriends       = "GET /v1/friends"
+	RouteFriendBlock   = "POST /v1/friends/block"
+	RouteFriendUnblock = "POST /v1/friends/unblock"
+	RouteFriendRemove  = "POST /v1/friends/remove"
+)
+
+// friendRoutes maps each friend action to its route.
+var friendRoutes = map[FriendAction]string{
+	FriendBlock:   RouteFriendBlock,
+	FriendUnblock: RouteFriendUnblock,
+	FriendRemove:  RouteFriendRemove,
+}
