@@ -11,7 +11,7 @@
 //   - the stream server, which accepts connections from known devices and
 //     from the peer of a pairing in progress and dispatches their streams;
 //   - presence: signed heartbeats that track every known device's address
-//     (package cluster);
+//     (package cluster/presence);
 //   - the control API on HOME/agent.sock, through which every other command
 //     reaches the agent (internal/control).
 //
@@ -50,7 +50,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/kith-project/kith/cluster"
+	"github.com/kith-project/kith/cluster/presence"
 	"github.com/kith-project/kith/internal/control"
 	"github.com/kith-project/kith/internal/device"
 	"github.com/kith-project/kith/internal/store"
@@ -122,7 +122,7 @@ type Agent struct {
 	pair *pairer
 	ctl  net.Listener
 
-	presence *cluster.Presence
+	presence *presence.Presence
 
 	started time.Time
 }
@@ -138,7 +138,7 @@ func New(cfg Config, dev *device.Device, st *store.Store) (*Agent, error) {
 		return nil, err
 	}
 	a.pair = newPairer(a)
-	a.presence, err = cluster.New(cluster.Config{
+	a.presence, err = presence.New(presence.Config{
 		Key:         dev.Device.Ed25519(),
 		Interval:    cfg.Heartbeat,
 		Book:        presenceBook{a},

@@ -6,16 +6,16 @@ import (
 	"net"
 	"net/netip"
 
-	"github.com/kith-project/kith/cluster"
+	"github.com/kith-project/kith/cluster/presence"
 )
 
-// presenceBook is the address book as package cluster sees it.
+// presenceBook is the address book as package presence sees it.
 type presenceBook struct{ a *Agent }
 
-var _ cluster.Book = presenceBook{}
+var _ presence.Book = presenceBook{}
 
-func (pb presenceBook) info(p Peer) cluster.PeerInfo {
-	pi := cluster.PeerInfo{Device: mustHex(p.DeviceID), Kind: p.Kind, Version: p.AddrVersion}
+func (pb presenceBook) info(p Peer) presence.PeerInfo {
+	pi := presence.PeerInfo{Device: mustHex(p.DeviceID), Kind: p.Kind, Version: p.AddrVersion}
 	if ap, err := netip.ParseAddrPort(p.Addr); err == nil {
 		pi.Addr = ap
 	}
@@ -27,17 +27,17 @@ func (pb presenceBook) info(p Peer) cluster.PeerInfo {
 	return pi
 }
 
-func (pb presenceBook) Lookup(device ed25519.PublicKey) (cluster.PeerInfo, bool) {
+func (pb presenceBook) Lookup(device ed25519.PublicKey) (presence.PeerInfo, bool) {
 	p, ok := pb.a.book.peerFor(device)
 	if !ok {
-		return cluster.PeerInfo{}, false
+		return presence.PeerInfo{}, false
 	}
 	return pb.info(p), true
 }
 
-func (pb presenceBook) Peers() []cluster.PeerInfo {
+func (pb presenceBook) Peers() []presence.PeerInfo {
 	ps := pb.a.book.reachable()
-	out := make([]cluster.PeerInfo, 0, len(ps))
+	out := make([]presence.PeerInfo, 0, len(ps))
 	for _, p := range ps {
 		out = append(out, pb.info(p))
 	}

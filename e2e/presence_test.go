@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/kith-project/kith/agent"
-	"github.com/kith-project/kith/cluster"
+	"github.com/kith-project/kith/cluster/presence"
 	"github.com/kith-project/kith/internal/control"
 	"github.com/kith-project/kith/internal/kithtest"
 	"github.com/kith-project/kith/seed"
@@ -158,7 +158,7 @@ func TestQuietMode(t *testing.T) {
 	// Skew alice's clock so that one of her windows opens 8 s from now by
 	// her clock: the test sees both sides of the window's edge.
 	now := time.Now()
-	start, _ := cluster.NextWindow(window[:], now.Add(2*cluster.WindowLength))
+	start, _ := presence.NextWindow(window[:], now.Add(2*presence.WindowLength))
 	opensAt := now.Add(8 * time.Second)
 	skew := start.Sub(opensAt).Round(time.Millisecond)
 	alice := &person{Device: d, id: id}
@@ -176,7 +176,7 @@ func TestQuietMode(t *testing.T) {
 	defer stranger.Close()
 	probes := 0
 	for aliceNow().Before(start.Add(-600 * time.Millisecond)) {
-		if cluster.WindowOpen(window[:], aliceNow()) || cluster.WindowOpen(window[:], aliceNow().Add(500*time.Millisecond)) {
+		if presence.WindowOpen(window[:], aliceNow()) || presence.WindowOpen(window[:], aliceNow().Add(500*time.Millisecond)) {
 			t.Fatal("the test's arithmetic put a probe inside a window")
 		}
 		if got, ok := stunProbe(t, stranger, ap, 300*time.Millisecond); ok {

@@ -1,4 +1,4 @@
-package cluster
+package presence
 
 import (
 	"context"
@@ -113,9 +113,9 @@ type Config struct {
 // Errors.
 var (
 	// ErrInvalidConfig: New was given a config it cannot run with.
-	ErrInvalidConfig = errors.New("cluster: invalid presence config")
+	ErrInvalidConfig = errors.New("presence: invalid presence config")
 	// ErrRunning: Run was called while it was already running.
-	ErrRunning = errors.New("cluster: presence is already running")
+	ErrRunning = errors.New("presence: presence is already running")
 )
 
 func (c *Config) setDefaults() error {

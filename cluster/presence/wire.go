@@ -1,4 +1,4 @@
-package cluster
+package presence
 
 import (
 	"crypto/ed25519"
@@ -45,12 +45,12 @@ const (
 var (
 	// ErrMalformed: the bytes are not a well-formed presence datagram or
 	// address record (wrong length, bad field).
-	ErrMalformed = errors.New("cluster: malformed presence datagram")
+	ErrMalformed = errors.New("presence: malformed presence datagram")
 	// ErrWireVersion: the datagram has a wire version this build does not
 	// speak; the sender runs a newer kith.
-	ErrWireVersion = errors.New("cluster: unknown presence wire version (is the peer running a newer kith?)")
+	ErrWireVersion = errors.New("presence: unknown presence wire version (is the peer running a newer kith?)")
 	// ErrBadSignature: a signature does not verify under the key it claims.
-	ErrBadSignature = errors.New("cluster: bad signature")
+	ErrBadSignature = errors.New("presence: bad signature")
 )
 
 // putAddr writes a into b[:addrSize].

@@ -1,8 +1,8 @@
-// Package cluster keeps a user's devices, and their friends' devices, in
-// touch with each other with no server in between. This part of it is
-// presence: every device tracks where every device it knows can be
-// reached, whether it is online, how far its clock is from ours, and tells
-// them at once when its own address changes (DESIGN §5).
+// Package presence keeps a user's devices, and their friends' devices, in
+// touch with each other with no server in between: every device tracks
+// where every device it knows can be reached, whether it is online, how far
+// its clock is from ours, and tells them at once when its own address
+// changes (DESIGN §5).
 //
 // Presence is a library with no socket of its own. The agent owns the one
 // UDP port; it hands [Presence.HandleDatagram] every datagram that is not
@@ -195,4 +195,4 @@
 // unknown type or another wire version is dropped. With one record a
 // heartbeat is 237 bytes and its reply 279: at the default T = 15 s that
 // is 34 bytes per second per device (three records each: 67).
-package cluster
+package presence

@@ -1,4 +1,4 @@
-package cluster
+package presence
 
 import (
 	"crypto/ed25519"
@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// Run with: go test -run '^$' -bench . -benchtime 2000x ./cluster
+// Run with: go test -run '^$' -bench . -benchtime 2000x ./cluster/presence
 //
 // The Ed25519 benchmarks are the reference: a heartbeat costs one Sign to
 // send; handling one costs one Verify and, for the reply, one Sign.
