@@ -123,3 +123,8 @@ func (p *Presence) askSTUN(peers []PeerInfo, now time.Time) {
 		p.send(req.Raw, to, true)
 	}
 }
+
+type stunTx struct {
+	to netip.AddrPort
+	at time.Time
+}
