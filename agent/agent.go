@@ -39,7 +39,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/subtle"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -239,7 +238,7 @@ func (a *Agent) saveLastSeen() {
 	seen := map[string]time.Time{}
 	for _, ps := range a.presence.Status() {
 		if !ps.LastSeen.IsZero() {
-			seen[hex.EncodeToString(ps.Device)] = ps.LastSeen
+			seen[ps.Device.ID()] = ps.LastSeen
 		}
 	}
 	if err := a.book.saveLastSeen(seen); err != nil {
@@ -325,7 +324,9 @@ func (a *Agent) serveConns(ctx context.Context) error {
 func (a *Agent) serveConn(ctx context.Context, c *transport.Conn) {
 	// An authenticated connection from a known device is proof of where it
 	// is now.
-	a.presence.Observed(c.PeerKey(), c.RemoteAddr())
+	if k := c.PeerKey(); len(k) == ed25519.PublicKeySize {
+		a.presence.Observed(seed.DevicePublic(k), c.RemoteAddr())
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {

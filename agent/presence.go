@@ -1,12 +1,11 @@
 package agent
 
 import (
-	"crypto/ed25519"
-	"encoding/hex"
 	"net"
 	"net/netip"
 
 	"github.com/kith-project/kith/cluster/presence"
+	"github.com/kith-project/kith/seed"
 )
 
 // presenceBook is the address book as package presence sees it.
@@ -15,7 +14,8 @@ type presenceBook struct{ a *Agent }
 var _ presence.Book = presenceBook{}
 
 func (pb presenceBook) info(p Peer) presence.PeerInfo {
-	pi := presence.PeerInfo{Device: mustHex(p.DeviceID), Kind: p.Kind, Version: p.AddrVersion}
+	dev, _ := seed.ParseDevicePublic(p.DeviceID) // a bad ID leaves the zero key, which presence skips
+	pi := presence.PeerInfo{Device: dev, Own: p.Kind == KindOwn, Version: p.AddrVersion}
 	if ap, err := netip.ParseAddrPort(p.Addr); err == nil {
 		pi.Addr = ap
 	}
@@ -27,8 +27,8 @@ func (pb presenceBook) info(p Peer) presence.PeerInfo {
 	return pi
 }
 
-func (pb presenceBook) Lookup(device ed25519.PublicKey) (presence.PeerInfo, bool) {
-	p, ok := pb.a.book.peerFor(device)
+func (pb presenceBook) Lookup(device seed.DevicePublic) (presence.PeerInfo, bool) {
+	p, ok := pb.a.book.peerFor(device[:])
 	if !ok {
 		return presence.PeerInfo{}, false
 	}
@@ -44,10 +44,10 @@ func (pb presenceBook) Peers() []presence.PeerInfo {
 	return out
 }
 
-func (pb presenceBook) SetAddr(device ed25519.PublicKey, addr netip.AddrPort, version uint64) error {
-	moved, err := pb.a.book.setAddr(hex.EncodeToString(device), addr, version, pb.a.cfg.Now())
+func (pb presenceBook) SetAddr(device seed.DevicePublic, addr netip.AddrPort, version uint64) error {
+	moved, err := pb.a.book.setAddr(device.ID(), addr, version, pb.a.cfg.Now())
 	if moved {
-		pb.a.log.Info("peer moved", "device", hex.EncodeToString(device)[:12], "addr", addr.String())
+		pb.a.log.Info("peer moved", "device", device.ID()[:12], "addr", addr.String())
 	}
 	return err
 }

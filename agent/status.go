@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"encoding/hex"
 	"time"
 
 	"github.com/kith-project/kith/seed"
@@ -77,7 +76,7 @@ func (a *Agent) status() Status {
 			off := float64(ps.ClockOffset.Microseconds()) / 1000
 			v.RTTMillis, v.ClockOffsetMillis = &rtt, &off
 		}
-		live[hex.EncodeToString(ps.Device)] = v
+		live[ps.Device.ID()] = v
 	}
 	for _, p := range a.book.reachable() {
 		v := live[p.DeviceID]
@@ -99,7 +98,7 @@ func (a *Agent) onlineSet() map[string]bool {
 	m := map[string]bool{}
 	for _, ps := range a.presence.Status() {
 		if ps.Online {
-			m[hex.EncodeToString(ps.Device)] = true
+			m[ps.Device.ID()] = true
 		}
 	}
 	return m

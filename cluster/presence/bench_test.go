@@ -31,7 +31,7 @@ func BenchmarkEd25519VerifyReference(b *testing.B) {
 }
 
 func BenchmarkHeartbeatEncodeSign(b *testing.B) {
-	key, to := testKey("a"), testKey("b").Public().(ed25519.PublicKey)
+	key, to := testKey("a"), pubOf(testKey("b"))
 	rec := signRecord(key, netip.MustParseAddrPort("192.0.2.1:7117"), 1)
 	var n int
 	for b.Loop() {
@@ -45,7 +45,7 @@ func benchReceiver(b *testing.B) (*Presence, ed25519.PrivateKey, netip.AddrPort)
 	ka, kb := testKey("a"), testKey("b")
 	from := netip.MustParseAddrPort("192.0.2.1:7117")
 	book := newMemBook()
-	book.add(PeerInfo{Device: ka.Public().(ed25519.PublicKey), Kind: KindOwn, Addr: from})
+	book.add(PeerInfo{Device: pubOf(ka), Own: true, Addr: from})
 	p, err := New(Config{Key: kb, Book: book, Send: func([]byte, netip.AddrPort) error { return nil }})
 	if err != nil {
 		b.Fatal(err)

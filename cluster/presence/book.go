@@ -1,22 +1,17 @@
 package presence
 
 import (
-	"crypto/ed25519"
 	"net/netip"
-)
 
-// Kinds of peer, as PeerInfo.Kind spells them.
-const (
-	KindOwn    = "own"    // another device of this user
-	KindFriend = "friend" // a device of a friend
+	"github.com/kith-project/kith/seed"
 )
 
 // PeerInfo is a known device as the address book holds it.
 type PeerInfo struct {
 	// Device is the peer device's public key, its ID.
-	Device ed25519.PublicKey
-	// Kind is KindOwn or KindFriend.
-	Kind string
+	Device seed.DevicePublic
+	// Own: the device is another device of this user; else a friend's.
+	Own bool
 	// Addr is the last known address; the zero value if none.
 	Addr netip.AddrPort
 	// Version is the version of the newest address record applied for this
@@ -34,11 +29,11 @@ type PeerInfo struct {
 type Book interface {
 	// Lookup returns the device with key device if it is known and not
 	// blocked.
-	Lookup(device ed25519.PublicKey) (PeerInfo, bool)
+	Lookup(device seed.DevicePublic) (PeerInfo, bool)
 	// Peers returns every known device that is not blocked.
 	Peers() []PeerInfo
 	// SetAddr persists a new address for device, and version as the
 	// version of the record it came from (unchanged when the address comes
 	// from an authenticated packet rather than a record).
-	SetAddr(device ed25519.PublicKey, addr netip.AddrPort, version uint64) error
+	SetAddr(device seed.DevicePublic, addr netip.AddrPort, version uint64) error
 }

@@ -1,9 +1,11 @@
 package presence
 
 import (
-	"crypto/ed25519"
+	"bytes"
 	"slices"
 	"time"
+
+	"github.com/kith-project/kith/seed"
 )
 
 // peerState is what presence keeps in memory about one peer. Guarded by
@@ -13,7 +15,7 @@ type peerState struct {
 	lastSeen time.Time
 	version  uint64 // newest record version held
 	record   []byte // that record's signed bytes, for gossip
-	kind     string // the record's device kind, for gossip
+	own      bool   // the record's device is one of ours, for gossip
 	pending  []pendingBeat
 	samples  []sample
 	rtt      time.Duration // smoothed
@@ -34,12 +36,11 @@ type sample struct {
 
 // peer returns the state for device, making it if needed. Call with mu
 // held, with a 32-byte key.
-func (p *Presence) peer(device ed25519.PublicKey) *peerState {
-	k := [keySize]byte(device)
-	ps, ok := p.peers[k]
+func (p *Presence) peer(device seed.DevicePublic) *peerState {
+	ps, ok := p.peers[device]
 	if !ok {
 		ps = &peerState{}
-		p.peers[k] = ps
+		p.peers[device] = ps
 	}
 	return ps
 }
@@ -68,9 +69,9 @@ func (p *Presence) onlineLocked(ps *peerState, now time.Time, n int) bool {
 // permutations of the peers, so that every peer hears from us at least
 // once every 2n−1 heartbeats and none is left out by chance.
 func (p *Presence) nextPeerLocked(peers []PeerInfo) PeerInfo {
-	byKey := make(map[[keySize]byte]PeerInfo, len(peers))
+	byKey := make(map[seed.DevicePublic]PeerInfo, len(peers))
 	for _, pi := range peers {
-		byKey[[keySize]byte(pi.Device)] = pi
+		byKey[pi.Device] = pi
 	}
 	if len(byKey) == 0 {
 		return PeerInfo{}
@@ -86,7 +87,7 @@ func (p *Presence) nextPeerLocked(peers []PeerInfo) PeerInfo {
 		for k := range byKey {
 			p.round = append(p.round, k)
 		}
-		slices.SortFunc(p.round, func(a, b [keySize]byte) int { return slices.Compare(a[:], b[:]) })
+		slices.SortFunc(p.round, func(a, b seed.DevicePublic) int { return bytes.Compare(a[:], b[:]) })
 		p.rnd.Shuffle(len(p.round), func(i, j int) { p.round[i], p.round[j] = p.round[j], p.round[i] })
 	}
 }
@@ -95,7 +96,7 @@ func (p *Presence) nextPeerLocked(peers []PeerInfo) PeerInfo {
 func reachable(peers []PeerInfo) []PeerInfo {
 	out := peers[:0:0]
 	for _, pi := range peers {
-		if len(pi.Device) == keySize && validAddr(pi.Addr) {
+		if !isZero(pi.Device) && validAddr(pi.Addr) {
 			out = append(out, pi)
 		}
 	}

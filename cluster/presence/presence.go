@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/kith-project/kith/seed"
 )
 
 // Presence tracks the addresses and liveness of known devices and keeps
@@ -19,7 +21,7 @@ import (
 type Presence struct {
 	// Constant after New.
 	cfg  Config
-	pub  ed25519.PublicKey
+	pub  seed.DevicePublic
 	log  *slog.Logger
 	kick chan struct{} // capacity 1: wakes Run to tell peers of a change
 
@@ -29,8 +31,8 @@ type Presence struct {
 
 	mu        sync.Mutex // guards the fields below
 	rnd       *rand.Rand
-	peers     map[[keySize]byte]*peerState
-	round     [][keySize]byte // peers still to heartbeat in this round
+	peers     map[seed.DevicePublic]*peerState
+	round     []seed.DevicePublic // peers still to heartbeat in this round
 	self      selfState
 	greet     bool      // the first fire greets every peer
 	announce  bool      // our address changed: tell every peer
@@ -52,11 +54,11 @@ func New(cfg Config) (*Presence, error) {
 	now := cfg.Now()
 	p := &Presence{
 		cfg:       cfg,
-		pub:       cfg.Key.Public().(ed25519.PublicKey),
+		pub:       seed.DevicePublic(cfg.Key.Public().(ed25519.PublicKey)),
 		log:       cfg.Logger,
 		kick:      make(chan struct{}, 1),
 		rnd:       cfg.Rand,
-		peers:     map[[keySize]byte]*peerState{},
+		peers:     map[seed.DevicePublic]*peerState{},
 		greet:     true,
 		stunTx:    map[[12]byte]stunTx{},
 		contacted: map[netip.AddrPort]time.Time{},

@@ -1,6 +1,7 @@
 package presence
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"errors"
 	"net/netip"
@@ -226,7 +227,7 @@ func TestRecordsForgedReplayedOlderIgnored(t *testing.T) {
 
 	// Signed by the wrong key: node 2 claims node 0 is elsewhere, newer.
 	forged := signRecord(s.nodes[2].key, elsewhere, rCur.version+100)
-	copy(forged, a.pub) // the record names node 0, the signature is node 2's
+	copy(forged, a.pub[:]) // the record names node 0, the signature is node 2's
 	st := b.p.Stats()
 	check("a record signed by the wrong key", true, st, deliver(forged))
 
@@ -293,11 +294,11 @@ func TestGossipToFriendsOnlyOwnDevices(t *testing.T) {
 	// Node 0 holds records for node 1 (own) and node 2 (a friend).
 	s.run(3 * DefaultInterval)
 	me.p.mu.Lock()
-	me.p.peer(s.nodes[1].pub).kind = KindOwn
-	me.p.peer(s.nodes[2].pub).kind = KindFriend
+	me.p.peer(s.nodes[1].pub).own = true
+	me.p.peer(s.nodes[2].pub).own = false
 	have1, have2 := me.p.peer(s.nodes[1].pub).record != nil, me.p.peer(s.nodes[2].pub).record != nil
-	toFriend := me.p.gossipLocked(PeerInfo{Device: s.nodes[2].pub, Kind: KindFriend})
-	toOwn := me.p.gossipLocked(PeerInfo{Device: s.nodes[1].pub, Kind: KindOwn})
+	toFriend := me.p.gossipLocked(PeerInfo{Device: s.nodes[2].pub, Own: false})
+	toOwn := me.p.gossipLocked(PeerInfo{Device: s.nodes[1].pub, Own: true})
 	me.p.mu.Unlock()
 	if !have1 || !have2 {
 		t.Fatal("node 0 holds no records to gossip")
@@ -305,7 +306,7 @@ func TestGossipToFriendsOnlyOwnDevices(t *testing.T) {
 	names := func(recs [][]byte) (out []string) {
 		for _, r := range recs {
 			for i, n := range s.nodes {
-				if slices.Equal(r[:keySize], n.pub) {
+				if bytes.Equal(r[:keySize], n.pub[:]) {
 					out = append(out, string(rune('0'+i)))
 				}
 			}
@@ -348,7 +349,7 @@ func TestReplayedHeartbeatIgnored(t *testing.T) {
 	// A heartbeat made for another device does not verify here, even
 	// with a fresh sequence number: the recipient is signed.
 	_, other, _ := ed25519.GenerateKey(nil)
-	forOther := encodeBeat(TypeHeartbeat, a.key, other.Public().(ed25519.PublicKey), a.p.nextSeq(), a.clock().UnixNano(), nil)
+	forOther := encodeBeat(TypeHeartbeat, a.key, pubOf(other), a.p.nextSeq(), a.clock().UnixNano(), nil)
 	st = b.p.Stats()
 	b.p.HandleDatagram(forOther, attacker)
 	if got := b.p.Stats(); got.BadSignature != st.BadSignature+1 || b.book.addrOf(a.pub) != a.wire {
@@ -519,7 +520,7 @@ func TestObservedMovesPeer(t *testing.T) {
 	}
 	_, stranger, _ := ed25519.GenerateKey(nil)
 	sets := b.book.setCount()
-	b.p.Observed(stranger.Public().(ed25519.PublicKey), to)
+	b.p.Observed(pubOf(stranger), to)
 	if b.book.setCount() != sets {
 		t.Error("Observed took an unknown device")
 	}
@@ -604,7 +605,7 @@ func TestStatusBeforeAnyPacket(t *testing.T) {
 	if len(st) != 4 {
 		t.Fatalf("%d peers", len(st))
 	}
-	if !slices.IsSortedFunc(st, func(a, b PeerStatus) int { return slices.Compare(a.Device, b.Device) }) {
+	if !slices.IsSortedFunc(st, func(a, b PeerStatus) int { return bytes.Compare(a.Device[:], b.Device[:]) }) {
 		t.Error("Status is not sorted")
 	}
 	for _, x := range st {

@@ -1,11 +1,11 @@
 package presence
 
 import (
-	"crypto/ed25519"
-	"crypto/subtle"
 	"net/netip"
 	"slices"
 	"time"
+
+	"github.com/kith-project/kith/seed"
 )
 
 // HandleDatagram handles one datagram from the agent's socket: a
@@ -35,7 +35,7 @@ func (p *Presence) handleKith(pkt []byte, from netip.AddrPort) {
 	}
 	// No work for strangers: look the sender up before any signature.
 	info, ok := p.cfg.Book.Lookup(pk.sender)
-	if !ok || len(info.Device) != keySize || subtle.ConstantTimeCompare(pk.sender, p.pub) == 1 {
+	if !ok || !info.Device.Equal(pk.sender) || pk.sender.Equal(p.pub) {
 		p.n.unknown.Add(1)
 		return
 	}
@@ -112,11 +112,11 @@ func (p *Presence) handleKith(pkt []byte, from netip.AddrPort) {
 // it and its version is newer than the one held.
 func (p *Presence) applyRecords(pk packet, from netip.AddrPort) {
 	for _, r := range pk.records {
-		if subtle.ConstantTimeCompare(r.device, p.pub) == 1 {
+		if r.device.Equal(p.pub) {
 			continue // about us: we know better
 		}
 		info, ok := p.cfg.Book.Lookup(r.device)
-		if !ok || len(info.Device) != keySize {
+		if !ok || !info.Device.Equal(r.device) {
 			p.n.recIgnored.Add(1)
 			continue
 		}
@@ -141,10 +141,10 @@ func (p *Presence) applyRecords(pk packet, from netip.AddrPort) {
 			p.n.recIgnored.Add(1)
 			continue
 		}
-		ps.version, ps.record, ps.kind = r.version, r.raw, info.Kind
+		ps.version, ps.record, ps.own = r.version, r.raw, info.Own
 		p.mu.Unlock()
 		addr := r.addr
-		if subtle.ConstantTimeCompare(r.device, pk.sender) == 1 {
+		if r.device.Equal(pk.sender) {
 			// The sender's own record: where its packet came from is
 			// better evidence than where it thinks it is.
 			addr = from
@@ -155,7 +155,7 @@ func (p *Presence) applyRecords(pk packet, from netip.AddrPort) {
 }
 
 // setAddr persists a peer's address through the book.
-func (p *Presence) setAddr(device ed25519.PublicKey, addr netip.AddrPort, version uint64) {
+func (p *Presence) setAddr(device seed.DevicePublic, addr netip.AddrPort, version uint64) {
 	if err := p.cfg.Book.SetAddr(device, addr, version); err != nil {
 		p.log.Warn("presence: saving a peer's address", "device", short(device), "addr", addr, "err", err)
 	}
@@ -168,13 +168,13 @@ func (p *Presence) setAddr(device ed25519.PublicKey, addr netip.AddrPort, versio
 // device came from from. If that is a new address, the device moves there
 // at once (WireGuard-style roaming). The agent calls it for every
 // authenticated QUIC connection.
-func (p *Presence) Observed(device ed25519.PublicKey, from netip.AddrPort) {
+func (p *Presence) Observed(device seed.DevicePublic, from netip.AddrPort) {
 	if !validAddr(normAddr(from)) {
 		return
 	}
 	from = normAddr(from)
 	info, ok := p.cfg.Book.Lookup(device)
-	if !ok || len(info.Device) != keySize {
+	if !ok || !info.Device.Equal(device) {
 		return
 	}
 	p.mu.Lock()

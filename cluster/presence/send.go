@@ -1,7 +1,6 @@
 package presence
 
 import (
-	"crypto/subtle"
 	"net/netip"
 	"time"
 )
@@ -37,10 +36,10 @@ func (p *Presence) gossipLocked(to PeerInfo) [][]byte {
 	}
 	var cand [][]byte
 	for k, ps := range p.peers {
-		if ps.record == nil || subtle.ConstantTimeCompare(k[:], to.Device) == 1 {
+		if ps.record == nil || k.Equal(to.Device) {
 			continue
 		}
-		if to.Kind != KindOwn && ps.kind != KindOwn {
+		if !to.Own && !ps.own {
 			continue
 		}
 		cand = append(cand, ps.record)

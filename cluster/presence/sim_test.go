@@ -1,6 +1,7 @@
 package presence
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kith-project/kith/seed"
 )
 
 // This file is the test harness: an in-memory address book, and a
@@ -19,26 +22,23 @@ import (
 // memBook is an in-memory Book.
 type memBook struct {
 	mu    sync.Mutex
-	peers map[[keySize]byte]*PeerInfo
+	peers map[seed.DevicePublic]*PeerInfo
 	sets  int // SetAddr calls
 }
 
-func newMemBook() *memBook { return &memBook{peers: map[[keySize]byte]*PeerInfo{}} }
+func newMemBook() *memBook { return &memBook{peers: map[seed.DevicePublic]*PeerInfo{}} }
 
 func (b *memBook) add(pi PeerInfo) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	c := pi
-	b.peers[[keySize]byte(pi.Device)] = &c
+	b.peers[pi.Device] = &c
 }
 
-func (b *memBook) Lookup(device ed25519.PublicKey) (PeerInfo, bool) {
-	if len(device) != keySize {
-		return PeerInfo{}, false
-	}
+func (b *memBook) Lookup(device seed.DevicePublic) (PeerInfo, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	pi, ok := b.peers[[keySize]byte(device)]
+	pi, ok := b.peers[device]
 	if !ok {
 		return PeerInfo{}, false
 	}
@@ -52,14 +52,14 @@ func (b *memBook) Peers() []PeerInfo {
 	for _, pi := range b.peers {
 		out = append(out, *pi)
 	}
-	slices.SortFunc(out, func(x, y PeerInfo) int { return slices.Compare(x.Device, y.Device) })
+	slices.SortFunc(out, func(x, y PeerInfo) int { return bytes.Compare(x.Device[:], y.Device[:]) })
 	return out
 }
 
-func (b *memBook) SetAddr(device ed25519.PublicKey, addr netip.AddrPort, version uint64) error {
+func (b *memBook) SetAddr(device seed.DevicePublic, addr netip.AddrPort, version uint64) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	pi, ok := b.peers[[keySize]byte(device)]
+	pi, ok := b.peers[device]
 	if !ok {
 		return fmt.Errorf("unknown device")
 	}
@@ -68,7 +68,7 @@ func (b *memBook) SetAddr(device ed25519.PublicKey, addr netip.AddrPort, version
 	return nil
 }
 
-func (b *memBook) addrOf(device ed25519.PublicKey) netip.AddrPort {
+func (b *memBook) addrOf(device seed.DevicePublic) netip.AddrPort {
 	pi, _ := b.Lookup(device)
 	return pi.Addr
 }
@@ -103,7 +103,7 @@ type simNet struct {
 type simNode struct {
 	net    *simNet
 	key    ed25519.PrivateKey
-	pub    ed25519.PublicKey
+	pub    seed.DevicePublic
 	wire   netip.AddrPort // where its packets come from and go to
 	local  netip.AddrPort // what its LocalAddrs says
 	skew   time.Duration  // its clock minus the network's
@@ -120,7 +120,7 @@ type simOpts struct {
 	n        int
 	interval time.Duration
 	seed     uint64
-	kind     string              // of every peer; default own
+	friends  bool                // every peer is a friend's device, not own
 	quiet    []bool              // per node
 	skew     []time.Duration     // per node
 	latency  time.Duration       // one way; default 10 ms
@@ -140,9 +140,6 @@ func newSim(t testing.TB, o simOpts) *simNet {
 	if o.interval == 0 {
 		o.interval = DefaultInterval
 	}
-	if o.kind == "" {
-		o.kind = KindOwn
-	}
 	if o.latency == 0 {
 		o.latency = 10 * time.Millisecond
 	}
@@ -151,14 +148,14 @@ func newSim(t testing.TB, o simOpts) *simNet {
 		latency: func(_, _ netip.AddrPort) time.Duration { return lat }}
 	rnd := rand.New(rand.NewPCG(o.seed, 0x6b697468))
 	for i := range o.n {
-		seed := sha256.Sum256(fmt.Appendf(nil, "sim key %d %d", o.seed, i))
-		key := ed25519.NewKeyFromSeed(seed[:])
+		ks := sha256.Sum256(fmt.Appendf(nil, "sim key %d %d", o.seed, i))
+		key := ed25519.NewKeyFromSeed(ks[:])
 		user := i
 		if o.users != nil {
 			user = o.users[i]
 		}
 		win := sha256.Sum256(fmt.Appendf(nil, "sim window %d", user))
-		n := &simNode{net: s, key: key, pub: key.Public().(ed25519.PublicKey), wire: simAddr(i), local: simAddr(i),
+		n := &simNode{net: s, key: key, pub: pubOf(key), wire: simAddr(i), local: simAddr(i),
 			book: newMemBook(), window: win[:]}
 		if o.skew != nil {
 			n.skew = o.skew[i]
@@ -171,7 +168,7 @@ func newSim(t testing.TB, o simOpts) *simNet {
 			if i == j || (o.noBook != nil && o.noBook(i, j)) {
 				continue
 			}
-			n.book.add(PeerInfo{Device: m.pub, Kind: o.kind, Addr: m.wire, Window: m.window})
+			n.book.add(PeerInfo{Device: m.pub, Own: !o.friends, Addr: m.wire, Window: m.window})
 		}
 		cfg := Config{
 			Key:        n.key,
@@ -302,7 +299,7 @@ func (s *simNet) runUntil(d time.Duration, cond func() bool) time.Duration {
 // status returns node i's view of node j.
 func (s *simNet) status(i, j int) PeerStatus {
 	for _, st := range s.nodes[i].p.Status() {
-		if slices.Equal(st.Device, s.nodes[j].pub) {
+		if st.Device.Equal(s.nodes[j].pub) {
 			return st
 		}
 	}

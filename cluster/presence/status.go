@@ -1,18 +1,20 @@
 package presence
 
 import (
-	"crypto/ed25519"
+	"bytes"
 	"encoding/hex"
 	"net/netip"
 	"slices"
 	"sync/atomic"
 	"time"
+
+	"github.com/kith-project/kith/seed"
 )
 
 // PeerStatus is what presence knows about one peer.
 type PeerStatus struct {
-	Device ed25519.PublicKey
-	Kind   string
+	Device seed.DevicePublic
+	Own    bool // another device of this user; else a friend's
 	// Addr is the address the book holds.
 	Addr netip.AddrPort
 	// LastSeen is when the last authenticated packet came (zero: not since
@@ -65,11 +67,11 @@ func (p *Presence) Status() []PeerStatus {
 	out := make([]PeerStatus, 0, len(peers))
 	p.mu.Lock()
 	for _, pi := range peers {
-		if len(pi.Device) != keySize {
+		if isZero(pi.Device) {
 			continue
 		}
-		st := PeerStatus{Device: pi.Device, Kind: pi.Kind, Addr: pi.Addr}
-		if ps, ok := p.peers[[keySize]byte(pi.Device)]; ok {
+		st := PeerStatus{Device: pi.Device, Own: pi.Own, Addr: pi.Addr}
+		if ps, ok := p.peers[pi.Device]; ok {
 			st.LastSeen = ps.lastSeen
 			st.Online = p.onlineLocked(ps, now, len(peers))
 			st.RTT, st.ClockOffset, st.HaveRTT = ps.rtt, ps.offset, ps.haveRTT
@@ -77,7 +79,7 @@ func (p *Presence) Status() []PeerStatus {
 		out = append(out, st)
 	}
 	p.mu.Unlock()
-	slices.SortFunc(out, func(a, b PeerStatus) int { return slices.Compare(a.Device, b.Device) })
+	slices.SortFunc(out, func(a, b PeerStatus) int { return bytes.Compare(a.Device[:], b.Device[:]) })
 	return out
 }
 
@@ -95,9 +97,11 @@ func (p *Presence) Stats() Stats {
 }
 
 // short names a device in logs: the first bytes of its public key.
-func short(pub []byte) string {
-	if len(pub) > 6 {
-		pub = pub[:6]
-	}
-	return hex.EncodeToString(pub)
+func short(device seed.DevicePublic) string {
+	return hex.EncodeToString(device[:6])
+}
+
+// isZero reports whether device is the zero key, which names no device.
+func isZero(device seed.DevicePublic) bool {
+	return device.Equal(seed.DevicePublic{})
 }

@@ -103,7 +103,7 @@ func (p *Presence) askSTUN(peers []PeerInfo, now time.Time) {
 	targets := append([]netip.AddrPort(nil), p.cfg.STUNServers...)
 	var friends []netip.AddrPort
 	for _, pi := range peers {
-		if pi.Kind == KindFriend {
+		if !pi.Own {
 			friends = append(friends, pi.Addr)
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kith-project/kith/seed"
 	"github.com/pion/stun/v2"
 )
 
@@ -103,9 +104,9 @@ func eventually(d time.Duration, cond func() bool) bool {
 	return cond()
 }
 
-func statusOf(p *Presence, device ed25519.PublicKey) PeerStatus {
+func statusOf(p *Presence, device seed.DevicePublic) PeerStatus {
 	for _, st := range p.Status() {
-		if bytes.Equal(st.Device, device) {
+		if st.Device.Equal(device) {
 			return st
 		}
 	}
@@ -117,13 +118,13 @@ func statusOf(p *Presence, device ed25519.PublicKey) PeerStatus {
 func TestRunOverUDP(t *testing.T) {
 	const T = 50 * time.Millisecond
 	ka, kb := testKey("udp a"), testKey("udp b")
-	pa, pb := ka.Public().(ed25519.PublicKey), kb.Public().(ed25519.PublicKey)
+	pa, pb := pubOf(ka), pubOf(kb)
 	bookA, bookB := newMemBook(), newMemBook()
 	tweak := func(c *Config) { c.Interval = T }
 	a := newUDPNode(t, "127.0.0.1:0", ka, bookA, tweak)
 	b := newUDPNode(t, "127.0.0.1:0", kb, bookB, tweak)
-	bookA.add(PeerInfo{Device: pb, Kind: KindOwn, Addr: b.addr()})
-	bookB.add(PeerInfo{Device: pa, Kind: KindOwn, Addr: a.addr()})
+	bookA.add(PeerInfo{Device: pb, Own: true, Addr: b.addr()})
+	bookB.add(PeerInfo{Device: pa, Own: true, Addr: a.addr()})
 
 	stopA, stopB := a.run(), b.run()
 	defer stopB()
