@@ -34,7 +34,7 @@ type Presence struct {
 	peers     map[seed.DevicePublic]*peerState
 	round     []seed.DevicePublic // peers still to heartbeat in this round
 	self      selfState
-	greet     bool      // the first fire greets every peer
+	greet     bool      // the first Step greets every peer
 	announce  bool      // our address changed: tell every peer
 	nextBeat  time.Time // next random heartbeat
 	nextPoll  time.Time // next LocalAddrs poll
@@ -74,7 +74,8 @@ func New(cfg Config) (*Presence, error) {
 
 // Run sends heartbeats until ctx ends, then returns nil. On start it
 // greets every known peer at once. It returns ErrRunning if it is running
-// already.
+// already. Run is Step in a loop: it sleeps until NextDue, or until a
+// packet tells presence to announce a change of our address.
 func (p *Presence) Run(ctx context.Context) error {
 	if !p.running.CompareAndSwap(false, true) {
 		return ErrRunning
@@ -84,8 +85,8 @@ func (p *Presence) Run(ctx context.Context) error {
 	defer t.Stop()
 	<-t.C
 	for {
-		p.fire(p.cfg.Now())
-		d := max(p.nextDue().Sub(p.cfg.Now()), minWait)
+		p.Step(p.cfg.Now())
+		d := max(p.NextDue().Sub(p.cfg.Now()), minWait)
 		t.Reset(d)
 		select {
 		case <-ctx.Done():
@@ -97,8 +98,11 @@ func (p *Presence) Run(ctx context.Context) error {
 	}
 }
 
-// nextDue is when fire next has work, by our clock.
-func (p *Presence) nextDue() time.Time {
+// NextDue returns when Step next has work, by presence's clock
+// (Config.Now); a zero time means at once. With Step, it lets a caller
+// that keeps its own clock drive presence instead of Run, as the
+// simulator in package presencetest does.
+func (p *Presence) NextDue() time.Time {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.greet || p.announce {
@@ -113,7 +117,7 @@ func (p *Presence) nextDue() time.Time {
 	return due
 }
 
-// wake makes Run fire soon.
+// wake makes Run step soon.
 func (p *Presence) wake() {
 	select {
 	case p.kick <- struct{}{}:
@@ -127,9 +131,12 @@ func (p *Presence) interval() time.Duration {
 	return t/2 + time.Duration(p.rnd.Int64N(int64(t)+1))
 }
 
-// fire does whatever is due at now: poll our addresses, greet, announce,
-// heartbeat a random peer, aim at quiet peers' windows, ask STUN.
-func (p *Presence) fire(now time.Time) {
+// Step does whatever is due at now, by presence's clock: poll our
+// addresses, greet, announce, heartbeat a random peer, aim at quiet peers'
+// windows, ask STUN, and notice peers gone offline. Run calls it; a caller
+// that drives presence on its own clock (see NextDue) calls it instead of
+// Run, never beside it.
+func (p *Presence) Step(now time.Time) {
 	p.mu.Lock()
 	poll := p.cfg.LocalAddrs != nil && !now.Before(p.nextPoll)
 	if poll {
