@@ -23,6 +23,7 @@ type peerState struct {
 	haveRTT  bool
 	observed learned   // our address as this peer last reported it
 	windowAt time.Time // start of the peer's last window we aimed at
+	online   bool      // as last reported to subscribers
 }
 
 type pendingBeat struct {

@@ -28,22 +28,24 @@ type Presence struct {
 	seq     atomic.Uint64 // the last sequence number sent
 	running atomic.Bool
 	n       counters
+	subs    subscribers
 
-	mu        sync.Mutex // guards the fields below
-	rnd       *rand.Rand
-	peers     map[seed.DevicePublic]*peerState
-	round     []seed.DevicePublic // peers still to heartbeat in this round
-	self      selfState
-	greet     bool      // the first Step greets every peer
-	announce  bool      // our address changed: tell every peer
-	nextBeat  time.Time // next random heartbeat
-	nextPoll  time.Time // next LocalAddrs poll
-	nextSTUN  time.Time // next STUN round
-	nextWin   time.Time // next heartbeat aimed at a quiet peer's window
-	stunTx    map[[12]byte]stunTx
-	contacted map[netip.AddrPort]time.Time // where we sent recently (Admit)
-	known     map[netip.AddrPort]bool      // book addresses, cached for Admit
-	knownAt   time.Time
+	mu          sync.Mutex // guards the fields below
+	rnd         *rand.Rand
+	peers       map[seed.DevicePublic]*peerState
+	round       []seed.DevicePublic // peers still to heartbeat in this round
+	self        selfState
+	greet       bool      // the first Step greets every peer
+	announce    bool      // our address changed: tell every peer
+	nextBeat    time.Time // next random heartbeat
+	nextPoll    time.Time // next LocalAddrs poll
+	nextSTUN    time.Time // next STUN round
+	nextWin     time.Time // next heartbeat aimed at a quiet peer's window
+	nextOffline time.Time // when the next online peer goes offline, if nothing comes
+	stunTx      map[[12]byte]stunTx
+	contacted   map[netip.AddrPort]time.Time // where we sent recently (Admit)
+	known       map[netip.AddrPort]bool      // book addresses, cached for Admit
+	knownAt     time.Time
 }
 
 // New makes a Presence. It sends nothing until Run starts.
@@ -109,7 +111,7 @@ func (p *Presence) NextDue() time.Time {
 		return time.Time{}
 	}
 	due := p.nextBeat
-	for _, t := range []time.Time{p.nextPoll, p.nextSTUN, p.nextWin} {
+	for _, t := range []time.Time{p.nextPoll, p.nextSTUN, p.nextWin, p.nextOffline} {
 		if !t.IsZero() && t.Before(due) {
 			due = t
 		}
@@ -166,7 +168,8 @@ func (p *Presence) Step(now time.Time) {
 	p.pruneLocked(now)
 	p.mu.Unlock()
 
-	peers := reachable(p.cfg.Book.Peers())
+	book := p.cfg.Book.Peers()
+	peers := reachable(book)
 	switch {
 	case announce:
 		for _, pi := range peers {
@@ -183,6 +186,9 @@ func (p *Presence) Step(now time.Time) {
 		p.sendBeat(TypeHeartbeat, pi)
 	}
 	p.aimAtWindows(peers, now)
+	p.mu.Lock()
+	p.checkOnlineLocked(book, now)
+	p.mu.Unlock()
 	if askSTUN {
 		p.askSTUN(peers, now)
 	}

@@ -83,6 +83,7 @@ func (p *Presence) handleKith(pkt []byte, from netip.AddrPort) {
 	}
 	p.n.accepted.Add(1)
 	ps.lastSeen = now
+	p.seenLocked(pk.sender, ps, from, now)
 	version := max(ps.version, info.Version)
 	if observed {
 		p.noteObservedLocked(ps, pk.seen, now)
@@ -93,7 +94,7 @@ func (p *Presence) handleKith(pkt []byte, from netip.AddrPort) {
 		// An authenticated packet from a new address moves the peer at
 		// once, as WireGuard roams.
 		p.log.Debug("presence: peer moved", "device", short(pk.sender), "from", info.Addr, "to", from)
-		p.setAddr(info.Device, from, version)
+		p.setAddr(info, from, version)
 	}
 	p.applyRecords(pk, from)
 	if pk.typ != TypeHeartbeatReply {
@@ -150,14 +151,18 @@ func (p *Presence) applyRecords(pk packet, from netip.AddrPort) {
 			addr = from
 		}
 		p.n.recApplied.Add(1)
-		p.setAddr(info.Device, addr, r.version)
+		p.setAddr(info, addr, r.version)
 	}
 }
 
-// setAddr persists a peer's address through the book.
-func (p *Presence) setAddr(device seed.DevicePublic, addr netip.AddrPort, version uint64) {
-	if err := p.cfg.Book.SetAddr(device, addr, version); err != nil {
-		p.log.Warn("presence: saving a peer's address", "device", short(device), "addr", addr, "err", err)
+// setAddr persists a peer's address through the book; if it is not the
+// address the book gave in info, the peer moved.
+func (p *Presence) setAddr(info PeerInfo, addr netip.AddrPort, version uint64) {
+	if err := p.cfg.Book.SetAddr(info.Device, addr, version); err != nil {
+		p.log.Warn("presence: saving a peer's address", "device", short(info.Device), "addr", addr, "err", err)
+	}
+	if addr != info.Addr {
+		p.emit(Event{Kind: PeerMoved, Device: info.Device, Addr: addr, At: p.cfg.Now()})
 	}
 	p.mu.Lock()
 	p.knownAt = time.Time{} // the Admit cache is out of date
@@ -180,9 +185,19 @@ func (p *Presence) Observed(device seed.DevicePublic, from netip.AddrPort) {
 	p.mu.Lock()
 	ps := p.peer(info.Device)
 	ps.lastSeen = p.cfg.Now()
+	p.seenLocked(info.Device, ps, from, ps.lastSeen)
 	version := max(ps.version, info.Version)
 	p.mu.Unlock()
 	if from != info.Addr {
-		p.setAddr(info.Device, from, version)
+		p.setAddr(info, from, version)
+	}
+}
+
+// seenLocked takes an authenticated packet from device, from from: a peer
+// not online before is now.
+func (p *Presence) seenLocked(device seed.DevicePublic, ps *peerState, from netip.AddrPort, now time.Time) {
+	if !ps.online {
+		ps.online = true
+		p.emit(Event{Kind: PeerOnline, Device: device, Addr: from, At: now})
 	}
 }

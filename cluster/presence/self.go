@@ -73,6 +73,9 @@ func (p *Presence) noteEvidenceLocked(prev, seen netip.AddrPort, now time.Time) 
 	if !changed && p.self.public == seen {
 		return
 	}
+	if p.self.public != seen {
+		p.emit(Event{Kind: PublicAddrChanged, Addr: seen, At: now})
+	}
 	p.self.public, p.self.publicAt = seen, now
 	if changed {
 		p.log.Debug("presence: our public address changed", "from", prev, "to", seen)
@@ -101,6 +104,7 @@ func (p *Presence) updateOwnRecordLocked(now time.Time) {
 	p.self.version = max(p.self.version+1, uint64(now.UnixMilli()))
 	p.self.addr = addr
 	p.self.record = signRecord(p.cfg.Key, addr, p.self.version)
+	p.emit(Event{Kind: OwnAddrChanged, Addr: addr, At: now})
 }
 
 // bestLocal picks the interface address to advertise: a routable one

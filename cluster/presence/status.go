@@ -52,12 +52,15 @@ type Stats struct {
 	STUNAnswered    uint64
 	STUNMapped      uint64 // answers to our own STUN requests
 	SendErrors      uint64
+	// EventsDropped counts events not delivered to a subscriber whose
+	// buffer was full (see Subscribe).
+	EventsDropped uint64
 }
 
 type counters struct {
 	hbSent, updSent, repSent, accepted, unknown, malformed, badSig, replayed,
 	stale, unsolicited, sigChecks, recApplied, recIgnored, stunAnswered,
-	stunMapped, sendErrors atomic.Uint64
+	stunMapped, sendErrors, eventsDropped atomic.Uint64
 }
 
 // Status returns every known peer's presence, sorted by device key.
@@ -93,6 +96,7 @@ func (p *Presence) Stats() Stats {
 		Unsolicited: n.unsolicited.Load(), SignatureChecks: n.sigChecks.Load(),
 		RecordsApplied: n.recApplied.Load(), RecordsIgnored: n.recIgnored.Load(),
 		STUNAnswered: n.stunAnswered.Load(), STUNMapped: n.stunMapped.Load(), SendErrors: n.sendErrors.Load(),
+		EventsDropped: n.eventsDropped.Load(),
 	}
 }
 
