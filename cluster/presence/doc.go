@@ -12,6 +12,14 @@
 // Presence sends through [Config.Send] and reads and writes addresses
 // through the agent's address book, [Book].
 //
+// Devices are named by their [seed.DevicePublic] everywhere in the API.
+// What presence notices (a peer online, offline or moved, our own address
+// changed) it also reports as [Event]s to whoever [Presence.Subscribe]s;
+// see there for what a slow subscriber loses. [Presence.Run] is
+// [Presence.Step] in a loop, sleeping until [Presence.NextDue]; package
+// presencetest drives many presences through those two on a simulated
+// network and clock, for tests.
+//
 // # Heartbeats
 //
 // At random intervals, uniform in [T/2, 3T/2] (T is [Config.Interval],
