@@ -11,7 +11,7 @@
 //   - the stream server, which accepts connections from known devices and
 //     from the peer of a pairing in progress and dispatches their streams;
 //   - presence: signed heartbeats that track every known device's address
-//     (package cluster);
+//     (package cluster/presence);
 //   - the control API on HOME/agent.sock, through which every other command
 //     reaches the agent (internal/control).
 //
@@ -57,7 +57,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/kith-project/kith/cluster"
+	"github.com/kith-project/kith/cluster/presence"
 	"github.com/kith-project/kith/internal/control"
 	"github.com/kith-project/kith/internal/device"
 	"github.com/kith-project/kith/internal/store"
@@ -158,7 +158,7 @@ type Agent struct {
 	ctl     net.Listener
 	streams registry
 
-	presence *cluster.Presence
+	presence *presence.Presence
 
 	started time.Time
 
@@ -189,7 +189,7 @@ func New(cfg Config, dev *device.Device, st *store.Store) (*Agent, error) {
 	if err := a.registerProtocols(); err != nil {
 		return nil, err
 	}
-	a.presence, err = cluster.New(cluster.Config{
+	a.presence, err = presence.New(presence.Config{
 		Key:         dev.Device.Ed25519(),
 		Interval:    cfg.Heartbeat,
 		Book:        presenceBook{a},
@@ -352,8 +352,8 @@ func (a *Agent) persist(ctx context.Context) error {
 func (a *Agent) saveLastSeen() {
 	seen := map[seed.DevicePublic]time.Time{}
 	for _, ps := range a.presence.Status() {
-		if d, ok := devOf(ps.Device); ok && !ps.LastSeen.IsZero() {
-			seen[d] = ps.LastSeen
+		if !ps.LastSeen.IsZero() {
+			seen[ps.Device] = ps.LastSeen
 		}
 	}
 	a.book.noteLastSeen(seen)
@@ -447,7 +447,9 @@ func (a *Agent) serveConns(ctx context.Context) error {
 func (a *Agent) serveConn(ctx context.Context, c *transport.Conn) {
 	// An authenticated connection from a known device is proof of where it
 	// is now.
-	a.presence.Observed(c.PeerKey(), c.RemoteAddr())
+	if k := c.PeerKey(); len(k) == ed25519.PublicKeySize {
+		a.presence.Observed(seed.DevicePublic(k), c.RemoteAddr())
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {

@@ -1,25 +1,25 @@
 package agent
 
 import (
-	"crypto/ed25519"
 	"net"
 	"net/netip"
 
-	"github.com/kith-project/kith/cluster"
+	"github.com/kith-project/kith/cluster/presence"
 	"github.com/kith-project/kith/roster"
+	"github.com/kith-project/kith/seed"
 )
 
-// presenceBook is the address book as package cluster sees it.
+// presenceBook is the address book as package presence sees it.
 type presenceBook struct{ a *Agent }
 
-var _ cluster.Book = presenceBook{}
+var _ presence.Book = presenceBook{}
 
-func (pb presenceBook) info(p Peer) cluster.PeerInfo {
-	pi := cluster.PeerInfo{Device: p.DeviceID.Ed25519(), Kind: string(p.Kind), Version: p.AddrVersion}
+func (pb presenceBook) info(p Peer) presence.PeerInfo {
+	pi := presence.PeerInfo{Device: p.DeviceID, Own: p.Kind == roster.KindOwn, Version: p.AddrVersion}
 	if ap, err := netip.ParseAddrPort(p.Addr); err == nil {
 		pi.Addr = ap
 	}
-	if p.Kind == roster.KindOwn {
+	if pi.Own {
 		pi.Window = pb.a.dev.Window[:]
 	} else {
 		pi.Window = pb.a.book.window(p.UserID)
@@ -27,30 +27,28 @@ func (pb presenceBook) info(p Peer) cluster.PeerInfo {
 	return pi
 }
 
-func (pb presenceBook) Lookup(device ed25519.PublicKey) (cluster.PeerInfo, bool) {
-	p, ok := pb.a.book.peerForKey(device)
+func (pb presenceBook) Lookup(device seed.DevicePublic) (presence.PeerInfo, bool) {
+	p, ok := pb.a.book.peerFor(device)
 	if !ok {
-		return cluster.PeerInfo{}, false
+		return presence.PeerInfo{}, false
 	}
 	return pb.info(p), true
 }
 
-func (pb presenceBook) Peers() []cluster.PeerInfo {
+func (pb presenceBook) Peers() []presence.PeerInfo {
 	ps := pb.a.book.reachable()
-	out := make([]cluster.PeerInfo, 0, len(ps))
+	out := make([]presence.PeerInfo, 0, len(ps))
 	for _, p := range ps {
 		out = append(out, pb.info(p))
 	}
 	return out
 }
 
-func (pb presenceBook) SetAddr(device ed25519.PublicKey, addr netip.AddrPort, version uint64) error {
-	d, ok := devOf(device)
-	if !ok {
-		return nil
-	}
-	if pb.a.book.setAddr(d, addr, version, pb.a.cfg.Now()) {
-		pb.a.log.Info("peer moved", "device", d.ID()[:12], "addr", addr.String())
+// SetAddr is called on presence's packet path: the book takes the move in
+// memory and writes it from its own goroutine.
+func (pb presenceBook) SetAddr(device seed.DevicePublic, addr netip.AddrPort, version uint64) error {
+	if pb.a.book.setAddr(device, addr, version, pb.a.cfg.Now()) {
+		pb.a.log.Info("peer moved", "device", device.ID()[:12], "addr", addr.String())
 	}
 	return nil
 }

@@ -40,9 +40,7 @@ func (a *Agent) status() control.Status {
 			off := float64(ps.ClockOffset.Microseconds()) / 1000
 			v.RTTMillis, v.ClockOffsetMillis = &rtt, &off
 		}
-		if d, ok := devOf(ps.Device); ok {
-			live[d] = v
-		}
+		live[ps.Device] = v
 	}
 	for _, p := range a.book.reachable() {
 		v := live[p.DeviceID]
@@ -63,8 +61,8 @@ func (a *Agent) status() control.Status {
 func (a *Agent) onlineSet() map[seed.DevicePublic]bool {
 	m := map[seed.DevicePublic]bool{}
 	for _, ps := range a.presence.Status() {
-		if d, ok := devOf(ps.Device); ps.Online && ok {
-			m[d] = true
+		if ps.Online {
+			m[ps.Device] = true
 		}
 	}
 	return m

@@ -30,8 +30,8 @@ var pairs = []Pair{
 	{"pairing", "ParseInvite", "ReferenceBase32Decode"},
 	{"agent", "ScanToPaired", "ReferenceHandshakeOnly"},
 	{"e2e", "RestoreEndToEnd", "ReferenceVersionProcess"},
-	{"cluster", "HeartbeatEncodeSign", "Ed25519SignReference"},
-	{"cluster", "HandleHeartbeat", "Ed25519VerifyReference"},
+	{"cluster/presence", "HeartbeatEncodeSign", "Ed25519SignReference"},
+	{"cluster/presence", "HandleHeartbeat", "Ed25519VerifyReference"},
 }
 
 // A Stat summarises the runs of one benchmark.

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kith-project/kith/cluster"
+	"github.com/kith-project/kith/cluster/presence"
 	"github.com/kith-project/kith/internal/control"
 	"github.com/kith-project/kith/internal/kithtest"
 	"github.com/kith-project/kith/seed"
@@ -73,21 +73,39 @@ func TestMoveToNewAddress(t *testing.T) {
 	if err := bob.agent.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	newAddr := kithtest.FreeAddr(t, "127.0.0.9")
-	bob.agent = bob.Start(newAddr, hb...)
-	ready := time.Now()
-	for _, p := range []*person{alice, carol} {
-		took := waitPeer(t, p, bob.id.DeviceID, 10*time.Second, "bob's new address", func(ps control.PeerStatus) bool {
-			return ps.Addr == newAddr && ps.Online && ps.LastSeen != nil && ps.LastSeen.After(ready.Add(-time.Second))
-		})
-		elapsed := time.Since(ready)
-		t.Logf("%s follows bob to %s %v after bob's agent was ready (poll took %v), %.2f T", p.id.Name, newAddr, elapsed, took, float64(elapsed)/float64(testT))
-		if elapsed > 2*testT {
-			t.Errorf("%s needed %v > 2T = %v to follow bob", p.id.Name, elapsed, 2*testT)
+	// The 2T bound is on wall time across processes, which a loaded machine
+	// stretches: a slow measurement is retried with another move, and only
+	// three slow ones in a row fail. (TestMoveFollowedWithin2T in
+	// cluster/presence checks the bound exactly, on a simulated clock.)
+	var newAddr string
+	for attempt := 1; ; attempt++ {
+		if attempt > 1 {
+			if err := bob.agent.Stop(); err != nil {
+				t.Fatal(err)
+			}
 		}
+		newAddr = kithtest.FreeAddr(t, fmt.Sprintf("127.0.0.%d", 8+attempt))
+		bob.agent = bob.Start(newAddr, hb...)
+		ready := time.Now()
+		var worst time.Duration
+		for _, p := range []*person{alice, carol} {
+			took := waitPeer(t, p, bob.id.DeviceID, 10*time.Second, "bob's new address", func(ps control.PeerStatus) bool {
+				return ps.Addr == newAddr && ps.Online && ps.LastSeen != nil && ps.LastSeen.After(ready.Add(-time.Second))
+			})
+			elapsed := time.Since(ready)
+			worst = max(worst, elapsed)
+			t.Logf("%s follows bob to %s %v after bob's agent was ready (poll took %v), %.2f T", p.id.Name, newAddr, elapsed, took, float64(elapsed)/float64(testT))
+		}
+		if worst <= 2*testT {
+			break
+		}
+		if attempt == 3 {
+			t.Fatalf("three moves in a row, a peer needed %v > 2T = %v to follow bob", worst, 2*testT)
+		}
+		t.Logf("attempt %d: a peer needed %v > 2T; the machine may be loaded, moving again", attempt, worst)
 	}
 	// Messages flow again both ways: bob hears from alice at her address.
-	waitPeer(t, bob, alice.id.DeviceID, 2*testT, "alice heard again", func(ps control.PeerStatus) bool {
+	waitPeer(t, bob, alice.id.DeviceID, 20*testT, "alice heard again", func(ps control.PeerStatus) bool {
 		return ps.Online && ps.RTTMillis != nil && ps.Addr == alice.agent.Addr
 	})
 	// The move is persisted: alice restarted still knows bob's new address.
@@ -156,7 +174,7 @@ func TestQuietMode(t *testing.T) {
 	// Skew alice's clock so that one of her windows opens 8 s from now by
 	// her clock: the test sees both sides of the window's edge.
 	now := time.Now()
-	start, _ := cluster.NextWindow(window[:], now.Add(2*cluster.WindowLength))
+	start, _ := presence.NextWindow(window[:], now.Add(2*presence.WindowLength))
 	opensAt := now.Add(8 * time.Second)
 	skew := start.Sub(opensAt).Round(time.Millisecond)
 	alice := &person{Device: d, id: id}
@@ -172,22 +190,41 @@ func TestQuietMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stranger.Close()
-	probes := 0
+	// On a loaded machine starting and pairing may eat the time before the
+	// window chosen above; then the probes run before the next window that
+	// leaves them at least 3 s, a minute later at most.
+	for {
+		now := aliceNow()
+		next, end := presence.NextWindow(window[:], now)
+		if now.Before(next) && next.Sub(now) >= 3*time.Second {
+			if !next.Equal(start) {
+				t.Logf("the agent started late: probing before the window at %v instead of %v", next, start)
+			}
+			start = next
+			break
+		}
+		time.Sleep(end.Add(600 * time.Millisecond).Sub(now)) // past this window
+	}
+	probes, offline := 0, 0
 	for aliceNow().Before(start.Add(-600 * time.Millisecond)) {
-		if cluster.WindowOpen(window[:], aliceNow()) || cluster.WindowOpen(window[:], aliceNow().Add(500*time.Millisecond)) {
+		if presence.WindowOpen(window[:], aliceNow()) || presence.WindowOpen(window[:], aliceNow().Add(500*time.Millisecond)) {
 			t.Fatal("the test's arithmetic put a probe inside a window")
 		}
 		if got, ok := stunProbe(t, stranger, ap, 300*time.Millisecond); ok {
 			t.Fatalf("quiet alice answered a stranger outside her window (mapped %s)", got)
 		}
 		probes++
-		// The known peer is answered all along.
-		if ps, _ := peerIn(quickStatus(t, bob), alice.id.DeviceID); probes > 4 && !ps.Online {
+		// The known peer is answered all along. One status that shows
+		// alice offline can be a loaded machine's late heartbeat; three in
+		// a row cannot.
+		if ps, _ := peerIn(quickStatus(t, bob), alice.id.DeviceID); ps.Online {
+			offline = 0
+		} else if offline++; probes > 4 && offline >= 3 {
 			t.Fatalf("bob, a known peer, lost alice in quiet mode: %+v", ps)
 		}
 	}
 	if probes < 3 {
-		t.Fatalf("only %d probes before the window: the agent started too slowly for this test", probes)
+		t.Fatalf("only %d probes in the 3 s before the window", probes)
 	}
 	for !aliceNow().After(start.Add(200 * time.Millisecond)) {
 		time.Sleep(20 * time.Millisecond)

@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -195,20 +196,30 @@ func TestRebindingNoticedByPeers(t *testing.T) {
 		})
 	}
 
-	// The NAT rebinds.
-	moved := nat.rebind(t, "127.0.0.21:0")
-	at := time.Now()
-	var worst time.Duration
-	for _, p := range []*person{alice, carol} {
-		waitPeer(t, p, bob.id.DeviceID, 20*testT, "bob's rebound address", func(ps control.PeerStatus) bool {
-			return ps.Addr == moved.String()
-		})
-		took := time.Since(at)
-		worst = max(worst, took)
-		t.Logf("%s follows bob to %s %v after the rebinding (%.2f T)", p.id.Name, moved, took, float64(took)/float64(testT))
-	}
-	if worst > 3*testT {
-		t.Errorf("the last peer followed after %v > 3T = %v", worst, 3*testT)
+	// The NAT rebinds. The bound is on wall time across processes, which a
+	// loaded machine stretches: a slow measurement is retried on a fresh
+	// rebinding, and only three slow ones in a row fail. (The simulated
+	// TestRebindNoticedByPeers in cluster/presence checks the bound exactly.)
+	var moved netip.AddrPort
+	for attempt := 1; ; attempt++ {
+		moved = nat.rebind(t, fmt.Sprintf("127.0.0.%d:0", 20+attempt))
+		at := time.Now()
+		var worst time.Duration
+		for _, p := range []*person{alice, carol} {
+			waitPeer(t, p, bob.id.DeviceID, 20*testT, "bob's rebound address", func(ps control.PeerStatus) bool {
+				return ps.Addr == moved.String()
+			})
+			took := time.Since(at)
+			worst = max(worst, took)
+			t.Logf("%s follows bob to %s %v after the rebinding (%.2f T)", p.id.Name, moved, took, float64(took)/float64(testT))
+		}
+		if worst <= 3*testT {
+			break
+		}
+		if attempt == 3 {
+			t.Fatalf("three rebindings in a row, the last peer followed after %v > 3T = %v", worst, 3*testT)
+		}
+		t.Logf("attempt %d: the last peer followed after %v > 3T; the machine may be loaded, rebinding again", attempt, worst)
 	}
 	// Bob noticed nothing locally, yet learns his new public address from
 	// what his peers observe.

@@ -1,4 +1,4 @@
-package cluster
+package presence
 
 // replayWindow refuses sequence numbers seen before. It remembers the
 // highest number accepted and which of the 64 numbers below it were

@@ -1,4 +1,4 @@
-package cluster
+package presence_test
 
 import (
 	"bytes"
@@ -15,30 +15,33 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kith-project/kith/cluster/presence"
+	"github.com/kith-project/kith/cluster/presence/presencetest"
+	"github.com/kith-project/kith/seed"
 	"github.com/pion/stun/v2"
 )
 
-// udpNode is a Presence on a real UDP socket, as the agent runs it: one
+// udpNode is a presence.Presence on a real UDP socket, as the agent runs it: one
 // goroutine reads the socket, asks Admit, then HandleDatagram.
 type udpNode struct {
 	conn *net.UDPConn
 	key  ed25519.PrivateKey
-	book *memBook
-	p    *Presence
+	book *presencetest.Book
+	p    *presence.Presence
 	wg   sync.WaitGroup
 
 	mu       sync.Mutex
 	lastFrom netip.AddrPort
 }
 
-func newUDPNode(t *testing.T, listen string, key ed25519.PrivateKey, book *memBook, tweak func(*Config)) *udpNode {
+func newUDPNode(t *testing.T, listen string, key ed25519.PrivateKey, book *presencetest.Book, tweak func(*presence.Config)) *udpNode {
 	t.Helper()
 	conn, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(listen)))
 	if err != nil {
 		t.Skipf("cannot listen on %s: %v", listen, err)
 	}
 	n := &udpNode{conn: conn, key: key, book: book}
-	cfg := Config{
+	cfg := presence.Config{
 		Key:  key,
 		Book: book,
 		Send: func(pkt []byte, to netip.AddrPort) error {
@@ -50,7 +53,7 @@ func newUDPNode(t *testing.T, listen string, key ed25519.PrivateKey, book *memBo
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	if n.p, err = New(cfg); err != nil {
+	if n.p, err = presence.New(cfg); err != nil {
 		t.Fatal(err)
 	}
 	n.wg.Add(1)
@@ -81,7 +84,7 @@ func (n *udpNode) close() {
 	n.wg.Wait()
 }
 
-// run runs the node's Presence until the returned stop is called; stop
+// run runs the node's presence.Presence until the returned stop is called; stop
 // waits for Run to return and reports its error.
 func (n *udpNode) run() (stop func() error) {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -103,13 +106,13 @@ func eventually(d time.Duration, cond func() bool) bool {
 	return cond()
 }
 
-func statusOf(p *Presence, device ed25519.PublicKey) PeerStatus {
+func statusOf(p *presence.Presence, device seed.DevicePublic) presence.PeerStatus {
 	for _, st := range p.Status() {
-		if bytes.Equal(st.Device, device) {
+		if st.Device.Equal(device) {
 			return st
 		}
 	}
-	return PeerStatus{}
+	return presence.PeerStatus{}
 }
 
 // Two presences over real loopback UDP find each other, and when one
@@ -117,13 +120,13 @@ func statusOf(p *Presence, device ed25519.PublicKey) PeerStatus {
 func TestRunOverUDP(t *testing.T) {
 	const T = 50 * time.Millisecond
 	ka, kb := testKey("udp a"), testKey("udp b")
-	pa, pb := ka.Public().(ed25519.PublicKey), kb.Public().(ed25519.PublicKey)
-	bookA, bookB := newMemBook(), newMemBook()
-	tweak := func(c *Config) { c.Interval = T }
+	pa, pb := pubOf(ka), pubOf(kb)
+	bookA, bookB := presencetest.NewBook(), presencetest.NewBook()
+	tweak := func(c *presence.Config) { c.Interval = T }
 	a := newUDPNode(t, "127.0.0.1:0", ka, bookA, tweak)
 	b := newUDPNode(t, "127.0.0.1:0", kb, bookB, tweak)
-	bookA.add(PeerInfo{Device: pb, Kind: KindOwn, Addr: b.addr()})
-	bookB.add(PeerInfo{Device: pa, Kind: KindOwn, Addr: a.addr()})
+	bookA.Add(presence.PeerInfo{Device: pb, Own: true, Addr: b.addr()})
+	bookB.Add(presence.PeerInfo{Device: pa, Own: true, Addr: a.addr()})
 
 	stopA, stopB := a.run(), b.run()
 	defer stopB()
@@ -133,8 +136,8 @@ func TestRunOverUDP(t *testing.T) {
 	}) {
 		t.Fatalf("no mutual presence: %+v / %+v", statusOf(a.p, pb), statusOf(b.p, pa))
 	}
-	if err := a.p.Run(context.Background()); !errors.Is(err, ErrRunning) {
-		t.Errorf("a second Run returned %v, want ErrRunning", err)
+	if err := a.p.Run(context.Background()); !errors.Is(err, presence.ErrRunning) {
+		t.Errorf("a second Run returned %v, want presence.ErrRunning", err)
 	}
 	if st := statusOf(a.p, pb); st.RTT <= 0 || st.RTT > time.Second || st.ClockOffset > 100*time.Millisecond || st.ClockOffset < -100*time.Millisecond {
 		t.Errorf("loopback rtt %v offset %v", st.RTT, st.ClockOffset)
@@ -149,8 +152,8 @@ func TestRunOverUDP(t *testing.T) {
 	start := time.Now()
 	stopA2 := a2.run()
 	defer stopA2()
-	if !eventually(5*time.Second, func() bool { return bookB.addrOf(pa) == a2.addr() }) {
-		t.Fatalf("b still has a at %v, not %v", bookB.addrOf(pa), a2.addr())
+	if !eventually(5*time.Second, func() bool { return bookB.Addr(pa) == a2.addr() }) {
+		t.Fatalf("b still has a at %v, not %v", bookB.Addr(pa), a2.addr())
 	}
 	if took := time.Since(start); took > 2*T {
 		t.Logf("b followed the restart after %v (> 2T; a loaded machine?)", took)
@@ -162,7 +165,7 @@ func TestRunOverUDP(t *testing.T) {
 
 // Our STUN server answers pion's client with the client's address.
 func TestSTUNServerAnswersPion(t *testing.T) {
-	srv := newUDPNode(t, "127.0.0.1:0", testKey("stun server"), newMemBook(), nil)
+	srv := newUDPNode(t, "127.0.0.1:0", testKey("stun server"), presencetest.NewBook(), nil)
 	conn, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(srv.addr()))
 	if err != nil {
 		t.Fatal(err)
@@ -205,7 +208,7 @@ func TestSTUNInteropTurnutilsClient(t *testing.T) {
 	if err != nil {
 		t.Skip("turnutils_stunclient (Debian package coturn) is not on PATH")
 	}
-	srv := newUDPNode(t, "127.0.0.1:0", testKey("stun server"), newMemBook(), nil)
+	srv := newUDPNode(t, "127.0.0.1:0", testKey("stun server"), presencetest.NewBook(), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, tool, "-p", strconv.Itoa(int(srv.addr().Port())), "127.0.0.1").CombinedOutput()
@@ -256,7 +259,7 @@ func TestSTUNClientAgainstTurnserver(t *testing.T) {
 	}()
 
 	server := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))
-	n := newUDPNode(t, "127.0.0.1:0", testKey("stun client"), newMemBook(), func(c *Config) {
+	n := newUDPNode(t, "127.0.0.1:0", testKey("stun client"), presencetest.NewBook(), func(c *presence.Config) {
 		c.Interval = 50 * time.Millisecond // a STUN round every 0.5 s
 		c.STUNServers = []netip.AddrPort{server}
 	})

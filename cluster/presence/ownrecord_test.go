@@ -1,4 +1,4 @@
-package cluster
+package presence_test
 
 import (
 	"crypto/ed25519"
@@ -6,6 +6,9 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/kith-project/kith/cluster/presence"
+	"github.com/kith-project/kith/cluster/presence/presencetest"
 )
 
 // A device listening on every interface that is left with loopback only
@@ -15,15 +18,13 @@ func TestLoopbackNeverReplacesARoutableRecord(t *testing.T) {
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	locals := []netip.AddrPort{netip.MustParseAddrPort("198.18.0.1:7117"), netip.MustParseAddrPort("127.0.0.1:7117")}
 	now := time.Unix(1_800_000_000, 0)
-	p, err := New(Config{Key: key, Book: newMemBook(), Send: func([]byte, netip.AddrPort) error { return nil },
+	p, err := presence.New(presence.Config{Key: key, Book: presencetest.NewBook(), Send: func([]byte, netip.AddrPort) error { return nil },
 		Now: func() time.Time { return now }, LocalAddrs: func() []netip.AddrPort { return locals }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	poll := func() {
-		p.mu.Lock()
-		p.noteLocals(p.cfg.LocalAddrs(), now)
-		p.mu.Unlock()
+		p.PollLocals(now)
 		now = now.Add(time.Second)
 	}
 	poll()
@@ -42,11 +43,9 @@ func TestLoopbackNeverReplacesARoutableRecord(t *testing.T) {
 	}
 
 	// Loopback-only from the start: loopback it is.
-	q, _ := New(Config{Key: key, Book: newMemBook(), Send: func([]byte, netip.AddrPort) error { return nil },
+	q, _ := presence.New(presence.Config{Key: key, Book: presencetest.NewBook(), Send: func([]byte, netip.AddrPort) error { return nil },
 		Now: func() time.Time { return now }, LocalAddrs: func() []netip.AddrPort { return []netip.AddrPort{netip.MustParseAddrPort("127.0.0.2:7117")} }})
-	q.mu.Lock()
-	q.noteLocals(q.cfg.LocalAddrs(), now)
-	q.mu.Unlock()
+	q.PollLocals(now)
 	if a, _ := q.OwnRecord(); a.String() != "127.0.0.2:7117" {
 		t.Fatalf("a loopback-only device advertised %v", a)
 	}

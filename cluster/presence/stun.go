@@ -1,4 +1,4 @@
-package cluster
+package presence
 
 import (
 	"net/netip"
@@ -103,7 +103,7 @@ func (p *Presence) askSTUN(peers []PeerInfo, now time.Time) {
 	targets := append([]netip.AddrPort(nil), p.cfg.STUNServers...)
 	var friends []netip.AddrPort
 	for _, pi := range peers {
-		if pi.Kind == KindFriend {
+		if !pi.Own {
 			friends = append(friends, pi.Addr)
 		}
 	}
@@ -122,4 +122,9 @@ func (p *Presence) askSTUN(peers []PeerInfo, now time.Time) {
 		p.mu.Unlock()
 		p.send(req.Raw, to, true)
 	}
+}
+
+type stunTx struct {
+	to netip.AddrPort
+	at time.Time
 }

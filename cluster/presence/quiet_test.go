@@ -1,4 +1,4 @@
-package cluster
+package presence
 
 import (
 	"crypto/hmac"

@@ -1,9 +1,10 @@
-package cluster
+package presence
 
 import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
+	"net/netip"
 	"time"
 )
 
@@ -66,4 +67,40 @@ func NextWindow(secret []byte, t time.Time) (start, end time.Time) {
 		return start, end
 	}
 	return windowIn(secret, n+1)
+}
+
+// Admit decides whether a packet from from should be read at all; false
+// means drop it without answer. It is meant for the transport's
+// DropSource, and is cheap. Outside quiet mode it admits everything (the
+// datagram handlers drop strangers themselves). In quiet mode it admits
+// the known peers' addresses, addresses we sent to in the last
+// OnlineIntervals·T (at least 10 s: answers from STUN servers and peers),
+// and any address while one of our windows is open.
+func (p *Presence) Admit(from netip.AddrPort, quic bool) bool {
+	if !p.cfg.Quiet {
+		return true
+	}
+	from = normAddr(from)
+	now := p.cfg.Now()
+	p.mu.Lock()
+	fresh := p.known != nil && now.Sub(p.knownAt) < time.Second && !now.Before(p.knownAt)
+	p.mu.Unlock()
+	if !fresh {
+		known := map[netip.AddrPort]bool{}
+		for _, pi := range p.cfg.Book.Peers() {
+			if pi.Addr.IsValid() {
+				known[normAddr(pi.Addr)] = true
+			}
+		}
+		p.mu.Lock()
+		p.known, p.knownAt = known, now
+		p.mu.Unlock()
+	}
+	p.mu.Lock()
+	ok := p.known[from]
+	if t, sent := p.contacted[from]; sent && now.Sub(t) <= p.contactTTL() {
+		ok = true
+	}
+	p.mu.Unlock()
+	return ok || WindowOpen(p.cfg.Window, now)
 }

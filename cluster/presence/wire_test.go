@@ -1,4 +1,4 @@
-package cluster
+package presence
 
 import (
 	"bytes"
@@ -8,7 +8,14 @@ import (
 	"errors"
 	"net/netip"
 	"testing"
+
+	"github.com/kith-project/kith/seed"
 )
+
+// pubOf is key's public half as presence names devices.
+func pubOf(key ed25519.PrivateKey) seed.DevicePublic {
+	return seed.DevicePublic(key.Public().(ed25519.PublicKey))
+}
 
 func testKey(name string) ed25519.PrivateKey {
 	seed := sha256.Sum256([]byte(name))
@@ -19,7 +26,7 @@ func testKey(name string) ed25519.PrivateKey {
 // ed25519 over the documented signed messages.
 func TestWireLayout(t *testing.T) {
 	a, b := testKey("a"), testKey("b")
-	aPub, bPub := a.Public().(ed25519.PublicKey), b.Public().(ed25519.PublicKey)
+	aPub, bPub := pubOf(a), pubOf(b)
 	addr4 := netip.MustParseAddrPort("192.0.2.1:7117")
 	addr6 := netip.MustParseAddrPort("[2001:db8::1]:443")
 
@@ -28,11 +35,11 @@ func TestWireLayout(t *testing.T) {
 		t.Fatalf("record is %d bytes, doc says 122", len(rec))
 	}
 	wantAddr := append(bytes.Repeat([]byte{0}, 10), 0xff, 0xff, 192, 0, 2, 1, 0x1b, 0xcd)
-	if !bytes.Equal(rec[:32], aPub) || !bytes.Equal(rec[32:50], wantAddr) ||
+	if !bytes.Equal(rec[:32], aPub[:]) || !bytes.Equal(rec[32:50], wantAddr) ||
 		!bytes.Equal(rec[50:58], []byte{1, 2, 3, 4, 5, 6, 7, 8}) {
 		t.Errorf("record fields: %x", rec[:58])
 	}
-	if !ed25519.Verify(aPub, append([]byte("kith/v1/addr\x00"), rec[:58]...), rec[58:]) {
+	if !ed25519.Verify(aPub[:], append([]byte("kith/v1/addr\x00"), rec[:58]...), rec[58:]) {
 		t.Error("record signature is not over the documented message")
 	}
 	rec6 := signRecord(a, addr6, 1)
@@ -44,19 +51,19 @@ func TestWireLayout(t *testing.T) {
 	if len(hb) != 51+122+64 {
 		t.Fatalf("heartbeat with one record is %d bytes, doc says %d", len(hb), 51+122+64)
 	}
-	if hb[0] != 0x10 || hb[1] != 1 || !bytes.Equal(hb[2:34], aPub) ||
+	if hb[0] != 0x10 || hb[1] != 1 || !bytes.Equal(hb[2:34], aPub[:]) ||
 		binary.BigEndian.Uint64(hb[34:42]) != 0x1112131415161718 ||
 		int64(binary.BigEndian.Uint64(hb[42:50])) != -5 || hb[50] != 1 || !bytes.Equal(hb[51:173], rec) {
 		t.Errorf("heartbeat fields: %x", hb[:51])
 	}
-	msg := append(append([]byte("kith/v1/heartbeat\x00"), bPub...), hb[:173]...)
-	if !ed25519.Verify(aPub, msg, hb[173:]) {
+	msg := append(append([]byte("kith/v1/heartbeat\x00"), bPub[:]...), hb[:173]...)
+	if !ed25519.Verify(aPub[:], msg, hb[173:]) {
 		t.Error("heartbeat signature is not over the documented message")
 	}
 
 	upd := encodeBeat(TypeAddrUpdate, a, bPub, 1, 2, nil)
 	if upd[0] != 0x12 || len(upd) != 51+64 ||
-		!ed25519.Verify(aPub, append(append([]byte("kith/v1/addr-update\x00"), bPub...), upd[:51]...), upd[51:]) {
+		!ed25519.Verify(aPub[:], append(append([]byte("kith/v1/addr-update\x00"), bPub[:]...), upd[:51]...), upd[51:]) {
 		t.Error("address update layout or signature")
 	}
 
@@ -69,7 +76,7 @@ func TestWireLayout(t *testing.T) {
 		t.Fatalf("reply is %d bytes, doc says %d", len(rep), 93+64)
 	}
 	be := binary.BigEndian
-	if rep[0] != 0x11 || rep[1] != 1 || !bytes.Equal(rep[2:34], bPub) || be.Uint64(rep[34:42]) != 77 ||
+	if rep[0] != 0x11 || rep[1] != 1 || !bytes.Equal(rep[2:34], bPub[:]) || be.Uint64(rep[34:42]) != 77 ||
 		be.Uint64(rep[42:50]) != 0x1112131415161718 || int64(be.Uint64(rep[50:58])) != -5 ||
 		be.Uint64(rep[58:66]) != 100 || be.Uint64(rep[66:74]) != 200 || rep[92] != 0 {
 		t.Errorf("reply fields: %x", rep[:93])
@@ -77,14 +84,14 @@ func TestWireLayout(t *testing.T) {
 	if got, _ := getAddr(rep[74:92]); got != addr6 {
 		t.Errorf("reply observed address %v", got)
 	}
-	if !ed25519.Verify(bPub, append(append([]byte("kith/v1/heartbeat-reply\x00"), aPub...), rep[:93]...), rep[93:]) {
+	if !ed25519.Verify(bPub[:], append(append([]byte("kith/v1/heartbeat-reply\x00"), aPub[:]...), rep[:93]...), rep[93:]) {
 		t.Error("reply signature is not over the documented message")
 	}
 }
 
 func TestDecodeRoundTrip(t *testing.T) {
 	a, b := testKey("a"), testKey("b")
-	bPub := b.Public().(ed25519.PublicKey)
+	bPub := pubOf(b)
 	recs := [][]byte{
 		signRecord(a, netip.MustParseAddrPort("198.51.100.7:1"), 9),
 		signRecord(b, netip.MustParseAddrPort("[2001:db8::2]:65535"), 10),
@@ -103,7 +110,7 @@ func TestDecodeRoundTrip(t *testing.T) {
 			t.Errorf("record %d changed on the way", i)
 		}
 	}
-	if verifyPacket(pk, a.Public().(ed25519.PublicKey)) {
+	if verifyPacket(pk, pubOf(a)) {
 		t.Error("a heartbeat for b verified as addressed to a")
 	}
 	hb[60] ^= 1
@@ -114,7 +121,7 @@ func TestDecodeRoundTrip(t *testing.T) {
 
 func TestDecodeRefuses(t *testing.T) {
 	a, b := testKey("a"), testKey("b")
-	bPub := b.Public().(ed25519.PublicKey)
+	bPub := pubOf(b)
 	rec := signRecord(a, netip.MustParseAddrPort("192.0.2.1:1"), 1)
 	hb := encodeBeat(TypeHeartbeat, a, bPub, 1, 1, [][]byte{rec})
 	four := encodeBeat(TypeHeartbeat, a, bPub, 1, 1, [][]byte{rec, rec, rec, rec})
@@ -173,14 +180,14 @@ func TestReplayWindow(t *testing.T) {
 // Seeds shared by the fuzz targets.
 func fuzzSeeds() [][]byte {
 	a, b := testKey("a"), testKey("b")
-	bPub := b.Public().(ed25519.PublicKey)
+	bPub := pubOf(b)
 	rec := signRecord(a, netip.MustParseAddrPort("192.0.2.1:7117"), 1)
 	hb := encodeBeat(TypeHeartbeat, a, bPub, 1, 2, [][]byte{rec})
 	pk, _ := decodePacket(hb)
 	return [][]byte{
 		hb,
 		encodeBeat(TypeAddrUpdate, a, bPub, 3, 4, [][]byte{rec, rec, rec}),
-		encodeReply(b, a.Public().(ed25519.PublicKey), 5, pk, 6, 7, netip.MustParseAddrPort("[2001:db8::1]:9"), [][]byte{rec}),
+		encodeReply(b, pubOf(a), 5, pk, 6, 7, netip.MustParseAddrPort("[2001:db8::1]:9"), [][]byte{rec}),
 		hb[:60],
 		{TypeHeartbeat, WireVersion},
 		{},
@@ -191,7 +198,7 @@ func FuzzDecodeHeartbeat(f *testing.F) {
 	for _, s := range fuzzSeeds() {
 		f.Add(s)
 	}
-	me := testKey("b").Public().(ed25519.PublicKey)
+	me := pubOf(testKey("b"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		pk, err := decodePacket(b)
 		if err != nil {
@@ -242,8 +249,7 @@ func FuzzHandleDatagram(f *testing.F) {
 		f.Add(s)
 	}
 	f.Add([]byte{0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12})
-	book := newMemBook()
-	book.add(PeerInfo{Device: testKey("a").Public().(ed25519.PublicKey), Kind: KindOwn, Addr: netip.MustParseAddrPort("192.0.2.1:7117")})
+	book := oneBook{PeerInfo{Device: pubOf(testKey("a")), Own: true, Addr: netip.MustParseAddrPort("192.0.2.1:7117")}}
 	p, err := New(Config{Key: testKey("b"), Book: book, Send: func([]byte, netip.AddrPort) error { return nil }})
 	if err != nil {
 		f.Fatal(err)
@@ -253,3 +259,15 @@ func FuzzHandleDatagram(f *testing.F) {
 		p.HandleDatagram(b, from)
 	})
 }
+
+// oneBook is a Book that knows one device and keeps no address it is
+// given. (The tests outside the package use presencetest.Book.)
+type oneBook struct{ pi PeerInfo }
+
+func (b oneBook) Lookup(device seed.DevicePublic) (PeerInfo, bool) {
+	return b.pi, device.Equal(b.pi.Device)
+}
+
+func (b oneBook) Peers() []PeerInfo { return []PeerInfo{b.pi} }
+
+func (b oneBook) SetAddr(seed.DevicePublic, netip.AddrPort, uint64) error { return nil }

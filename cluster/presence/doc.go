@@ -1,8 +1,8 @@
-// Package cluster keeps a user's devices, and their friends' devices, in
-// touch with each other with no server in between. This part of it is
-// presence: every device tracks where every device it knows can be
-// reached, whether it is online, how far its clock is from ours, and tells
-// them at once when its own address changes (DESIGN §5).
+// Package presence keeps a user's devices, and their friends' devices, in
+// touch with each other with no server in between: every device tracks
+// where every device it knows can be reached, whether it is online, how far
+// its clock is from ours, and tells them at once when its own address
+// changes (DESIGN §5).
 //
 // Presence is a library with no socket of its own. The agent owns the one
 // UDP port; it hands [Presence.HandleDatagram] every datagram that is not
@@ -11,6 +11,14 @@
 // calls [Presence.Observed] when an authenticated QUIC connection arrives.
 // Presence sends through [Config.Send] and reads and writes addresses
 // through the agent's address book, [Book].
+//
+// Devices are named by their [seed.DevicePublic] everywhere in the API.
+// What presence notices (a peer online, offline or moved, our own address
+// changed) it also reports as [Event]s to whoever [Presence.Subscribe]s;
+// see there for what a slow subscriber loses. [Presence.Run] is
+// [Presence.Step] in a loop, sleeping until [Presence.NextDue]; package
+// presencetest drives many presences through those two on a simulated
+// network and clock, for tests.
 //
 // # Heartbeats
 //
@@ -195,4 +203,4 @@
 // unknown type or another wire version is dropped. With one record a
 // heartbeat is 237 bytes and its reply 279: at the default T = 15 s that
 // is 34 bytes per second per device (three records each: 67).
-package cluster
+package presence

@@ -1,4 +1,4 @@
-package cluster
+package presence_test
 
 import (
 	"crypto/ed25519"
@@ -6,14 +6,17 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/kith-project/kith/cluster/presence"
+	"github.com/kith-project/kith/cluster/presence/presencetest"
 )
 
-// Run with: go test -run '^$' -bench . -benchtime 2000x ./cluster
+// Run with: go test -run '^$' -bench . -benchtime 2000x ./cluster/presence
 //
 // The Ed25519 benchmarks are the reference: a heartbeat costs one Sign to
 // send; handling one costs one Verify and, for the reply, one Sign.
 
-func benchMessage() []byte { return make([]byte, len(ctxHeartbeat)+keySize+beatFixed+recordSize) }
+func benchMessage() []byte { return presence.BenchMessage() }
 
 func BenchmarkEd25519SignReference(b *testing.B) {
 	key, msg := testKey("bench"), benchMessage()
@@ -31,22 +34,22 @@ func BenchmarkEd25519VerifyReference(b *testing.B) {
 }
 
 func BenchmarkHeartbeatEncodeSign(b *testing.B) {
-	key, to := testKey("a"), testKey("b").Public().(ed25519.PublicKey)
-	rec := signRecord(key, netip.MustParseAddrPort("192.0.2.1:7117"), 1)
+	key, to := testKey("a"), pubOf(testKey("b"))
+	rec := presence.SignRecord(key, netip.MustParseAddrPort("192.0.2.1:7117"), 1)
 	var n int
 	for b.Loop() {
-		n = len(encodeBeat(TypeHeartbeat, key, to, 1, 2, [][]byte{rec}))
+		n = len(presence.EncodeBeat(presence.TypeHeartbeat, key, to, 1, 2, [][]byte{rec}))
 	}
 	b.ReportMetric(float64(n), "bytes/heartbeat")
 }
 
 // benchReceiver is node b, knowing node a, with a no-op Send.
-func benchReceiver(b *testing.B) (*Presence, ed25519.PrivateKey, netip.AddrPort) {
+func benchReceiver(b *testing.B) (*presence.Presence, ed25519.PrivateKey, netip.AddrPort) {
 	ka, kb := testKey("a"), testKey("b")
 	from := netip.MustParseAddrPort("192.0.2.1:7117")
-	book := newMemBook()
-	book.add(PeerInfo{Device: ka.Public().(ed25519.PublicKey), Kind: KindOwn, Addr: from})
-	p, err := New(Config{Key: kb, Book: book, Send: func([]byte, netip.AddrPort) error { return nil }})
+	book := presencetest.NewBook()
+	book.Add(presence.PeerInfo{Device: pubOf(ka), Own: true, Addr: from})
+	p, err := presence.New(presence.Config{Key: kb, Book: book, Send: func([]byte, netip.AddrPort) error { return nil }})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -57,12 +60,12 @@ func benchReceiver(b *testing.B) (*Presence, ed25519.PrivateKey, netip.AddrPort)
 // take the sender's record (already held), sign and send the reply.
 func BenchmarkHandleHeartbeat(b *testing.B) {
 	p, ka, from := benchReceiver(b)
-	to := p.pub
-	rec := signRecord(ka, from, 1)
+	to := p.Pub()
+	rec := presence.SignRecord(ka, from, 1)
 	pkts := make([][]byte, b.N)
 	now := time.Now().UnixNano()
 	for i := range pkts {
-		pkts[i] = encodeBeat(TypeHeartbeat, ka, to, uint64(i+1), now, [][]byte{rec})
+		pkts[i] = presence.EncodeBeat(presence.TypeHeartbeat, ka, to, uint64(i+1), now, [][]byte{rec})
 	}
 	b.ResetTimer()
 	for i := range b.N {
@@ -78,7 +81,7 @@ func BenchmarkHandleHeartbeat(b *testing.B) {
 func BenchmarkHandleUnknownSender(b *testing.B) {
 	p, _, from := benchReceiver(b)
 	stranger := testKey("stranger")
-	pkt := encodeBeat(TypeHeartbeat, stranger, p.pub, 1, time.Now().UnixNano(), nil)
+	pkt := presence.EncodeBeat(presence.TypeHeartbeat, stranger, p.Pub(), 1, time.Now().UnixNano(), nil)
 	for b.Loop() {
 		p.HandleDatagram(pkt, from)
 	}
@@ -97,12 +100,12 @@ func BenchmarkHeartbeatBandwidth(b *testing.B) {
 		b.Run(map[int]string{2: "1peer", 11: "10peers"}[n], func(b *testing.B) {
 			var perDevice float64
 			for i := range b.N {
-				s := newSim(b, simOpts{n: n, seed: uint64(i)})
-				s.run(2 * DefaultInterval) // past the greetings
-				before := s.bytes
-				const d = 200 * DefaultInterval
-				s.run(d)
-				perDevice = float64(s.bytes-before) / float64(n) / d.Seconds()
+				s := presencetest.New(b, presencetest.Options{N: n, Seed: uint64(i)})
+				s.Run(2 * presence.DefaultInterval) // past the greetings
+				before := s.Bytes
+				const d = 200 * presence.DefaultInterval
+				s.Run(d)
+				perDevice = float64(s.Bytes-before) / float64(n) / d.Seconds()
 			}
 			b.ReportMetric(perDevice, "B/s/device")
 		})
@@ -116,11 +119,11 @@ func BenchmarkHeartbeatBandwidth(b *testing.B) {
 func BenchmarkIdleAgent10Peers(b *testing.B) {
 	var share float64
 	for i := range b.N {
-		s := newSim(b, simOpts{n: 11, seed: uint64(i)})
-		s.run(2 * DefaultInterval)
-		const d = 100 * DefaultInterval
+		s := presencetest.New(b, presencetest.Options{N: 11, Seed: uint64(i)})
+		s.Run(2 * presence.DefaultInterval)
+		const d = 100 * presence.DefaultInterval
 		start := time.Now()
-		s.run(d)
+		s.Run(d)
 		share = time.Since(start).Seconds() / 11 / d.Seconds()
 	}
 	b.ReportMetric(share*100, "cpu-%")

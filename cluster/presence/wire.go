@@ -1,4 +1,4 @@
-package cluster
+package presence
 
 import (
 	"crypto/ed25519"
@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+
+	"github.com/kith-project/kith/seed"
 )
 
 // Datagram types: the first byte of a kith presence datagram. They lie in
@@ -45,12 +47,12 @@ const (
 var (
 	// ErrMalformed: the bytes are not a well-formed presence datagram or
 	// address record (wrong length, bad field).
-	ErrMalformed = errors.New("cluster: malformed presence datagram")
+	ErrMalformed = errors.New("presence: malformed presence datagram")
 	// ErrWireVersion: the datagram has a wire version this build does not
 	// speak; the sender runs a newer kith.
-	ErrWireVersion = errors.New("cluster: unknown presence wire version (is the peer running a newer kith?)")
+	ErrWireVersion = errors.New("presence: unknown presence wire version (is the peer running a newer kith?)")
 	// ErrBadSignature: a signature does not verify under the key it claims.
-	ErrBadSignature = errors.New("cluster: bad signature")
+	ErrBadSignature = errors.New("presence: bad signature")
 )
 
 // putAddr writes a into b[:addrSize].
@@ -91,7 +93,7 @@ func normAddr(a netip.AddrPort) netip.AddrPort {
 // record is a decoded address record. raw holds the record's signed bytes
 // as received, so that gossip forwards exactly what the device signed.
 type record struct {
-	device  ed25519.PublicKey
+	device  seed.DevicePublic
 	addr    netip.AddrPort
 	version uint64
 	raw     []byte
@@ -126,7 +128,7 @@ func decodeRecord(b []byte) (record, error) {
 	}
 	raw := append([]byte(nil), b...)
 	return record{
-		device:  ed25519.PublicKey(raw[:keySize]),
+		device:  seed.DevicePublic(raw[:keySize]),
 		addr:    addr,
 		version: binary.BigEndian.Uint64(b[keySize+addrSize:]),
 		raw:     raw,
@@ -136,14 +138,14 @@ func decodeRecord(b []byte) (record, error) {
 // verifyRecord checks r's signature under the key it names.
 func verifyRecord(r record) bool {
 	body := r.raw[:recordSize-sigSize]
-	return ed25519.Verify(r.device, recordMessage(body), r.raw[recordSize-sigSize:])
+	return r.device.Verify(recordMessage(body), r.raw[recordSize-sigSize:])
 }
 
 // packet is a decoded heartbeat, address update or reply. Fields that a
 // type does not carry are zero.
 type packet struct {
 	typ     byte
-	sender  ed25519.PublicKey
+	sender  seed.DevicePublic // converted once from the wire
 	seq     uint64
 	t1      int64 // heartbeat: send time; reply: the echoed heartbeat's
 	echoSeq uint64
@@ -169,17 +171,17 @@ func sigContext(typ byte) string {
 // signedMessage is what a datagram's signature covers: the context, the
 // recipient's device key (not sent: it binds the datagram to one
 // recipient) and every byte before the signature.
-func signedMessage(typ byte, to ed25519.PublicKey, body []byte) []byte {
+func signedMessage(typ byte, to seed.DevicePublic, body []byte) []byte {
 	c := sigContext(typ)
 	m := make([]byte, 0, len(c)+keySize+len(body))
 	m = append(m, c...)
-	m = append(m, to...)
+	m = append(m, to[:]...)
 	return append(m, body...)
 }
 
 // encodeBeat builds a signed heartbeat or address update for the device
 // to. records are signed records, at most maxRecords.
-func encodeBeat(typ byte, key ed25519.PrivateKey, to ed25519.PublicKey, seq uint64, t1 int64, records [][]byte) []byte {
+func encodeBeat(typ byte, key ed25519.PrivateKey, to seed.DevicePublic, seq uint64, t1 int64, records [][]byte) []byte {
 	b := make([]byte, beatFixed, beatFixed+len(records)*recordSize+sigSize)
 	b[0], b[1] = typ, WireVersion
 	copy(b[2:], key.Public().(ed25519.PublicKey))
@@ -194,7 +196,7 @@ func encodeBeat(typ byte, key ed25519.PrivateKey, to ed25519.PublicKey, seq uint
 
 // encodeReply builds a signed reply to the heartbeat hb from device to,
 // which was seen from the address seen.
-func encodeReply(key ed25519.PrivateKey, to ed25519.PublicKey, seq uint64, hb packet, t2, t3 int64, seen netip.AddrPort, records [][]byte) []byte {
+func encodeReply(key ed25519.PrivateKey, to seed.DevicePublic, seq uint64, hb packet, t2, t3 int64, seen netip.AddrPort, records [][]byte) []byte {
 	b := make([]byte, replyFixed, replyFixed+len(records)*recordSize+sigSize)
 	b[0], b[1] = TypeHeartbeatReply, WireVersion
 	copy(b[2:], key.Public().(ed25519.PublicKey))
@@ -244,7 +246,7 @@ func decodePacket(b []byte) (packet, error) {
 		return packet{}, fmt.Errorf("%w: %d bytes, want %d for %d records", ErrMalformed, len(b), want, n)
 	}
 	b = append([]byte(nil), b...) // own the bytes: the caller reuses its buffer
-	p.sender = ed25519.PublicKey(b[2 : 2+keySize])
+	p.sender = seed.DevicePublic(b[2 : 2+keySize])
 	o := headerSize - 8
 	p.seq = binary.BigEndian.Uint64(b[o:])
 	if p.typ == TypeHeartbeatReply {
@@ -274,6 +276,6 @@ func decodePacket(b []byte) (packet, error) {
 
 // verifyPacket checks p's signature under its sender key, as addressed to
 // the device me.
-func verifyPacket(p packet, me ed25519.PublicKey) bool {
-	return ed25519.Verify(p.sender, signedMessage(p.typ, me, p.signed), p.sig)
+func verifyPacket(p packet, me seed.DevicePublic) bool {
+	return p.sender.Verify(signedMessage(p.typ, me, p.signed), p.sig)
 }

@@ -1,0 +1,39 @@
+package presence
+
+import (
+	"net/netip"
+
+	"github.com/kith-project/kith/seed"
+)
+
+// PeerInfo is a known device as the address book holds it.
+type PeerInfo struct {
+	// Device is the peer device's public key, its ID.
+	Device seed.DevicePublic
+	// Own: the device is another device of this user; else a friend's.
+	Own bool
+	// Addr is the last known address; the zero value if none.
+	Addr netip.AddrPort
+	// Version is the version of the newest address record applied for this
+	// device, as last passed to Book.SetAddr (0 if none). It keeps a
+	// restarted agent from taking an older record again.
+	Version uint64
+	// Window is the peer user's 32-byte window secret (for quiet mode); nil
+	// if unknown. For own devices it is our own user's.
+	Window []byte
+}
+
+// Book is the agent's address book, as presence sees it. The agent
+// implements it. Its methods must be cheap and safe for concurrent use, and
+// must not call back into the Presence.
+type Book interface {
+	// Lookup returns the device with key device if it is known and not
+	// blocked.
+	Lookup(device seed.DevicePublic) (PeerInfo, bool)
+	// Peers returns every known device that is not blocked.
+	Peers() []PeerInfo
+	// SetAddr persists a new address for device, and version as the
+	// version of the record it came from (unchanged when the address comes
+	// from an authenticated packet rather than a record).
+	SetAddr(device seed.DevicePublic, addr netip.AddrPort, version uint64) error
+}

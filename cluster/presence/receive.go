@@ -1,0 +1,203 @@
+package presence
+
+import (
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/kith-project/kith/seed"
+)
+
+// HandleDatagram handles one datagram from the agent's socket: a
+// heartbeat, an address update, a reply, or a STUN message. It does not
+// keep pkt. Anything malformed, unknown, forged, replayed or stale is
+// dropped (and counted in Stats); a stale heartbeat is still answered,
+// without being believed, so that its sender can measure our clock.
+func (p *Presence) HandleDatagram(pkt []byte, from netip.AddrPort) {
+	if len(pkt) == 0 || !from.IsValid() {
+		return
+	}
+	from = normAddr(from)
+	if pkt[0] <= 0x03 {
+		p.handleSTUN(pkt, from)
+		return
+	}
+	p.handleKith(pkt, from)
+}
+
+func (p *Presence) handleKith(pkt []byte, from netip.AddrPort) {
+	now := p.cfg.Now()
+	pk, err := decodePacket(pkt)
+	if err != nil {
+		p.n.malformed.Add(1)
+		p.log.Debug("presence: dropping datagram", "from", from, "err", err)
+		return
+	}
+	// No work for strangers: look the sender up before any signature.
+	info, ok := p.cfg.Book.Lookup(pk.sender)
+	if !ok || !info.Device.Equal(pk.sender) || pk.sender.Equal(p.pub) {
+		p.n.unknown.Add(1)
+		return
+	}
+	p.n.sigChecks.Add(1)
+	if !verifyPacket(pk, p.pub) {
+		p.n.badSig.Add(1)
+		p.log.Debug("presence: bad signature", "from", from, "device", short(pk.sender))
+		return
+	}
+
+	p.mu.Lock()
+	ps := p.peer(pk.sender)
+	if !ps.replay.check(pk.seq) {
+		p.mu.Unlock()
+		p.n.replayed.Add(1)
+		return
+	}
+	var (
+		stale    bool
+		observed bool // a reply told us how we are seen
+	)
+	if pk.typ == TypeHeartbeatReply {
+		// The echo of a heartbeat we sent, once, proves a reply fresh:
+		// no clock is needed, so a skewed peer can still be measured.
+		i := slices.IndexFunc(ps.pending, func(b pendingBeat) bool { return b.seq == pk.echoSeq && b.t1 == pk.t1 })
+		if i < 0 {
+			p.mu.Unlock()
+			p.n.unsolicited.Add(1)
+			return
+		}
+		ps.pending = slices.Delete(ps.pending, i, i+1)
+		p.measureLocked(ps, pk, now)
+		observed = true
+	} else {
+		skew := time.Duration(pk.t1-now.UnixNano()) - ps.offset
+		stale = skew > MaxClockSkew || skew < -MaxClockSkew
+	}
+	ps.replay.accept(pk.seq)
+	if stale {
+		p.mu.Unlock()
+		p.n.stale.Add(1)
+		p.log.Debug("presence: stale heartbeat, answering without believing it", "from", from, "device", short(pk.sender))
+		p.reply(info, pk, now, from)
+		return
+	}
+	p.n.accepted.Add(1)
+	ps.lastSeen = now
+	p.seenLocked(pk.sender, ps, from, now)
+	version := max(ps.version, info.Version)
+	if observed {
+		p.noteObservedLocked(ps, pk.seen, now)
+	}
+	p.mu.Unlock()
+
+	if from != info.Addr {
+		// An authenticated packet from a new address moves the peer at
+		// once, as WireGuard roams.
+		p.log.Debug("presence: peer moved", "device", short(pk.sender), "from", info.Addr, "to", from)
+		p.setAddr(info, from, version)
+	}
+	p.applyRecords(pk, from)
+	if pk.typ != TypeHeartbeatReply {
+		p.reply(info, pk, now, from)
+	}
+	p.mu.Lock()
+	announce := p.announce
+	p.mu.Unlock()
+	if announce {
+		p.wake()
+	}
+}
+
+// applyRecords takes the address records of the authenticated packet pk,
+// received from from. A record moves a device only if that device signed
+// it and its version is newer than the one held.
+func (p *Presence) applyRecords(pk packet, from netip.AddrPort) {
+	for _, r := range pk.records {
+		if r.device.Equal(p.pub) {
+			continue // about us: we know better
+		}
+		info, ok := p.cfg.Book.Lookup(r.device)
+		if !ok || !info.Device.Equal(r.device) {
+			p.n.recIgnored.Add(1)
+			continue
+		}
+		p.mu.Lock()
+		held := max(p.peer(r.device).version, info.Version)
+		p.mu.Unlock()
+		if r.version <= held {
+			p.n.recIgnored.Add(1)
+			continue
+		}
+		p.n.sigChecks.Add(1)
+		if !verifyRecord(r) {
+			p.n.badSig.Add(1)
+			p.n.recIgnored.Add(1)
+			p.log.Debug("presence: forged address record", "device", short(r.device), "carried by", short(pk.sender))
+			continue
+		}
+		p.mu.Lock()
+		ps := p.peer(r.device)
+		if r.version <= ps.version {
+			p.mu.Unlock()
+			p.n.recIgnored.Add(1)
+			continue
+		}
+		ps.version, ps.record, ps.own = r.version, r.raw, info.Own
+		p.mu.Unlock()
+		addr := r.addr
+		if r.device.Equal(pk.sender) {
+			// The sender's own record: where its packet came from is
+			// better evidence than where it thinks it is.
+			addr = from
+		}
+		p.n.recApplied.Add(1)
+		p.setAddr(info, addr, r.version)
+	}
+}
+
+// setAddr persists a peer's address through the book; if it is not the
+// address the book gave in info, the peer moved.
+func (p *Presence) setAddr(info PeerInfo, addr netip.AddrPort, version uint64) {
+	if err := p.cfg.Book.SetAddr(info.Device, addr, version); err != nil {
+		p.log.Warn("presence: saving a peer's address", "device", short(info.Device), "addr", addr, "err", err)
+	}
+	if addr != info.Addr {
+		p.emit(Event{Kind: PeerMoved, Device: info.Device, Addr: addr, At: p.cfg.Now()})
+	}
+	p.mu.Lock()
+	p.knownAt = time.Time{} // the Admit cache is out of date
+	p.mu.Unlock()
+}
+
+// Observed tells presence that an authenticated connection from the known
+// device came from from. If that is a new address, the device moves there
+// at once (WireGuard-style roaming). The agent calls it for every
+// authenticated QUIC connection.
+func (p *Presence) Observed(device seed.DevicePublic, from netip.AddrPort) {
+	if !validAddr(normAddr(from)) {
+		return
+	}
+	from = normAddr(from)
+	info, ok := p.cfg.Book.Lookup(device)
+	if !ok || !info.Device.Equal(device) {
+		return
+	}
+	p.mu.Lock()
+	ps := p.peer(info.Device)
+	ps.lastSeen = p.cfg.Now()
+	p.seenLocked(info.Device, ps, from, ps.lastSeen)
+	version := max(ps.version, info.Version)
+	p.mu.Unlock()
+	if from != info.Addr {
+		p.setAddr(info, from, version)
+	}
+}
+
+// seenLocked takes an authenticated packet from device, from from: a peer
+// not online before is now.
+func (p *Presence) seenLocked(device seed.DevicePublic, ps *peerState, from netip.AddrPort, now time.Time) {
+	if !ps.online {
+		ps.online = true
+		p.emit(Event{Kind: PeerOnline, Device: device, Addr: from, At: now})
+	}
+}

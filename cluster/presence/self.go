@@ -1,0 +1,168 @@
+package presence
+
+import (
+	"net/netip"
+	"slices"
+	"time"
+)
+
+type learned struct {
+	addr netip.AddrPort
+	at   time.Time
+}
+
+// selfState is what we know of our own address. Guarded by Presence.mu.
+type selfState struct {
+	polled   bool
+	locals   []netip.AddrPort // sorted
+	localsAt time.Time        // when locals last changed
+	public   netip.AddrPort   // latest evidence from STUN or peers
+	publicAt time.Time
+	addr     netip.AddrPort // advertised in our record
+	version  uint64
+	record   []byte
+	stun     map[netip.AddrPort]learned // mapped address, by server
+}
+
+// noteLocals takes a LocalAddrs poll. A change after the first poll is a
+// change of our address. Call with mu held.
+func (p *Presence) noteLocals(locals []netip.AddrPort, now time.Time) {
+	norm := make([]netip.AddrPort, 0, len(locals))
+	for _, a := range locals {
+		if a.IsValid() {
+			norm = append(norm, normAddr(a))
+		}
+	}
+	slices.SortFunc(norm, netip.AddrPort.Compare)
+	norm = slices.Compact(norm)
+	if p.self.polled && slices.Equal(norm, p.self.locals) {
+		return
+	}
+	first := !p.self.polled
+	p.self.polled, p.self.locals, p.self.localsAt = true, norm, now
+	if !first {
+		p.log.Debug("presence: our interface addresses changed", "addrs", norm)
+		p.announce = true
+	}
+	p.updateOwnRecordLocked(now)
+}
+
+// isLocalLocked reports whether a is one of our interface addresses.
+func (p *Presence) isLocalLocked(a netip.AddrPort) bool {
+	_, ok := slices.BinarySearchFunc(p.self.locals, a, netip.AddrPort.Compare)
+	return ok
+}
+
+// noteObservedLocked takes the address a peer saw us at. Several peers may
+// see several addresses (behind some NATs each peer sees another port), so
+// only a change in what one peer sees is a change of our address. An
+// address that is one of our interfaces' is no news.
+func (p *Presence) noteObservedLocked(ps *peerState, seen netip.AddrPort, now time.Time) {
+	prev := ps.observed.addr
+	ps.observed = learned{addr: seen, at: now}
+	p.noteEvidenceLocked(prev, seen, now)
+}
+
+// noteEvidenceLocked takes a report of our public address, seen, where
+// the same source reported prev before.
+func (p *Presence) noteEvidenceLocked(prev, seen netip.AddrPort, now time.Time) {
+	if p.cfg.LocalAddrs != nil && p.isLocalLocked(seen) {
+		return
+	}
+	changed := prev.IsValid() && prev != seen
+	if !changed && p.self.public == seen {
+		return
+	}
+	if p.self.public != seen {
+		p.emit(Event{Kind: PublicAddrChanged, Addr: seen, At: now})
+	}
+	p.self.public, p.self.publicAt = seen, now
+	if changed {
+		p.log.Debug("presence: our public address changed", "from", prev, "to", seen)
+		p.announce = true
+	}
+	p.updateOwnRecordLocked(now)
+}
+
+// updateOwnRecordLocked signs a new record if the address we should
+// advertise changed: the newest evidence of a public address unless our
+// interfaces changed since, else our best interface address.
+func (p *Presence) updateOwnRecordLocked(now time.Time) {
+	addr := bestLocal(p.self.locals)
+	if p.self.public.IsValid() && (!addr.IsValid() || !p.self.publicAt.Before(p.self.localsAt)) {
+		addr = p.self.public
+	}
+	if !validAddr(addr) || (addr == p.self.addr && p.self.record != nil) {
+		return
+	}
+	// A device that had a routable address and is left with loopback only
+	// is between two networks (or between "ip addr del" and "add"): it keeps
+	// advertising the routable address rather than one no peer can use.
+	if addr.Addr().IsLoopback() && p.self.record != nil && !p.self.addr.Addr().IsLoopback() {
+		return
+	}
+	p.self.version = max(p.self.version+1, uint64(now.UnixMilli()))
+	p.self.addr = addr
+	p.self.record = signRecord(p.cfg.Key, addr, p.self.version)
+	p.emit(Event{Kind: OwnAddrChanged, Addr: addr, At: now})
+}
+
+// bestLocal picks the interface address to advertise: a routable one
+// first, IPv4 before IPv6, then loopback. Link-local addresses need a zone
+// and are never advertised.
+func bestLocal(locals []netip.AddrPort) netip.AddrPort {
+	rank := func(a netip.AddrPort) int {
+		ip := a.Addr()
+		switch {
+		case !validAddr(a) || ip.IsLinkLocalUnicast() || ip.IsMulticast():
+			return -1
+		case ip.IsLoopback():
+			return 2
+		case ip.Is4():
+			return 0
+		default:
+			return 1
+		}
+	}
+	var best netip.AddrPort
+	bestRank := -1
+	for _, a := range locals {
+		if r := rank(a); r >= 0 && (bestRank < 0 || r < bestRank) {
+			best, bestRank = a, r
+		}
+	}
+	return best
+}
+
+// OwnRecord returns the address we advertise and its record version; a
+// zero address if we know none yet.
+func (p *Presence) OwnRecord() (netip.AddrPort, uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.self.record == nil {
+		return netip.AddrPort{}, 0
+	}
+	return p.self.addr, p.self.version
+}
+
+// PublicAddrs returns the addresses we were recently seen at, learned from
+// STUN and from what peers observed, sorted.
+func (p *Presence) PublicAddrs() []netip.AddrPort {
+	now := p.cfg.Now()
+	ttl := 3 * STUNIntervals * p.cfg.Interval
+	var out []netip.AddrPort
+	p.mu.Lock()
+	for _, l := range p.self.stun {
+		if now.Sub(l.at) <= ttl {
+			out = append(out, l.addr)
+		}
+	}
+	for _, ps := range p.peers {
+		if l := ps.observed; l.addr.IsValid() && now.Sub(l.at) <= ttl {
+			out = append(out, l.addr)
+		}
+	}
+	p.mu.Unlock()
+	slices.SortFunc(out, netip.AddrPort.Compare)
+	return slices.Compact(out)
+}

@@ -1,0 +1,106 @@
+package presence
+
+import (
+	"net/netip"
+	"time"
+)
+
+// sendBeat sends a heartbeat or address update to pi.
+func (p *Presence) sendBeat(typ byte, pi PeerInfo) {
+	seq := p.nextSeq()
+	t1 := p.cfg.Now().UnixNano()
+	p.mu.Lock()
+	recs := p.gossipLocked(pi)
+	ps := p.peer(pi.Device)
+	ps.pending = append(ps.pending, pendingBeat{seq: seq, t1: t1})
+	if len(ps.pending) > maxPending {
+		ps.pending = ps.pending[len(ps.pending)-maxPending:]
+	}
+	p.mu.Unlock()
+	pkt := encodeBeat(typ, p.cfg.Key, pi.Device, seq, t1, recs)
+	if typ == TypeAddrUpdate {
+		p.n.updSent.Add(1)
+	} else {
+		p.n.hbSent.Add(1)
+	}
+	p.send(pkt, pi.Addr, true)
+}
+
+// gossipLocked picks the records to send to pi: our own, then up to two
+// we hold for other devices. A friend is told only about our own devices,
+// so that friends do not learn each other's addresses through us.
+func (p *Presence) gossipLocked(to PeerInfo) [][]byte {
+	var out [][]byte
+	if p.self.record != nil {
+		out = append(out, p.self.record)
+	}
+	var cand [][]byte
+	for k, ps := range p.peers {
+		if ps.record == nil || k.Equal(to.Device) {
+			continue
+		}
+		if !to.Own && !ps.own {
+			continue
+		}
+		cand = append(cand, ps.record)
+	}
+	p.rnd.Shuffle(len(cand), func(i, j int) { cand[i], cand[j] = cand[j], cand[i] })
+	for _, r := range cand {
+		if len(out) == maxRecords {
+			break
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// reply answers the heartbeat hb from pi, received at t2 from from.
+func (p *Presence) reply(pi PeerInfo, hb packet, t2 time.Time, from netip.AddrPort) {
+	seq := p.nextSeq()
+	p.mu.Lock()
+	recs := p.gossipLocked(pi)
+	p.mu.Unlock()
+	t3 := p.cfg.Now()
+	pkt := encodeReply(p.cfg.Key, pi.Device, seq, hb, t2.UnixNano(), t3.UnixNano(), from, recs)
+	p.n.repSent.Add(1)
+	p.send(pkt, from, false)
+}
+
+// aimAtWindows heartbeats the peers that seem gone and whose window secret
+// we hold in the middle of their next window, by their clock as we
+// measured it, so that a quiet peer lets us in from an address it does
+// not know. It sets nextWin to the next such moment.
+func (p *Presence) aimAtWindows(peers []PeerInfo, now time.Time) {
+	var due []PeerInfo
+	p.mu.Lock()
+	p.nextWin = time.Time{}
+	for _, pi := range peers {
+		if len(pi.Window) == 0 {
+			continue
+		}
+		ps := p.peer(pi.Device)
+		if p.onlineLocked(ps, now, len(peers)) {
+			continue
+		}
+		theirs := now.Add(ps.offset)
+		start, end := NextWindow(pi.Window, theirs)
+		if !ps.windowAt.IsZero() && !start.After(ps.windowAt) {
+			start, end = NextWindow(pi.Window, end) // this one is done
+		}
+		aim := start.Add(WindowLength / 2)
+		if !theirs.Before(aim) && theirs.Before(end) {
+			ps.windowAt = start
+			due = append(due, pi)
+			start, _ = NextWindow(pi.Window, end)
+			aim = start.Add(WindowLength / 2)
+		}
+		at := aim.Add(-ps.offset) // back to our clock
+		if p.nextWin.IsZero() || at.Before(p.nextWin) {
+			p.nextWin = at
+		}
+	}
+	p.mu.Unlock()
+	for _, pi := range due {
+		p.sendBeat(TypeHeartbeat, pi)
+	}
+}
