@@ -687,6 +687,7 @@ func TestListenErrors(t *testing.T) {
 		{"no Authorize", Config{Key: testKey("a"), Listen: "127.0.0.2:0"}},
 		{"short key", Config{Authorize: anyKey, Key: ed25519.PrivateKey(make([]byte, 32)), Listen: "127.0.0.2:0"}},
 		{"bad address", Config{Authorize: anyKey, Key: testKey("a"), Listen: "127.0.0.2"}},
+		{"address and socket", Config{Authorize: anyKey, Key: testKey("a"), Listen: "127.0.0.2:0", PacketConn: &net.UDPConn{}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tr, err := Listen(tc.cfg); err == nil {
