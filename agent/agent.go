@@ -423,7 +423,7 @@ func (a *Agent) datagram(pkt []byte, from netip.AddrPort) {
 	a.presence.HandleDatagram(pkt, from)
 }
 
-// serveConns accepts connections and serves each one's streams.
+// serveConns takes the transport's connections and serves each one's streams.
 func (a *Agent) serveConns(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -443,12 +443,13 @@ func (a *Agent) serveConns(ctx context.Context) error {
 	}
 }
 
-// serveConn serves the streams of one accepted connection until it closes.
+// serveConn serves the streams of one connection, accepted or dialed (the
+// peer may open streams on a connection this device dialed), until it closes.
 func (a *Agent) serveConn(ctx context.Context, c *transport.Conn) {
-	// An authenticated connection from a known device is proof of where it
-	// is now.
-	if k := c.PeerKey(); len(k) == ed25519.PublicKeySize {
-		a.presence.Observed(seed.DevicePublic(k), c.RemoteAddr())
+	// An authenticated connection the peer dialed is proof of where it is
+	// now; one we dialed only says where we found it.
+	if d, ok := devOf(c.PeerKey()); ok && c.Direction() == transport.Inbound {
+		a.presence.Observed(d, c.RemoteAddr())
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()

@@ -240,24 +240,15 @@ func (p *pairer) send(ctx context.Context, inv pairing.Invite, hello pairing.Hel
 func (p *pairer) exchange(ctx context.Context, addr netip.AddrPort, key ed25519.PublicKey, hello pairing.Hello) (pairing.Reply, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	c, err := p.a.tr.Dial(ctx, addr, key)
-	if err != nil {
-		return pairing.Reply{}, err
-	}
-	// The connection served the pairing only: presence needs none, and an
-	// idle QUIC connection costs keep-alives on both sides for as long as it
-	// stays open.
-	defer c.Close()
-	s, err := c.OpenStream(ctx)
+	// The transport closes the connection once no stream uses it, so that
+	// an idle agent sends no keep-alives.
+	s, err := p.a.tr.OpenStream(ctx, addr, key, protoPairing)
 	if err != nil {
 		return pairing.Reply{}, err
 	}
 	defer s.Close()
 	if dl, ok := ctx.Deadline(); ok {
 		s.SetDeadline(dl)
-	}
-	if _, err := s.Write([]byte{protoPairing}); err != nil {
-		return pairing.Reply{}, err
 	}
 	if err := writeJSON(s, hello); err != nil {
 		return pairing.Reply{}, err

@@ -30,17 +30,16 @@ func openRaw(t *testing.T, from, to *testAgent, first []byte) *transport.Stream 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := from.tr.Dial(ctx, to.Addr(), to.dev.Device.Public().Ed25519())
+	s, err := from.tr.OpenStream(ctx, to.Addr(), to.dev.Device.Public().Ed25519(), first[0])
 	if err != nil {
-		t.Fatalf("dialing: %v", err)
+		t.Fatalf("opening a stream: %v", err)
 	}
-	s, err := c.OpenStream(ctx)
-	if err != nil {
-		t.Fatal(err)
+	if len(first) > 1 {
+		if _, err := s.Write(first[1:]); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if _, err := s.Write(first); err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(func() { s.Close() })
 	return s
 }
 
@@ -195,7 +194,8 @@ func TestRevokedOwnDeviceRefused(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := b.tr.Dial(ctx, a.Addr(), a.dev.Device.Public().Ed25519()); err == nil {
+	if s, err := b.tr.OpenStream(ctx, a.Addr(), a.dev.Device.Public().Ed25519(), 0x7f); err == nil {
+		s.Close()
 		t.Fatal("a revoked own device was accepted by its certificate")
 	}
 	if _, ok := a.book.peerFor(b.dev.Cert.Device); ok {
@@ -211,15 +211,16 @@ func TestRemoveClosesConnections(t *testing.T) {
 	pairAgents(t, a, b)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := b.tr.Dial(ctx, a.Addr(), a.dev.Device.Public().Ed25519())
+	s, err := b.tr.OpenStream(ctx, a.Addr(), a.dev.Device.Public().Ed25519(), 0x7f)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer s.Close()
 	if _, err := a.friendAction("remove", b.dev.Cert.User.ID()); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-c.Done():
+	case <-s.Conn().Done():
 	case <-ctx.Done():
 		t.Fatal("a removed friend's connection stayed open")
 	}

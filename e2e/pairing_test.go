@@ -266,8 +266,8 @@ func TestUnknownPeersAreRefused(t *testing.T) {
 	defer tr.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if c, err := tr.Dial(ctx, ap, aliceKey); err == nil {
-		c.Close()
+	if s, err := tr.OpenStream(ctx, ap, aliceKey, 0); err == nil {
+		s.Close()
 		t.Fatal("a stranger's QUIC handshake was accepted")
 	}
 

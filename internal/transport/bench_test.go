@@ -43,11 +43,11 @@ func BenchmarkHandshake(b *testing.B) {
 
 	b.ResetTimer()
 	for b.Loop() {
-		c, err := client.Dial(ctx, server.LocalAddr(), pubOf(kb))
+		c, err := client.connect(ctx, server.LocalAddr(), pubOf(kb))
 		if err != nil {
 			b.Fatal(err)
 		}
-		c.Close()
+		c.close()
 	}
 }
 

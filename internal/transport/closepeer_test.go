@@ -15,11 +15,11 @@ func TestClosePeerCutsBothDirections(t *testing.T) {
 	acceptAll(t, b)
 	ctx := context.Background()
 
-	out, err := a.Dial(ctx, b.LocalAddr(), pubOf(kb)) // a dialed b
+	out, err := a.connect(ctx, b.LocalAddr(), pubOf(kb)) // a dialed b
 	if err != nil {
 		t.Fatal(err)
 	}
-	fromC, err := c.Dial(ctx, a.LocalAddr(), pubOf(ka)) // c dialed a
+	fromC, err := c.connect(ctx, a.LocalAddr(), pubOf(ka)) // c dialed a
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,19 +41,19 @@ func TestCredentialAdmitsUnknownKey(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
-	if _, err := b.Dial(ctx, a.LocalAddr(), pubOf(ka)); err != nil {
+	if _, err := b.connect(ctx, a.LocalAddr(), pubOf(ka)); err != nil {
 		t.Fatalf("a device with a good credential was refused: %v", err)
 	}
 	if !bytes.Equal(saw(), cred) {
 		t.Fatalf("AuthorizeCredential saw %q, want %q", saw(), cred)
 	}
-	if _, err := c.Dial(ctx, a.LocalAddr(), pubOf(ka)); !errors.Is(err, ErrRefused) {
+	if _, err := c.connect(ctx, a.LocalAddr(), pubOf(ka)); !errors.Is(err, ErrRefused) {
 		t.Fatalf("a device with a bad credential: %v, want ErrRefused", err)
 	}
 	mu.Lock()
 	seen = nil
 	mu.Unlock()
-	if _, err := d.Dial(ctx, a.LocalAddr(), pubOf(ka)); !errors.Is(err, ErrRefused) {
+	if _, err := d.connect(ctx, a.LocalAddr(), pubOf(ka)); !errors.Is(err, ErrRefused) {
 		t.Fatalf("a device without a credential: %v, want ErrRefused", err)
 	}
 	if saw() != nil {

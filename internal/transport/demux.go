@@ -181,3 +181,28 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 func unmap(ap netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
+
+// filterConn is packetConn for a socket that is not a *net.UDPConn, such as
+// an in-memory one: it hides everything but net.PacketConn from quic-go,
+// which then reads one packet at a time with ReadFrom.
+type filterConn struct {
+	net.PacketConn
+	admit func(pkt []byte, from netip.AddrPort) bool
+}
+
+// ReadFrom reads the next admitted packet.
+func (c *filterConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := c.PacketConn.ReadFrom(b)
+		if err != nil {
+			return n, addr, err
+		}
+		from := addrPortOf(addr)
+		if c.admit(b[:n], from) {
+			if from.IsValid() {
+				addr = net.UDPAddrFromAddrPort(from)
+			}
+			return n, addr, nil
+		}
+	}
+}

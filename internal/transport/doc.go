@@ -4,9 +4,12 @@
 //
 // One port matters for NAT traversal: the address a peer learns for us through
 // STUN or a heartbeat is the address every protocol reaches us on. A
-// [Transport] owns that socket. [Transport.Dial] and [Transport.Accept] give
-// authenticated [Conn]s carrying [Stream]s; [Transport.WriteDatagram] and
-// [Config.Datagram] carry the datagrams that are not QUIC.
+// [Transport] owns that socket (or uses the one given as [Config.PacketConn],
+// such as an in-memory one in tests). [Transport.OpenStream] opens a [Stream]
+// to a peer over an authenticated [Conn] it shares between callers;
+// [Transport.Accept] gives the connections whose streams this side serves;
+// [Transport.WriteDatagram] and [Config.Datagram] carry the datagrams that are
+// not QUIC.
 //
 // # Identity
 //
@@ -52,16 +55,16 @@
 //	offset  size  field
 //	0       1     greeting: 0x01 (kith/1, accepted)
 //
-// [Transport.Dial] returns only after reading exactly that stream, so a
-// refused dialer gets [ErrRefused] from Dial rather than from its first
-// stream. A refused handshake ends with a TLS alert (a QUIC CRYPTO_ERROR)
+// The dialer opens no stream before it has read exactly that stream, so a
+// refused dialer gets [ErrRefused] from [Transport.OpenStream] rather than
+// from its first stream. A refused handshake ends with a TLS alert (a QUIC CRYPTO_ERROR)
 // carrying no reason text, so the refusing side's reasons stay private.
 //
 // Connection close codes (QUIC application error codes):
 //
-//	0x00  closed by the application (Conn.Close)
+//	0x00  closed by this side: unused for Config.IdleLinger, or ClosePeer
 //	0x01  the transport is shutting down (Transport.Close)
-//	0x02  replaced by a newer connection to the same peer
+//	0x02  reserved (was: replaced by a newer connection; no longer sent)
 //	0x03  the dialer got no valid greeting in time
 //
 // # Demultiplexing
@@ -89,8 +92,9 @@
 // resets, and QUIC Initial packets that do not decrypt are dropped by quic-go.
 // The filter is the socket quic-go reads from: it wraps the UDP socket and
 // reads in batches itself, so quic-go keeps its batched reads, ECN and GSO on
-// Linux, and never sees a dropped packet. [Config.Datagram] therefore runs on
-// quic-go's read goroutine.
+// Linux, and never sees a dropped packet. A [Config.PacketConn] that is not a
+// *net.UDPConn is filtered the same way, one packet at a time.
+// [Config.Datagram] therefore runs on quic-go's read goroutine.
 //
 // # Frames
 //
@@ -102,14 +106,31 @@
 //
 // # Connections and streams
 //
-// [Transport.Dial] keeps the live connection it made to each peer and returns
-// it again for the same peer and address, so callers dial whenever they need a
-// stream and leave the connection open; [Conn.Close] tears it down for every
-// user. A connection to a peer at a new address replaces the old one. Either
-// side may open streams; by convention the dialing side opens them and the
-// accepting side serves them with [Conn.AcceptStream]. A new stream reaches the peer's AcceptStream only when
-// the first byte is written on it. Connections send keep-alives, so a
-// connection lives as long as the peer answers.
+// Callers hold streams, not connections. [Transport.OpenStream] opens a
+// bidirectional stream to a peer and writes its first byte, the protocol byte
+// the peer's dispatcher reads; the caller closes the stream and nothing else.
+// All streams to one peer at one address share one connection: a live one,
+// whichever side dialed it, is reused, and concurrent OpenStreams that find
+// none share one dial (and its error). A stream to the peer at another
+// address dials anew without closing the older connection, whose streams go
+// on. A new stream reaches the peer's AcceptStream only when its first byte
+// is written, which OpenStream does at once.
+//
+// The transport owns connection lifetime. Every open [Stream], opened or
+// accepted, keeps its connection in use until [Stream.Close]; a connection
+// this side dialed that no stream uses for [Config.IdleLinger] (2 s by
+// default) is closed, so that idle devices exchange no QUIC traffic at all (a
+// connection in use sends keep-alives). Only the dialing side closes for
+// idleness; the accepting side counts the same streams and leaves the closing
+// to the dialer. So that a stream does not start on a connection the peer is
+// about to close, an accepted connection is reused only while a stream uses
+// it or for half the linger after the last one closed; later OpenStream dials
+// its own. [Transport.ClosePeer] closes every connection with a peer at once.
+//
+// A connection carries streams both ways, so [Transport.Accept] returns the
+// connections this transport dialed as well as the accepted ones, each once:
+// the peer may reuse a connection we dialed for its streams to us, and
+// someone must serve them with [Conn.AcceptStream].
 //
 // The agent must keep calling [Transport.Accept]: the greeting is sent from
 // there, so a Dial to an agent that does not accept times out, and quic-go

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,6 +44,7 @@ var (
 const (
 	DefaultHandshakeTimeout = 5 * time.Second
 	DefaultIdleTimeout      = 30 * time.Second
+	DefaultIdleLinger       = 2 * time.Second
 )
 
 // QUIC application error codes used when closing connections; see the package
@@ -50,7 +52,6 @@ const (
 const (
 	codeClosed     quic.ApplicationErrorCode = 0x00
 	codeShutdown   quic.ApplicationErrorCode = 0x01
-	codeReplaced   quic.ApplicationErrorCode = 0x02
 	codeNoGreeting quic.ApplicationErrorCode = 0x03
 )
 
@@ -85,8 +86,16 @@ type Config struct {
 	Key ed25519.PrivateKey
 	// Listen is the UDP address to listen on, such as "127.0.0.2:0" or
 	// "[::]:7070". Empty means ":0": every interface, a port chosen by the
-	// system.
+	// system. It must be empty when PacketConn is set.
 	Listen string
+	// PacketConn, if set, is the socket to use instead of binding a UDP
+	// socket: an in-memory network in tests (see package memnet), or a
+	// socket made elsewhere. The transport demultiplexes it as it would its
+	// own socket, and takes over reading from it until Close. Close does not
+	// close it: whoever made it closes it, after the transport's Close. A
+	// *net.UDPConn keeps batched reads; any other PacketConn is read one
+	// packet at a time, and its addresses must be *net.UDPAddr.
+	PacketConn net.PacketConn
 	// Authorize is asked for every peer key during the TLS handshake, on both
 	// sides (accepting and dialing). Return nil to accept. For an unknown or
 	// blocked key return an error: the handshake fails and nothing else is
@@ -118,6 +127,12 @@ type Config struct {
 	// this long; keep-alives are sent every third of it. Zero means
 	// DefaultIdleTimeout.
 	IdleTimeout time.Duration
+	// IdleLinger is how long a connection this transport dialed stays open
+	// once no stream uses it, so that a caller who opens its next stream
+	// soon reuses it; then the transport closes it, so that idle devices
+	// exchange no keep-alives. Zero means DefaultIdleLinger; a negative value
+	// keeps unused connections open until IdleTimeout or ClosePeer.
+	IdleLinger time.Duration
 	// Logger receives debug logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -143,9 +158,10 @@ type Transport struct {
 	dropSource          func(netip.AddrPort, bool) bool
 	datagram            func([]byte, netip.AddrPort)
 	handshake           time.Duration
+	idleLinger          time.Duration // <= 0: never
 	log                 *slog.Logger
-	udp                 *net.UDPConn
-	local               netip.AddrPort
+	pc                  net.PacketConn // the socket
+	ownPC               bool           // pc was opened by Listen, and Close closes it
 	qt                  *quic.Transport
 	ln                  *quic.Listener
 	quicConf            *quic.Config
@@ -155,21 +171,32 @@ type Transport struct {
 
 	closeOnce sync.Once
 	closeErr  error
-	watchers  sync.WaitGroup // context.AfterFunc callbacks of registered conns
+	// watchers counts the context.AfterFunc callbacks of registered conns
+	// and their armed linger timers.
+	watchers sync.WaitGroup
 
-	mu      sync.Mutex
-	closed  bool                 // guarded by mu
-	conns   map[*Conn]struct{}   // guarded by mu: every open Conn
-	dialed  map[peerID]*Conn     // guarded by mu: the live outbound Conn per peer
-	pending map[peerID]*dialCall // guarded by mu: dials in progress per peer
+	mu       sync.Mutex
+	closed   bool                             // guarded by mu
+	conns    map[*Conn]struct{}               // guarded by mu: every open Conn
+	byPeer   map[peerID][]*Conn               // guarded by mu: the open Conns per peer, oldest first
+	pending  map[dialKey]*dialCall            // guarded by mu: dials in progress
+	outbound []*Conn                          // guarded by mu: dialed Conns Accept has not returned yet
+	wakers   map[*context.CancelFunc]struct{} // guarded by mu: ends the waits of Accepts in progress
 }
 
-// dialCall is a Dial in progress that other Dials to the same peer wait for.
-type dialCall struct {
+// dialKey names a dial: the same peer at the same address.
+type dialKey struct {
+	peer peerID
 	addr netip.AddrPort
-	done chan struct{} // closed when conn and err are set
-	conn *Conn
-	err  error
+}
+
+// dialCall is a dial in progress that other callers wanting the same peer
+// at the same address wait for.
+type dialCall struct {
+	done   chan struct{} // closed when the fields below are set
+	conn   *Conn
+	err    error
+	ctxErr bool // err came from the dialing caller's context, not the peer
 }
 
 var quietQUICOnce sync.Once
@@ -195,13 +222,8 @@ func Listen(cfg Config) (*Transport, error) {
 	if cfg.Authorize == nil {
 		return nil, errors.New("transport: Config.Authorize is required: it decides which peers may connect")
 	}
-	listen := cfg.Listen
-	if listen == "" {
-		listen = ":0"
-	}
-	laddr, err := net.ResolveUDPAddr("udp", listen)
-	if err != nil {
-		return nil, fmt.Errorf("transport: listen address %q: %w (want HOST:PORT)", cfg.Listen, err)
+	if cfg.PacketConn != nil && cfg.Listen != "" {
+		return nil, fmt.Errorf("transport: Config.Listen is %q and Config.PacketConn is set: set only one", cfg.Listen)
 	}
 	handshake := cfg.HandshakeTimeout
 	if handshake <= 0 {
@@ -210,6 +232,10 @@ func Listen(cfg Config) (*Transport, error) {
 	idle := cfg.IdleTimeout
 	if idle <= 0 {
 		idle = DefaultIdleTimeout
+	}
+	linger := cfg.IdleLinger
+	if linger == 0 {
+		linger = DefaultIdleLinger
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -223,6 +249,7 @@ func Listen(cfg Config) (*Transport, error) {
 		dropSource:          cfg.DropSource,
 		datagram:            cfg.Datagram,
 		handshake:           handshake,
+		idleLinger:          linger,
 		log:                 log,
 		quicConf: &quic.Config{
 			Versions:             []quic.Version{quic.Version1},
@@ -231,36 +258,57 @@ func Listen(cfg Config) (*Transport, error) {
 			KeepAlivePeriod:      idle / 3,
 		},
 		conns:   make(map[*Conn]struct{}),
-		dialed:  make(map[peerID]*Conn),
-		pending: make(map[peerID]*dialCall),
+		byPeer:  make(map[peerID][]*Conn),
+		pending: make(map[dialKey]*dialCall),
+		wakers:  make(map[*context.CancelFunc]struct{}),
 	}
 	if _, err := t.certs.get(); err != nil {
 		return nil, err
 	}
 
 	quietQUIC()
-	udp, err := net.ListenUDP("udp", laddr)
-	if err != nil {
-		return nil, fmt.Errorf("transport: listening on %s: %w", listen, err)
+	t.pc = cfg.PacketConn
+	if t.pc == nil {
+		listen := cfg.Listen
+		if listen == "" {
+			listen = ":0"
+		}
+		laddr, err := net.ResolveUDPAddr("udp", listen)
+		if err != nil {
+			return nil, fmt.Errorf("transport: listen address %q: %w (want HOST:PORT)", cfg.Listen, err)
+		}
+		udp, err := net.ListenUDP("udp", laddr)
+		if err != nil {
+			return nil, fmt.Errorf("transport: listening on %s: %w", listen, err)
+		}
+		t.pc, t.ownPC = udp, true
 	}
-	t.udp = udp
-	t.local = addrPortOf(udp.LocalAddr())
+	var filtered net.PacketConn
+	if udp, ok := t.pc.(*net.UDPConn); ok {
+		filtered = newPacketConn(udp, t.admit)
+	} else {
+		filtered = &filterConn{PacketConn: t.pc, admit: t.admit}
+	}
 	t.qt = &quic.Transport{
-		Conn:                             newPacketConn(udp, t.admit),
+		Conn:                             filtered,
 		DisableVersionNegotiationPackets: true,
 	}
+	var err error
 	t.ln, err = t.qt.Listen(serverTLS(t.certs, t.verify), t.quicConf)
 	if err != nil {
 		t.qt.Close()
-		udp.Close()
-		return nil, fmt.Errorf("transport: starting QUIC on %s: %w", t.local, err)
+		if t.ownPC {
+			t.pc.Close()
+		}
+		return nil, fmt.Errorf("transport: starting QUIC on %s: %w", t.LocalAddr(), err)
 	}
-	t.log.Debug("transport: listening", "addr", t.local, "device", hex.EncodeToString(t.pub))
+	t.log.Debug("transport: listening", "addr", t.LocalAddr(), "device", hex.EncodeToString(t.pub))
 	return t, nil
 }
 
-// LocalAddr is the address the transport listens on.
-func (t *Transport) LocalAddr() netip.AddrPort { return t.local }
+// LocalAddr is the address the transport listens on: its socket's, which for
+// a Config.PacketConn may change (a rebinding in an in-memory network).
+func (t *Transport) LocalAddr() netip.AddrPort { return addrPortOf(t.pc.LocalAddr()) }
 
 // PublicKey is this device's public key.
 func (t *Transport) PublicKey() ed25519.PublicKey { return t.pub }
@@ -339,14 +387,35 @@ func (t *Transport) WriteDatagram(pkt []byte, to netip.AddrPort) error {
 	return nil
 }
 
-// Accept waits for the next authorized inbound connection. It returns
-// ErrClosed once the transport is closed.
+// Accept waits for the next connection whose streams this side should
+// serve: an authorized inbound connection, or one this transport dialed (a
+// connection carries streams both ways: the peer may reuse it for streams to
+// us). Each connection is returned once; Conn.Direction tells which it is. It
+// returns ErrClosed once the transport is closed.
 func (t *Transport) Accept(ctx context.Context) (*Conn, error) {
 	for {
-		qc, err := t.ln.Accept(ctx)
+		t.mu.Lock()
+		if c := t.nextOutboundLocked(); c != nil {
+			t.mu.Unlock()
+			return c, nil
+		}
+		wctx, wake := context.WithCancel(ctx)
+		t.wakers[&wake] = struct{}{}
+		t.mu.Unlock()
+
+		qc, err := t.ln.Accept(wctx)
+
+		t.mu.Lock()
+		delete(t.wakers, &wake)
+		woken := wctx.Err() != nil && ctx.Err() == nil
+		t.mu.Unlock()
+		wake()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, fmt.Errorf("transport: accepting: %w", ctx.Err())
+			}
+			if woken {
+				continue // a dialed connection is waiting
 			}
 			return nil, fmt.Errorf("%w: accepting: %w", ErrClosed, err)
 		}
@@ -360,6 +429,20 @@ func (t *Transport) Accept(ctx context.Context) (*Conn, error) {
 		}
 		return c, nil
 	}
+}
+
+// nextOutboundLocked pops the oldest open dialed connection Accept has not
+// returned yet. Called with mu held.
+func (t *Transport) nextOutboundLocked() *Conn {
+	for len(t.outbound) > 0 {
+		c := t.outbound[0]
+		t.outbound[0] = nil
+		t.outbound = t.outbound[1:]
+		if c.alive() {
+			return c
+		}
+	}
+	return nil
 }
 
 // accepted greets and registers a connection whose handshake completed.
@@ -383,11 +466,40 @@ func (t *Transport) accepted(qc *quic.Conn) (*Conn, error) {
 	return t.register(qc, peer, Inbound)
 }
 
-// Dial returns an authenticated connection to the device whose key is peer at
-// addr. The peer must present exactly that key, and Authorize must accept it.
-// A live connection this transport dialed earlier to the same peer and
-// address is returned again; see the package comment.
-func (t *Transport) Dial(ctx context.Context, addr netip.AddrPort, peer ed25519.PublicKey) (*Conn, error) {
+// OpenStream opens a bidirectional stream to the device whose key is peer
+// and writes proto, the stream's protocol byte, on it as its first byte.
+//
+// The stream goes over a live connection to peer at addr if there is one,
+// whichever side dialed it; otherwise OpenStream dials addr (the peer must
+// present exactly that key, and Authorize must accept it), and concurrent
+// calls for the same peer and address share that dial. A live connection to
+// the peer at another address is not used: a caller that names a new address
+// has learned that the peer is there now, and the old path may be dead
+// without either side knowing yet. The old connection is not closed either:
+// its streams go on, and it lingers out like any other. See the package
+// comment for how long connections live.
+//
+// The caller closes the stream, and only the stream.
+func (t *Transport) OpenStream(ctx context.Context, addr netip.AddrPort, peer ed25519.PublicKey, proto byte) (*Stream, error) {
+	c, err := t.connect(ctx, addr, peer)
+	if err != nil {
+		return nil, err
+	}
+	defer c.release()
+	s, err := c.openStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.Write([]byte{proto}); err != nil {
+		s.Close()
+		return nil, c.streamError("writing the protocol byte of a", err)
+	}
+	return s, nil
+}
+
+// connect returns a live connection to peer at addr, reused or dialed, with a
+// reference taken on it for the caller to release.
+func (t *Transport) connect(ctx context.Context, addr netip.AddrPort, peer ed25519.PublicKey) (*Conn, error) {
 	if len(peer) != ed25519.PublicKeySize {
 		return nil, fmt.Errorf("transport: dialing %s: peer key has %d bytes, want %d", addr, len(peer), ed25519.PublicKeySize)
 	}
@@ -395,52 +507,60 @@ func (t *Transport) Dial(ctx context.Context, addr netip.AddrPort, peer ed25519.
 	if !addr.IsValid() || addr.Port() == 0 {
 		return nil, fmt.Errorf("transport: dialing: invalid address %q, want IP:PORT", addr)
 	}
-	id := peerID(peer)
+	key := dialKey{peerID(peer), addr}
 	for {
 		t.mu.Lock()
 		if t.closed {
 			t.mu.Unlock()
 			return nil, ErrClosed
 		}
-		if c := t.dialed[id]; c != nil && c.alive() && c.RemoteAddr() == addr {
+		if c := t.reusableLocked(key); c != nil {
 			t.mu.Unlock()
 			return c, nil
 		}
-		if call := t.pending[id]; call != nil {
+		if call := t.pending[key]; call != nil {
 			t.mu.Unlock()
 			select {
 			case <-call.done:
 			case <-ctx.Done():
 				return nil, fmt.Errorf("transport: dialing %s: %w", addr, ctx.Err())
 			}
-			if call.addr == addr && call.err == nil {
+			switch {
+			case call.err == nil && call.conn.hold():
 				return call.conn, nil
+			case call.err != nil && !call.ctxErr:
+				return nil, call.err
 			}
-			continue // dial ourselves
+			continue // the dialer gave up, or its connection is gone already
 		}
-		call := &dialCall{addr: addr, done: make(chan struct{})}
-		t.pending[id] = call
+		call := &dialCall{done: make(chan struct{})}
+		t.pending[key] = call
 		t.mu.Unlock()
 
 		c, err := t.dial(ctx, addr, peer)
 
-		var replaced *Conn
 		t.mu.Lock()
-		delete(t.pending, id)
-		if _, open := t.conns[c]; err == nil && open {
-			if old := t.dialed[id]; old != nil && old != c {
-				replaced = old
-			}
-			t.dialed[id] = c
-		}
+		delete(t.pending, key)
 		t.mu.Unlock()
-		call.conn, call.err = c, err
+		call.conn, call.err, call.ctxErr = c, err, err != nil && ctx.Err() != nil
 		close(call.done)
-		if replaced != nil {
-			replaced.closeWith(codeReplaced, "replaced by a newer connection")
-		}
 		return c, err
 	}
+}
+
+// reusableLocked finds a live connection to key's peer at key's address and
+// takes a reference on it; dialed connections first, then accepted ones.
+// Called with mu held.
+func (t *Transport) reusableLocked(key dialKey) *Conn {
+	now := time.Now()
+	for _, dir := range []Direction{Outbound, Inbound} {
+		for _, c := range t.byPeer[key.peer] {
+			if c.dir == dir && c.RemoteAddr() == key.addr && c.reuse(now) {
+				return c
+			}
+		}
+	}
+	return nil
 }
 
 // dial makes a new connection: QUIC handshake, then the greeting.
@@ -500,9 +620,18 @@ func (t *Transport) dialError(ctx context.Context, addr netip.AddrPort, err erro
 }
 
 // register wraps qc, records it so that Close can close it, and arranges for
-// it to be forgotten when it closes.
+// it to be forgotten when it closes. An outbound connection is returned with
+// a reference taken for the dialer, and queued for Accept.
 func (t *Transport) register(qc *quic.Conn, peer ed25519.PublicKey, dir Direction) (*Conn, error) {
-	c := &Conn{qc: qc, peer: peer, dir: dir}
+	c := &Conn{t: t, qc: qc, peer: peer, dir: dir, idleSince: time.Now()}
+	if chain := qc.ConnectionState().TLS.PeerCertificates; len(chain) > 0 {
+		if cred := credentialOf(chain[0]); cred != nil {
+			c.credential = append([]byte(nil), cred...)
+		}
+	}
+	if dir == Outbound {
+		c.refs = 1
+	}
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
@@ -510,9 +639,18 @@ func (t *Transport) register(qc *quic.Conn, peer ed25519.PublicKey, dir Directio
 		return nil, ErrClosed
 	}
 	t.conns[c] = struct{}{}
+	id := peerID(peer)
+	t.byPeer[id] = append(t.byPeer[id], c)
+	if dir == Outbound {
+		t.outbound = append(t.outbound, c)
+		for wake := range t.wakers {
+			(*wake)()
+		}
+	}
 	t.watchers.Add(1)
 	context.AfterFunc(qc.Context(), func() {
 		defer t.watchers.Done()
+		c.closed()
 		t.forget(c)
 	})
 	t.mu.Unlock()
@@ -526,14 +664,17 @@ func (t *Transport) forget(c *Conn) {
 	defer t.mu.Unlock()
 	delete(t.conns, c)
 	id := peerID(c.peer)
-	if t.dialed[id] == c {
-		delete(t.dialed, id)
+	if cs := slices.DeleteFunc(t.byPeer[id], func(o *Conn) bool { return o == c }); len(cs) > 0 {
+		t.byPeer[id] = cs
+	} else {
+		delete(t.byPeer, id)
 	}
+	t.outbound = slices.DeleteFunc(t.outbound, func(o *Conn) bool { return o == c })
 }
 
 // Close closes every connection (telling the peers), stops listening and
-// releases the socket. It waits for the transport's goroutines to stop. It is
-// safe to call more than once.
+// releases the socket it opened (not a Config.PacketConn). It waits for the
+// transport's goroutines to stop. It is safe to call more than once.
 func (t *Transport) Close() error {
 	t.closeOnce.Do(func() {
 		t.mu.Lock()
@@ -551,7 +692,9 @@ func (t *Transport) Close() error {
 		wg.Wait()
 		errs := []error{t.ln.Close(), t.qt.Close()}
 		t.watchers.Wait()
-		errs = append(errs, t.udp.Close())
+		if t.ownPC {
+			errs = append(errs, t.pc.Close())
+		}
 		if err := errors.Join(errs...); err != nil {
 			t.closeErr = fmt.Errorf("transport: closing: %w", err)
 		}
@@ -560,19 +703,14 @@ func (t *Transport) Close() error {
 }
 
 // ClosePeer closes every connection, dialed or accepted, with the device
-// whose key is peer, as when its user is blocked. It returns how many it
-// closed.
+// whose key is peer, as when its user is blocked; their streams fail. It
+// returns how many it closed.
 func (t *Transport) ClosePeer(peer ed25519.PublicKey) int {
 	t.mu.Lock()
-	var cs []*Conn
-	for c := range t.conns {
-		if sameKey(c.peer, peer) {
-			cs = append(cs, c)
-		}
-	}
+	cs := slices.Clone(t.byPeer[peerID(peer)])
 	t.mu.Unlock()
 	for _, c := range cs {
-		c.Close()
+		c.close()
 	}
 	return len(cs)
 }

@@ -22,8 +22,8 @@ import (
 	"github.com/quic-go/quic-go"
 )
 
-// acceptAll accepts connections on tr in the background and delivers them.
-// The goroutine ends with the test.
+// acceptAll accepts connections on tr in the background and delivers the
+// inbound ones. The goroutine ends with the test.
 func acceptAll(t *testing.T, tr *Transport) <-chan *Conn {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -35,7 +35,9 @@ func acceptAll(t *testing.T, tr *Transport) <-chan *Conn {
 			if err != nil {
 				return
 			}
-			ch <- c
+			if c.Direction() == Inbound {
+				ch <- c
+			}
 		}
 	})
 	t.Cleanup(func() { cancel(); wg.Wait() })
@@ -59,7 +61,7 @@ func exchange(t *testing.T, from, to *Conn, req, resp []byte) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	s, err := from.OpenStream(ctx)
+	s, err := from.openStream(ctx)
 	if err != nil {
 		t.Fatalf("OpenStream: %v", err)
 	}
@@ -103,26 +105,36 @@ func exchange(t *testing.T, from, to *Conn, req, resp []byte) {
 
 func TestConnectBothWays(t *testing.T) {
 	ka, kb := testKey("a"), testKey("b")
-	authA, authB := newAllowlist(kb), newAllowlist(ka)
-	a := listenT(t, Config{Key: ka, Listen: "127.0.0.2:0", Authorize: authA.authorize})
-	b := listenT(t, Config{Key: kb, Listen: "127.0.0.3:0", Authorize: authB.authorize})
-	inA, inB := acceptAll(t, a), acceptAll(t, b)
 	ctx := context.Background()
 
-	for _, tc := range []struct {
-		name           string
-		dialer, server *Transport
-		dialerKey      ed25519.PrivateKey
-		serverKey      ed25519.PrivateKey
-		inbound        <-chan *Conn
-		dialerAuth     *allowlist
-		serverAuth     *allowlist
-	}{
-		{"a dials b", a, b, ka, kb, inB, authA, authB},
-		{"b dials a", b, a, kb, ka, inA, authB, authA},
-	} {
+	for _, name := range []string{"a dials b", "b dials a"} {
+		// Fresh transports each time: b would otherwise reuse the
+		// connection a dialed.
+		authA, authB := newAllowlist(kb), newAllowlist(ka)
+		a := listenT(t, Config{Key: ka, Listen: "127.0.0.2:0", Authorize: authA.authorize})
+		b := listenT(t, Config{Key: kb, Listen: "127.0.0.3:0", Authorize: authB.authorize})
+		inA, inB := acceptAll(t, a), acceptAll(t, b)
+		type side struct {
+			tr   *Transport
+			key  ed25519.PrivateKey
+			in   <-chan *Conn
+			auth *allowlist
+		}
+		d, srv := side{a, ka, inA, authA}, side{b, kb, inB, authB}
+		if name == "b dials a" {
+			d, srv = srv, d
+		}
+		tc := struct {
+			name           string
+			dialer, server *Transport
+			dialerKey      ed25519.PrivateKey
+			serverKey      ed25519.PrivateKey
+			inbound        <-chan *Conn
+			dialerAuth     *allowlist
+			serverAuth     *allowlist
+		}{name, d.tr, srv.tr, d.key, srv.key, srv.in, d.auth, srv.auth}
 		t.Run(tc.name, func(t *testing.T) {
-			out, err := tc.dialer.Dial(ctx, tc.server.LocalAddr(), pubOf(tc.serverKey))
+			out, err := tc.dialer.connect(ctx, tc.server.LocalAddr(), pubOf(tc.serverKey))
 			if err != nil {
 				t.Fatalf("Dial: %v", err)
 			}
@@ -180,7 +192,7 @@ func TestDialReusesLiveConnection(t *testing.T) {
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		wg.Go(func() { conns[i], errs[i] = a.Dial(ctx, b.LocalAddr(), pubOf(kb)) })
+		wg.Go(func() { conns[i], errs[i] = a.connect(ctx, b.LocalAddr(), pubOf(kb)) })
 	}
 	wg.Wait()
 	for i := range n {
@@ -198,21 +210,19 @@ func TestDialReusesLiveConnection(t *testing.T) {
 	default:
 	}
 
-	again, err := a.Dial(ctx, b.LocalAddr(), pubOf(kb))
+	again, err := a.connect(ctx, b.LocalAddr(), pubOf(kb))
 	if err != nil || again != conns[0] {
 		t.Fatalf("second Dial = %p, %v; want the cached %p", again, err, conns[0])
 	}
 
 	// Closing it drops it from the cache, and the peer learns at once.
-	if err := again.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
+	again.close()
 	select {
 	case <-first.Done():
 	case <-time.After(2 * time.Second):
 		t.Fatal("server side still open 2s after the dialer closed")
 	}
-	fresh, err := a.Dial(ctx, b.LocalAddr(), pubOf(kb))
+	fresh, err := a.connect(ctx, b.LocalAddr(), pubOf(kb))
 	if err != nil {
 		t.Fatalf("Dial after Close: %v", err)
 	}
@@ -246,7 +256,7 @@ func TestRefusedPeerCannotConnect(t *testing.T) {
 	ctx := context.Background()
 
 	for i := range 3 {
-		_, err := bad.Dial(ctx, server.LocalAddr(), pubOf(kServer))
+		_, err := bad.connect(ctx, server.LocalAddr(), pubOf(kServer))
 		if !errors.Is(err, ErrRefused) {
 			t.Fatalf("refused dial %d: err = %v, want ErrRefused", i, err)
 		}
@@ -261,7 +271,7 @@ func TestRefusedPeerCannotConnect(t *testing.T) {
 	mu.Unlock()
 
 	// The listener stays healthy, and the refused peer never came out of Accept.
-	c, err := good.Dial(ctx, server.LocalAddr(), pubOf(kServer))
+	c, err := good.connect(ctx, server.LocalAddr(), pubOf(kServer))
 	if err != nil {
 		t.Fatalf("good peer after refusals: %v", err)
 	}
@@ -283,7 +293,7 @@ func TestDialerRefusesServer(t *testing.T) {
 	b := listenT(t, Config{Key: kb, Listen: "127.0.0.3:0", Authorize: newAllowlist(ka).authorize})
 	in := acceptAll(t, b)
 
-	_, err := a.Dial(context.Background(), b.LocalAddr(), pubOf(kb))
+	_, err := a.connect(context.Background(), b.LocalAddr(), pubOf(kb))
 	if !errors.Is(err, ErrUnauthorized) || !errors.Is(err, errUnknownPeer) {
 		t.Fatalf("Dial = %v, want ErrUnauthorized wrapping the Authorize error", err)
 	}
@@ -293,7 +303,7 @@ func TestDialerRefusesServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := c.Dial(context.Background(), b.LocalAddr(), pubOf(kb)); !errors.Is(err, ErrRefused) {
+	if _, err := c.connect(context.Background(), b.LocalAddr(), pubOf(kb)); !errors.Is(err, ErrRefused) {
 		t.Fatalf("unknown dialer: %v, want ErrRefused", err)
 	}
 	select {
@@ -309,12 +319,12 @@ func TestDialWrongKey(t *testing.T) {
 	b := listenT(t, Config{Key: kb, Listen: "127.0.0.3:0", Authorize: newAllowlist(ka).authorize})
 	in := acceptAll(t, b)
 
-	_, err := a.Dial(context.Background(), b.LocalAddr(), pubOf(kOther))
+	_, err := a.connect(context.Background(), b.LocalAddr(), pubOf(kOther))
 	if !errors.Is(err, ErrWrongPeer) {
 		t.Fatalf("Dial with the wrong key = %v, want ErrWrongPeer", err)
 	}
 	// The right key still works.
-	c, err := a.Dial(context.Background(), b.LocalAddr(), pubOf(kb))
+	c, err := a.connect(context.Background(), b.LocalAddr(), pubOf(kb))
 	if err != nil {
 		t.Fatalf("Dial with the right key: %v", err)
 	}
@@ -439,7 +449,7 @@ func TestGarbageDroppedWithoutReply(t *testing.T) {
 	// And it still works.
 	ka := testKey("a")
 	a := listenT(t, Config{Authorize: anyKey, Key: ka, Listen: "127.0.0.2:0"})
-	c, err := a.Dial(context.Background(), b.LocalAddr(), pubOf(kb))
+	c, err := a.connect(context.Background(), b.LocalAddr(), pubOf(kb))
 	if err != nil {
 		t.Fatalf("Dial after garbage: %v", err)
 	}
@@ -454,7 +464,7 @@ func TestDatagramRoundTrip(t *testing.T) {
 	inB := acceptAll(t, b)
 
 	// A QUIC connection is open on the same sockets the whole time.
-	conn, err := a.Dial(context.Background(), b.LocalAddr(), pubOf(kb))
+	conn, err := a.connect(context.Background(), b.LocalAddr(), pubOf(kb))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -545,7 +555,7 @@ func TestDropSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "the blocked datagram to be dropped", func() bool { return b.Stats().Dropped >= 1 })
-	_, err := c.Dial(context.Background(), b.LocalAddr(), pubOf(kb))
+	_, err := c.connect(context.Background(), b.LocalAddr(), pubOf(kb))
 	if !errors.Is(err, ErrUnreachable) {
 		t.Fatalf("Dial from a dropped source = %v, want ErrUnreachable", err)
 	}
@@ -562,7 +572,7 @@ func TestDropSource(t *testing.T) {
 	if d := sink.next(t); !bytes.Equal(d.pkt, []byte{0x21, 'y'}) {
 		t.Fatalf("b got %x, want the allowed datagram", d.pkt)
 	}
-	conn, err := a.Dial(context.Background(), b.LocalAddr(), pubOf(kb))
+	conn, err := a.connect(context.Background(), b.LocalAddr(), pubOf(kb))
 	if err != nil {
 		t.Fatalf("allowed Dial: %v", err)
 	}
@@ -596,7 +606,7 @@ func TestCloseWaitsForGoroutines(t *testing.T) {
 		_, err = b.Accept(ctx) // blocks until Close
 		acceptErr <- err
 	}()
-	conn, err := a.Dial(ctx, b.LocalAddr(), pubOf(kb))
+	conn, err := a.connect(ctx, b.LocalAddr(), pubOf(kb))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -624,7 +634,7 @@ func TestCloseWaitsForGoroutines(t *testing.T) {
 	if err := <-acceptErr; !errors.Is(err, ErrClosed) {
 		t.Fatalf("Accept after Close = %v, want ErrClosed", err)
 	}
-	if _, err := b.Dial(ctx, a.LocalAddr(), pubOf(ka)); !errors.Is(err, ErrClosed) {
+	if _, err := b.connect(ctx, a.LocalAddr(), pubOf(ka)); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Dial after Close = %v, want ErrClosed", err)
 	}
 	if err := b.WriteDatagram([]byte{0x30}, a.LocalAddr()); !errors.Is(err, ErrClosed) {
@@ -658,7 +668,7 @@ func TestNoStandardLogOutput(t *testing.T) {
 	a := listenT(t, Config{Authorize: anyKey, Key: ka, Listen: "127.0.0.2:0"})
 	b := listenT(t, Config{Authorize: anyKey, Key: kb, Listen: "127.0.0.3:0"})
 	in := acceptAll(t, b)
-	c, err := a.Dial(context.Background(), b.LocalAddr(), pubOf(kb))
+	c, err := a.connect(context.Background(), b.LocalAddr(), pubOf(kb))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -677,6 +687,7 @@ func TestListenErrors(t *testing.T) {
 		{"no Authorize", Config{Key: testKey("a"), Listen: "127.0.0.2:0"}},
 		{"short key", Config{Authorize: anyKey, Key: ed25519.PrivateKey(make([]byte, 32)), Listen: "127.0.0.2:0"}},
 		{"bad address", Config{Authorize: anyKey, Key: testKey("a"), Listen: "127.0.0.2"}},
+		{"address and socket", Config{Authorize: anyKey, Key: testKey("a"), Listen: "127.0.0.2:0", PacketConn: &net.UDPConn{}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tr, err := Listen(tc.cfg); err == nil {
@@ -689,10 +700,10 @@ func TestListenErrors(t *testing.T) {
 	if _, err := Listen(Config{Authorize: anyKey, Key: testKey("b"), Listen: tr.LocalAddr().String()}); err == nil {
 		t.Fatal("second Listen on a taken port succeeded")
 	}
-	if _, err := tr.Dial(context.Background(), netip.AddrPort{}, pubOf(testKey("b"))); err == nil {
+	if _, err := tr.connect(context.Background(), netip.AddrPort{}, pubOf(testKey("b"))); err == nil {
 		t.Fatal("Dial to the zero address succeeded")
 	}
-	if _, err := tr.Dial(context.Background(), tr.LocalAddr(), make([]byte, 5)); err == nil {
+	if _, err := tr.connect(context.Background(), tr.LocalAddr(), make([]byte, 5)); err == nil {
 		t.Fatal("Dial with a 5-byte key succeeded")
 	}
 }
@@ -714,7 +725,7 @@ func TestListenAllInterfaces(t *testing.T) {
 	if d := sink.next(t); d.from != a.LocalAddr() {
 		t.Fatalf("datagram from %s, want %s", d.from, a.LocalAddr())
 	}
-	c, err := a.Dial(context.Background(), to, pubOf(kb))
+	c, err := a.connect(context.Background(), to, pubOf(kb))
 	if err != nil {
 		t.Fatalf("Dial: %v", err)
 	}
@@ -725,39 +736,51 @@ func TestListenAllInterfaces(t *testing.T) {
 	exchange(t, c, sc, []byte("any"), []byte("interface"))
 }
 
-// A peer that moved: the connection to the new address replaces the old one.
-func TestDialNewAddressReplaces(t *testing.T) {
+// A peer that moved: a stream to the new address goes over a new connection,
+// and streams on the old one are not disturbed; the old one lingers out.
+func TestOpenStreamNewAddressDialsAnew(t *testing.T) {
 	ka, kb := testKey("a"), testKey("b")
-	a := listenT(t, Config{Authorize: anyKey, Key: ka, Listen: "127.0.0.2:0"})
+	a := listenT(t, Config{Authorize: anyKey, Key: ka, Listen: "127.0.0.2:0", IdleLinger: 50 * time.Millisecond})
 	oldB := listenT(t, Config{Authorize: anyKey, Key: kb, Listen: "127.0.0.3:0"})
 	newB := listenT(t, Config{Authorize: anyKey, Key: kb, Listen: "127.0.0.4:0"})
-	inOld, inNew := acceptAll(t, oldB), acceptAll(t, newB)
-	ctx := context.Background()
+	inOld, inNew := serveEcho(t, oldB), serveEcho(t, newB)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 
-	first, err := a.Dial(ctx, oldB.LocalAddr(), pubOf(kb))
+	first, err := a.OpenStream(ctx, oldB.LocalAddr(), pubOf(kb), 7)
 	if err != nil {
 		t.Fatal(err)
 	}
-	oldServer := nextConn(t, inOld)
-	second, err := a.Dial(ctx, newB.LocalAddr(), pubOf(kb))
+	defer first.Close()
+	<-inOld
+	second, err := a.OpenStream(ctx, newB.LocalAddr(), pubOf(kb), 7)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if second == first || second.RemoteAddr() != newB.LocalAddr() {
-		t.Fatalf("Dial to the new address returned %s", second.RemoteAddr())
+	defer second.Close()
+	<-inNew
+	if second.Conn() == first.Conn() || second.Conn().RemoteAddr() != newB.LocalAddr() {
+		t.Fatalf("the stream to the new address went to %s", second.Conn().RemoteAddr())
 	}
-	for _, done := range []<-chan struct{}{first.Done(), oldServer.Done()} {
-		select {
-		case <-done:
-		case <-time.After(2 * time.Second):
-			t.Fatal("the replaced connection is still open")
-		}
+	echo(t, first, []byte("old path still works"))
+	echo(t, second, []byte("new path works"))
+
+	old := first.Conn()
+	first.Close()
+	select {
+	case <-old.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the unused connection to the old address stayed open")
 	}
-	again, err := a.Dial(ctx, newB.LocalAddr(), pubOf(kb))
-	if err != nil || again != second {
-		t.Fatalf("Dial again = %p, %v; want the new connection %p", again, err, second)
+	again, err := a.OpenStream(ctx, newB.LocalAddr(), pubOf(kb), 7)
+	if err != nil {
+		t.Fatal(err)
 	}
-	exchange(t, second, nextConn(t, inNew), []byte("moved"), []byte("ok"))
+	defer again.Close()
+	if again.Conn() != second.Conn() {
+		t.Fatal("a second stream to the new address did not reuse its connection")
+	}
+	echo(t, again, []byte("moved"))
 }
 
 func TestStreamAsNetConn(t *testing.T) {
@@ -766,12 +789,12 @@ func TestStreamAsNetConn(t *testing.T) {
 	b := listenT(t, Config{Authorize: anyKey, Key: kb, Listen: "127.0.0.3:0"})
 	in := acceptAll(t, b)
 	ctx := context.Background()
-	c, err := a.Dial(ctx, b.LocalAddr(), pubOf(kb))
+	c, err := a.connect(ctx, b.LocalAddr(), pubOf(kb))
 	if err != nil {
 		t.Fatal(err)
 	}
 	sc := nextConn(t, in)
-	s, err := c.OpenStream(ctx)
+	s, err := c.openStream(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -803,8 +826,8 @@ func TestStreamAsNetConn(t *testing.T) {
 	}
 
 	// Once the connection is closed, streams report ErrClosed.
-	c.Close()
-	if _, err := c.OpenStream(ctx); !errors.Is(err, ErrClosed) {
+	c.close()
+	if _, err := c.openStream(ctx); !errors.Is(err, ErrClosed) {
 		t.Fatalf("OpenStream on a closed connection = %v, want ErrClosed", err)
 	}
 	<-sc.Done()
