@@ -82,6 +82,10 @@ type Config struct {
 	STUN []netip.AddrPort
 	// Quiet hides the port from strangers outside the windows of DESIGN §5.
 	Quiet bool
+	// PacketConn, if set, is the socket the agent uses instead of binding
+	// Listen, such as an internal/memnet socket in tests with many agents
+	// in one process. The agent does not close it.
+	PacketConn net.PacketConn
 	// Now is the agent's clock. Default time.Now.
 	Now func() time.Time
 	// Logger receives the agent's logs. Default: discard.
@@ -113,6 +117,9 @@ func (c Config) Validate() error {
 	} else if !fi.IsDir() {
 		return fmt.Errorf("agent: home %s is not a folder", c.Home)
 	}
+	if c.Listen != "" && c.PacketConn != nil {
+		return errors.New("agent: Config.Listen and Config.PacketConn are exclusive")
+	}
 	if c.Listen != "" {
 		if _, err := netip.ParseAddrPort(c.Listen); err != nil {
 			return fmt.Errorf("agent: listen address %q is not HOST:PORT with a numeric host", c.Listen)
@@ -128,7 +135,7 @@ func (c Config) Validate() error {
 }
 
 func (c *Config) setDefaults() {
-	if c.Listen == "" {
+	if c.Listen == "" && c.PacketConn == nil {
 		c.Listen = DefaultListen
 	}
 	if c.Heartbeat <= 0 {
@@ -207,6 +214,7 @@ func New(cfg Config, dev *device.Device, st *store.Store) (*Agent, error) {
 	a.tr, err = transport.Listen(transport.Config{
 		Key:                 dev.Device.Ed25519(),
 		Listen:              cfg.Listen,
+		PacketConn:          cfg.PacketConn,
 		Authorize:           a.authorize,
 		Credential:          dev.Identity.Cert,
 		AuthorizeCredential: a.authorizeOwn,
@@ -215,6 +223,9 @@ func New(cfg Config, dev *device.Device, st *store.Store) (*Agent, error) {
 		Logger:              a.log.With("service", "transport"),
 	})
 	if err != nil {
+		if cfg.PacketConn != nil {
+			return nil, fmt.Errorf("starting the transport on %s: %w", cfg.PacketConn.LocalAddr(), err)
+		}
 		return nil, fmt.Errorf("opening the UDP port %s: %w", cfg.Listen, err)
 	}
 	if a.ctl, err = control.Listen(cfg.Home); err != nil {
@@ -238,6 +249,13 @@ func (a *Agent) registerProtocols() error {
 
 // Addr is the agent's UDP address.
 func (a *Agent) Addr() netip.AddrPort { return a.tr.LocalAddr() }
+
+// Subscribe delivers presence's events (peers online, offline and moved,
+// our own address changed) to a channel of the given buffer, until cancel;
+// see presence.Presence.Subscribe for what a slow reader loses.
+func (a *Agent) Subscribe(buffer int) (events <-chan presence.Event, cancel func()) {
+	return a.presence.Subscribe(buffer)
+}
 
 // errRunTwice: Run was called again, or after Close.
 var errRunTwice = errors.New("agent: Run called twice, or after Close")
