@@ -35,9 +35,9 @@ func openRaw(t *testing.T, from, to *testAgent, first []byte) *transport.Stream 
 		t.Fatalf("opening a stream: %v", err)
 	}
 	if len(first) > 1 {
-		if _, err := s.Write(first[1:]); err != nil {
-			t.Fatal(err)
-		}
+		// The peer may have reset the stream on its first byte already; a
+		// failed write is for the caller's checks to judge.
+		s.Write(first[1:])
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
