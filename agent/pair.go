@@ -446,10 +446,10 @@ func (p *pairer) dialFirst(ctx context.Context, addrs []netip.AddrPort, key ed25
 	}
 	results := make(chan result, len(addrs))
 	for _, addr := range addrs {
-		if p.dialHook != nil {
-			p.dialHook(addr, false, nil)
-		}
 		go func() {
+			if p.dialHook != nil {
+				p.dialHook(addr, false, nil)
+			}
 			s, err := p.a.tr.OpenStream(ctx, addr, key, protoPairing)
 			results <- result{s, addr, err}
 		}()
