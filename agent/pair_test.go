@@ -340,3 +340,31 @@ func TestSendDialsAddressesTogether(t *testing.T) {
 		}
 	}
 }
+
+// A wait ends, with the reason "expired", when the invites expire before
+// the other person scans.
+func TestPairWaitEndsAtExpiry(t *testing.T) {
+	a := startAgent(t, newPhrase(t), 0, "alice", "127.0.0.2")
+	b := startAgent(t, newPhrase(t), 0, "bob", "127.0.0.3")
+	if _, err := a.pair.show(2 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	sb, err := b.pair.show(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if res, err := a.pair.scan(ctx, sb.Code); err != nil || res.Status != pairing.StatusWaiting {
+		t.Fatalf("scan: %+v, %v", res, err)
+	}
+	res, err := a.pair.wait(ctx, sb.Code)
+	var ce *control.Error
+	if !errors.As(err, &ce) || ce.Reason != "expired" || ce.Kind != control.KindFailed {
+		t.Fatalf("wait: %+v, %v; want a failure with the reason expired", res, err)
+	}
+	// A code never scanned here is bad input.
+	if _, err := b.pair.wait(ctx, sb.Code); !control.BadInput(err) {
+		t.Fatalf("waiting on a code this device did not scan: %v", err)
+	}
+}
