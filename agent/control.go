@@ -35,6 +35,10 @@ func (c controlAPI) PairScan(ctx context.Context, code string) (control.ScanResu
 	return c.a.pair.scan(ctx, code)
 }
 
+func (c controlAPI) PairWait(ctx context.Context, code string) (control.ScanResult, error) {
+	return c.a.pair.wait(ctx, code)
+}
+
 func (c controlAPI) Friends(context.Context) ([]control.FriendView, error) { return c.a.friends(), nil }
 
 func (c controlAPI) FriendAction(_ context.Context, action control.FriendAction, user string) (control.FriendStatus, error) {

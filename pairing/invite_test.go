@@ -23,8 +23,9 @@ import (
 // at 192.0.2.1:4242 and [2001:db8::1]:4242.
 func goldenInvite() Invite {
 	i := Invite{
-		Version: InviteVersion,
+		Version: InviteVersion1,
 		User:    pub(key(1)),
+		UserTag: [UserTagSize]byte{0x8a, 0x88, 0xe3, 0xdd},
 		Device:  pub(key(2)),
 		Expires: time.Unix(1_800_000_000, 0).UTC(),
 		Addrs: []netip.AddrPort{
@@ -99,9 +100,9 @@ func TestInviteRoundTrip(t *testing.T) {
 			netip.MustParseAddrPort("[2001:db8::7]:7"), netip.MustParseAddrPort("[ff::8]:65535"),
 		},
 	} {
-		i, err := NewInvite(pub(key(1)), key(2), addrs, 10*time.Minute, t0)
+		i, err := newInvite(InviteVersion1, pub(key(1)), key(2), addrs, 10*time.Minute, t0)
 		if err != nil {
-			t.Fatalf("NewInvite(%v): %v", addrs, err)
+			t.Fatalf("newInvite(1, %v): %v", addrs, err)
 		}
 		if !i.Expires.Equal(t0.Add(10 * time.Minute)) {
 			t.Errorf("Expires = %v, want %v", i.Expires, t0.Add(10*time.Minute))
@@ -167,7 +168,7 @@ func TestNewInviteAddrs(t *testing.T) {
 		"multicast":   {key(2), []netip.AddrPort{netip.MustParseAddrPort("[ff02::1]:1")}, time.Minute},
 		"past 2106":   {key(2), typicalAddrs, 100 * 365 * 24 * time.Hour},
 	} {
-		if _, err := NewInvite(pub(key(1)), tc.dev, tc.addrs, tc.ttl, t0); err == nil {
+		if _, err := newInvite(InviteVersion1, pub(key(1)), tc.dev, tc.addrs, tc.ttl, t0); err == nil {
 			t.Errorf("%s: NewInvite succeeded, want an error", name)
 		} else if !strings.HasPrefix(err.Error(), "pairing: making an invite: ") {
 			t.Errorf("%s: error %q lacks the package context", name, err)
@@ -192,7 +193,7 @@ func TestParseInviteForgiving(t *testing.T) {
 		"spaces":                        spaced.String(),
 		"lower with spaces and margins": "\n  " + strings.ToLower(spaced.String()) + "  \n",
 		"padded":                        code + "===",
-		"mixed case prefix":             "Kith1:" + code[len(CodePrefix):],
+		"mixed case prefix":             "Kith1:" + code[len(CodePrefixV1):],
 	} {
 		got, err := ParseInvite(text, now)
 		if err != nil {
@@ -242,7 +243,7 @@ func TestParseInviteTampered(t *testing.T) {
 			off >= len(raw)-64 // the signature itself
 	}
 	try := func(mod []byte, off int, how string) {
-		_, err := ParseInvite(CodePrefix+b32.EncodeToString(mod), now)
+		_, err := ParseInvite(CodePrefixV1+b32.EncodeToString(mod), now)
 		switch {
 		case err == nil:
 			t.Fatalf("byte %d %s: accepted", off, how)
@@ -268,7 +269,7 @@ func TestParseInviteTampered(t *testing.T) {
 	}
 	mod := bytes.Clone(raw)
 	mod[70] ^= 1 // in the secret
-	_, err = ParseInvite(CodePrefix+b32.EncodeToString(mod), now)
+	_, err = ParseInvite(CodePrefixV1+b32.EncodeToString(mod), now)
 	if want := "pairing: the invite was altered or damaged (its signature does not verify): ask for a fresh code"; err == nil || err.Error() != want || Reason(err) != "tampered" {
 		t.Errorf("tampered: %v, want %q", err, want)
 	}
@@ -284,7 +285,7 @@ func TestParseInviteMalformed(t *testing.T) {
 	resign := func(change func(unsigned []byte) []byte) string {
 		u := change(bytes.Clone(raw[:len(raw)-64]))
 		sig := ed25519.Sign(key(2), append([]byte(inviteSigLabel), u...))
-		return CodePrefix + b32.EncodeToString(append(u, sig...))
+		return CodePrefixV1 + b32.EncodeToString(append(u, sig...))
 	}
 	nineAddrs := resign(func(u []byte) []byte {
 		u = u[:85]
@@ -298,7 +299,7 @@ func TestParseInviteMalformed(t *testing.T) {
 		"empty":            "",
 		"word":             "hello",
 		"url":              "https://example.com/",
-		"other version":    "KITH2:" + code[len(CodePrefix):],
+		"other version":    "KITH3:" + code[len(CodePrefix):],
 		"no prefix":        code[len(CodePrefix):],
 		"bad base32":       CodePrefix + "01890189" + code[len(CodePrefix)+8:],
 		"cut short":        code[:len(code)-10],
@@ -443,7 +444,7 @@ func TestReason(t *testing.T) {
 // TestBinaryLayout rebuilds the binary form from the fields by the package
 // comment's table, independently of Bytes.
 func TestBinaryLayout(t *testing.T) {
-	i, err := NewInvite(pub(key(7)), key(8), typicalAddrs, time.Hour, t0)
+	i, err := newInvite(InviteVersion1, pub(key(7)), key(8), typicalAddrs, time.Hour, t0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -57,7 +57,7 @@ func NewMachine(ours Invite, self ed25519.PrivateKey) *Machine {
 		m.err = errors.New("pairing: the invite was not made by this device's key")
 	case ours.check() != nil:
 		m.err = fmt.Errorf("pairing: this device's invite: %w", ours.check())
-	case !ed25519.Verify(ours.Device[:], signedMessage(ours.appendUnsigned(nil)), ours.Sig[:]):
+	case ours.Version == InviteVersion1 && !ed25519.Verify(ours.Device[:], signedMessage(ours.appendUnsigned(nil)), ours.Sig[:]):
 		m.err = errors.New("pairing: this device's invite is not signed by its key")
 	}
 	return m

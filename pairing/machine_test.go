@@ -486,8 +486,11 @@ func TestHandleReplyErrors(t *testing.T) {
 func TestNewMachineWrongKey(t *testing.T) {
 	a := newParty(t, 1, 2, time.Hour)
 	b := newParty(t, 3, 4, time.Hour)
-	forged := a.inv
-	forged.Addrs = typicalAddrs[:1]
+	forged, err := newInvite(InviteVersion1, pub(key(1)), key(2), typicalAddrs, time.Hour, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged.Addrs = typicalAddrs[:1] // version 1 is signed: this breaks the signature
 	for name, m := range map[string]*Machine{
 		"other key":   NewMachine(a.inv, key(9)),
 		"short key":   NewMachine(a.inv, key(2)[:10]),

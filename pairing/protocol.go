@@ -34,7 +34,7 @@ const (
 const (
 	maxNameLen    = 256
 	maxCertLen    = 8192
-	maxProfAddrs  = 2 * MaxAddrs
+	maxProfAddrs  = 2 * MaxAddrsV1
 	windowSize    = 32
 	maxAddrStrLen = 64
 )

@@ -4,8 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"image"
+	"image/color"
 	_ "image/jpeg" // DecodeImage reads JPEG photos
-	_ "image/png"  // and PNG screenshots
+	"image/png"    // PNG screenshots, and WritePNG
 	"io"
 	"strings"
 
@@ -22,14 +23,27 @@ const (
 	maxPNGScale    = 64
 )
 
-// qrLevel is the error correction level of every QR code made here: M
-// restores about 15% of damaged modules, the usual choice for screens and
-// photos.
-const qrLevel = qrcode.Medium
+// qrLevels are the error correction levels a QR code made here may use,
+// the most robust first: H restores about 30% of damaged modules, Q 25%,
+// M 15%, L 7%.
+var qrLevels = []qrcode.RecoveryLevel{qrcode.Highest, qrcode.High, qrcode.Medium, qrcode.Low}
 
-// newQR encodes code as a QR code. Upper-case letters, digits and " $%*+-./:"
-// make up the alphanumeric set, which packs 11 bits per two characters
-// instead of 16; go-qrcode picks that mode for such text by itself.
+// Quiet zones, in modules: the standard's four around a PNG, two around a
+// terminal code, whose explicit white background is the quiet zone a
+// scanner needs and which must fit in 24 lines.
+const (
+	pngQuiet      = 4
+	terminalQuiet = 2
+)
+
+// newQR encodes code as a QR code of the smallest version that holds it,
+// at the most robust error correction level that this version allows.
+// Upper-case letters, digits and " $%*+-./:" make up the alphanumeric set,
+// which packs 11 bits per two characters instead of 16; go-qrcode picks
+// that mode for such text by itself.
+//
+// A version 2 invite with one IPv4 address is 114 characters: version 4
+// (33×33 modules) at level L; with two or three, version 5 (37×37).
 func newQR(code string) (*qrcode.QRCode, error) {
 	if code == "" {
 		return nil, fmt.Errorf("pairing: making a QR code: the text is empty")
@@ -39,32 +53,69 @@ func newQR(code string) (*qrcode.QRCode, error) {
 			return nil, fmt.Errorf("pairing: making a QR code: the text has characters outside the QR alphanumeric set: pass an invite code from Encode")
 		}
 	}
-	q, err := qrcode.New(code, qrLevel)
-	if err != nil {
-		return nil, fmt.Errorf("pairing: making a QR code: %w", err)
+	var best *qrcode.QRCode
+	var last error
+	for _, lvl := range qrLevels {
+		q, err := qrcode.New(code, lvl)
+		if err != nil {
+			last = err
+			continue
+		}
+		if best == nil || q.VersionNumber < best.VersionNumber {
+			best = q
+		}
 	}
-	return q, nil
+	if best == nil {
+		return nil, fmt.Errorf("pairing: making a QR code: %w", last)
+	}
+	best.DisableBorder = true
+	return best, nil
 }
 
-// QRTerminal renders code as a QR code for a terminal, two rows of modules
-// per line of text with the half blocks ▀ ▄ █ and spaces, inside the
-// standard quiet zone of four modules.
+// modules returns q's modules, true for dark, inside a quiet zone of quiet
+// light modules.
+func modules(q *qrcode.QRCode, quiet int) [][]bool {
+	core := q.Bitmap() // without a border: DisableBorder is set
+	n := len(core) + 2*quiet
+	out := make([][]bool, n)
+	for y := range out {
+		out[y] = make([]bool, n)
+		if y >= quiet && y < n-quiet {
+			copy(out[y][quiet:], core[y-quiet])
+		}
+	}
+	return out
+}
+
+// ANSI escapes of QRTerminal: 256-colour black on white, chosen from the
+// colour cube (16 and 231), which terminal themes leave alone, rather than
+// the eight basic colours, which themes redefine.
+const (
+	ansiQR    = "\x1b[38;5;16;48;5;231m"
+	ansiReset = "\x1b[0m"
+)
+
+// QRTerminal renders code as a QR code for a terminal: two rows of modules
+// per line of text with the half blocks ▀ ▄ █ and spaces, so that modules
+// are square in the usual 1:2 character cell, inside a quiet zone of two
+// modules.
 //
-// It assumes light text on a dark background, as qrencode's UTF8 output
-// does: a light module is drawn and a dark one left blank, so that the code
-// appears dark on light, as scanners expect. Phone scanners also read the
-// inverse, should the terminal be light.
+// It draws in explicit colours, dark modules black on a white background
+// (ANSI 256-colour escapes, reset at the end of every line), so that the
+// code reads the same on dark and light terminal themes. A version 4 code
+// takes 37 columns and 19 lines; version 5, 41 and 21.
 func QRTerminal(code string) (string, error) {
 	q, err := newQR(code)
 	if err != nil {
 		return "", err
 	}
-	bits := q.Bitmap() // true is a dark module; the quiet zone is included
-	light := func(y, x int) bool { return y < len(bits) && !bits[y][x] }
+	bits := modules(q, terminalQuiet)
+	dark := func(y, x int) bool { return y < len(bits) && bits[y][x] }
 	var b strings.Builder
 	for y := 0; y < len(bits); y += 2 {
+		b.WriteString(ansiQR)
 		for x := range bits[y] {
-			switch top, bottom := light(y, x), light(y+1, x); {
+			switch top, bottom := dark(y, x), dark(y+1, x); {
 			case top && bottom:
 				b.WriteRune('█')
 			case top:
@@ -75,6 +126,7 @@ func QRTerminal(code string) (string, error) {
 				b.WriteByte(' ')
 			}
 		}
+		b.WriteString(ansiReset)
 		b.WriteByte('\n')
 	}
 	return b.String(), nil
@@ -91,7 +143,23 @@ func WritePNG(w io.Writer, code string, scale int) error {
 	if err != nil {
 		return err
 	}
-	if err := q.Write(-scale, w); err != nil {
+	bits := modules(q, pngQuiet)
+	n := len(bits) * scale
+	img := image.NewPaletted(image.Rect(0, 0, n, n), color.Palette{color.White, color.Black})
+	for y, row := range bits {
+		for x, d := range row {
+			if !d {
+				continue
+			}
+			for dy := range scale {
+				off := (y*scale+dy)*img.Stride + x*scale
+				for dx := range scale {
+					img.Pix[off+dx] = 1
+				}
+			}
+		}
+	}
+	if err := png.Encode(w, img); err != nil {
 		return fmt.Errorf("pairing: writing a QR code: %w", err)
 	}
 	return nil

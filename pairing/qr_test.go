@@ -19,16 +19,14 @@ import (
 
 	"github.com/makiuchi-d/gozxing"
 	zxqr "github.com/makiuchi-d/gozxing/qrcode"
-	qrcode "github.com/skip2/go-qrcode"
 )
 
 // typicalCode is the code of a fixed invite with typicalAddrs, so that
 // the QR tests see the same image in every run.
 func typicalCode(t testing.TB) string {
 	t.Helper()
-	i := Invite{Version: InviteVersion, User: pub(key(1)), Device: pub(key(2)), Addrs: typicalAddrs, Expires: t0.Add(10 * time.Minute)}
+	i := Invite{Version: InviteVersion, UserTag: [UserTagSize]byte{1, 2, 3, 4}, Device: pub(key(2)), Addrs: typicalAddrs[:MaxAddrs], Expires: t0.Add(10 * time.Minute)}
 	copy(i.Secret[:], "fixed secret 16B")
-	i.sign(key(2))
 	if err := i.Verify(t0); err != nil {
 		t.Fatal(err)
 	}
@@ -57,15 +55,18 @@ func decodeBytes(t testing.TB, data []byte) string {
 // its data is in alphanumeric mode.
 func TestQRVersion(t *testing.T) {
 	code := typicalCode(t)
-	q, err := qrcode.New(code, qrLevel)
+	q, err := newQR(code)
 	if err != nil {
 		t.Fatal(err)
 	}
-	modules := len(q.Bitmap()) - 8 // minus the quiet zone
-	t.Logf("typical invite (3 IPv4 + 1 IPv6): %d characters, QR version %d (%d×%d modules), level M",
-		len(code), q.VersionNumber, modules, modules)
-	if q.VersionNumber != 10 || modules != 57 {
-		t.Errorf("version %d, %d modules; the package comment says version 10, 57 modules", q.VersionNumber, modules)
+	modules := len(q.Bitmap())
+	t.Logf("typical invite (3 IPv4): %d characters, QR version %d (%d×%d modules)", len(code), q.VersionNumber, modules, modules)
+	if len(code) != 133 || q.VersionNumber != 5 || modules != 37 {
+		t.Errorf("%d characters, version %d, %d modules; the package comment says 133, version 5, 37 modules", len(code), q.VersionNumber, modules)
+	}
+	one := Invite{Version: InviteVersion, Device: pub(key(2)), Addrs: typicalAddrs[:1], Expires: t0}
+	if q1, err := newQR(one.Encode()); err != nil || len(one.Encode()) != 114 || q1.VersionNumber != 4 {
+		t.Errorf("one IPv4 address: %d characters, version %d (%v); the package comment says 114, version 4", len(one.Encode()), q1.VersionNumber, err)
 	}
 	// The first four bits of the data stream give the mode: 0010 is
 	// alphanumeric (0100 would be 8-bit bytes).
@@ -81,8 +82,8 @@ func TestQRVersion(t *testing.T) {
 	if mode := res.GetRawBytes()[0] >> 4; mode != 0b0010 {
 		t.Errorf("data mode %04b, want 0010 (alphanumeric)", mode)
 	}
-	if lvl := res.GetResultMetadata()[gozxing.ResultMetadataType_ERROR_CORRECTION_LEVEL]; lvl != "M" {
-		t.Errorf("error correction level %v, want M", lvl)
+	if lvl := res.GetResultMetadata()[gozxing.ResultMetadataType_ERROR_CORRECTION_LEVEL]; lvl != "L" {
+		t.Errorf("error correction level %v, want L (the most robust that version 5 allows for it)", lvl)
 	}
 }
 
@@ -97,7 +98,7 @@ func TestPNGRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := (57 + 8) * scale; cfg.Width != want || cfg.Height != want {
+		if want := (37 + 8) * scale; cfg.Width != want || cfg.Height != want {
 			t.Errorf("scale %d: %d×%d pixels, want %d", scale, cfg.Width, cfg.Height, want)
 		}
 	}
@@ -115,7 +116,8 @@ func TestPNGRoundTrip(t *testing.T) {
 func TestPNGDetectorMisses(t *testing.T) {
 	var codes []string
 	for _, n := range []int{5, 54} {
-		i := Invite{Version: InviteVersion, User: pub(key(1)), Device: pub(key(2)), Addrs: typicalAddrs, Expires: t0.Add(10 * time.Minute)}
+		u := pub(key(1))
+		i := Invite{Version: InviteVersion1, User: u, UserTag: [UserTagSize]byte(u[:UserTagSize]), Device: pub(key(2)), Addrs: typicalAddrs, Expires: t0.Add(10 * time.Minute)}
 		copy(i.Secret[:], fmt.Sprintf("secret number %02d", n))
 		i.sign(key(2))
 		codes = append(codes, i.Encode())
@@ -213,9 +215,15 @@ func TestDecodePhoto(t *testing.T) {
 
 // screenshot draws the text of QRTerminal as a terminal would, each
 // character a cell of w×2h pixels, its upper and lower half lit as the
-// glyph says; fg and bg are the terminal's colours.
-func screenshot(t testing.TB, text string, w, h int, fg, bg uint8) []byte {
+// glyph says, in the black on white that its escapes ask for; bg is the
+// terminal theme's background, around the code.
+func screenshot(t testing.TB, text string, w, h int, bg uint8) []byte {
 	t.Helper()
+	const fg, cell = 0, 255
+	if !strings.HasPrefix(text, ansiQR) {
+		t.Fatalf("the terminal rendering does not start with its colours: %q", text[:10])
+	}
+	text = strings.NewReplacer(ansiQR, "", ansiReset, "").Replace(text)
 	lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
 	cols := len([]rune(lines[0]))
 	img := image.NewGray(image.Rect(0, 0, (cols+4)*w, (len(lines)+4)*2*h))
@@ -232,9 +240,11 @@ func screenshot(t testing.TB, text string, w, h int, fg, bg uint8) []byte {
 			for dy := range 2 * h {
 				lit := (dy < h && top) || (dy >= h && bottom)
 				for dx := range w {
+					y := uint8(cell)
 					if lit {
-						img.SetGray((col+2)*w+dx, (row+2)*2*h+dy, color.Gray{Y: fg})
+						y = fg
 					}
+					img.SetGray((col+2)*w+dx, (row+2)*2*h+dy, color.Gray{Y: y})
 				}
 			}
 		}
@@ -252,21 +262,25 @@ func TestQRTerminal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
-	if want := (57 + 8 + 1) / 2; len(lines) != want {
-		t.Errorf("%d lines, want %d (65 rows of modules, two per line)", len(lines), want)
+	plain := strings.NewReplacer(ansiQR, "", ansiReset, "").Replace(text)
+	lines := strings.Split(strings.TrimSuffix(plain, "\n"), "\n")
+	// Three IPv4 addresses: version 5, 37 modules and a quiet zone of 2.
+	if want := (37 + 4 + 1) / 2; len(lines) != want {
+		t.Errorf("%d lines, want %d (41 rows of modules, two per line)", len(lines), want)
 	}
 	for k, l := range lines {
-		if n := len([]rune(l)); n != 65 {
-			t.Fatalf("line %d is %d characters wide, want 65", k, n)
+		if n := len([]rune(l)); n != 41 {
+			t.Fatalf("line %d is %d characters wide, want 41", k, n)
 		}
 	}
-	// Light text on a dark terminal, as the rendering assumes.
-	if got := decodeBytes(t, screenshot(t, text, 4, 4, 230, 20)); got != code {
+	if n := strings.Count(text, ansiReset+"\n"); n != len(lines) {
+		t.Errorf("%d of %d lines end by resetting the colours", n, len(lines))
+	}
+	// The code is black on white whatever the theme around it.
+	if got := decodeBytes(t, screenshot(t, text, 4, 4, 20)); got != code {
 		t.Errorf("screenshot of a dark terminal: decoded %q", got)
 	}
-	// Dark text on a light terminal: the code is inverted, and still read.
-	if got := decodeBytes(t, screenshot(t, text, 4, 4, 20, 240)); got != code {
+	if got := decodeBytes(t, screenshot(t, text, 4, 4, 240)); got != code {
 		t.Errorf("screenshot of a light terminal: decoded %q", got)
 	}
 	if _, err := QRTerminal("kith1:lower"); err == nil {

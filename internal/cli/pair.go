@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/kith-project/kith/roster"
 	"io"
 	"os"
 	"time"
 
 	"github.com/kith-project/kith/internal/control"
 	"github.com/kith-project/kith/pairing"
+	"github.com/kith-project/kith/roster"
 	"github.com/spf13/cobra"
 )
 
@@ -34,13 +34,18 @@ seed phrase) adds it as your own device instead of a friend.`,
 
 func newPairShowCmd(g *globals) *cobra.Command {
 	var (
-		png string
-		ttl time.Duration
+		png  string
+		ttl  time.Duration
+		text bool
 	)
 	cmd := &cobra.Command{
 		Use:   "show [--png FILE]",
-		Short: "Show this device's one-time invite as a QR code (and as KITH1: text)",
-		Args:  exactArgs(0),
+		Short: "Show this device's one-time invite as a QR code (and as KITH2: text)",
+		Long: `Show this device's one-time invite. On a terminal it is drawn as a QR code,
+black on white, last, so that it fits an 80×24 terminal; elsewhere (a pipe, a
+file) only its KITH2: text is printed. --text prints the text above the code
+on a terminal too, and --png writes the code as an image.`,
+		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if ttl < 0 {
 				return badInputf("--ttl must be positive")
@@ -62,30 +67,52 @@ func newPairShowCmd(g *globals) *cobra.Command {
 					return fmt.Errorf("writing the QR code: %w", err)
 				}
 			}
+			onTerminal := g.env.IsTerminal != nil && g.env.IsTerminal(g.env.Stdout)
 			return g.emit(res, func(w io.Writer) {
-				qr, err := pairing.QRTerminal(res.Code)
-				if err == nil {
+				until := res.ExpiresAt.Local().Format("15:04:05")
+				if !onTerminal {
+					fmt.Fprintf(w, "%s\n\n", res.Code)
+					fmt.Fprintf(w, "Let the other person scan this code (it works once, until %s).\n", until)
+					if png != "" {
+						fmt.Fprintf(w, "The QR code is in %s.\n", png)
+					}
+					fmt.Fprintln(w, "Then scan theirs with: kith pair scan FILE  (or --code KITH2:…)")
+					return
+				}
+				// On a terminal the QR code comes last, so that what
+				// scrolls off the top, if anything, is text.
+				fmt.Fprintf(w, "Let the other person scan this code (it works once, until %s).\n", until)
+				if png != "" {
+					fmt.Fprintf(w, "It is also in %s.\n", png)
+				}
+				fmt.Fprintln(w, "Then scan theirs: kith pair scan PHOTO  (or --code KITH2:…)")
+				if text {
+					fmt.Fprintln(w, res.Code)
+				}
+				if qr, err := pairing.QRTerminal(res.Code); err == nil {
 					fmt.Fprint(w, qr)
 				}
-				fmt.Fprintf(w, "%s\n\n", res.Code)
-				fmt.Fprintf(w, "Let the other person scan this code (it works once, until %s).\n", res.ExpiresAt.Local().Format("15:04:05"))
-				if png != "" {
-					fmt.Fprintf(w, "The QR code is also in %s.\n", png)
-				}
-				fmt.Fprintln(w, "Then scan theirs with: kith pair scan FILE  (or --code KITH1:…)")
 			})
 		},
 	}
 	cmd.Flags().StringVar(&png, "png", "", "also write the QR code as a PNG image to FILE")
 	cmd.Flags().DurationVar(&ttl, "ttl", 0, "how long the invite stays valid (default 10m)")
+	cmd.Flags().BoolVar(&text, "text", false, "on a terminal, also print the code as KITH2: text")
 	return cmd
 }
 
 func newPairScanCmd(g *globals) *cobra.Command {
-	var code string
+	var (
+		code   string
+		noWait bool
+	)
 	cmd := &cobra.Command{
 		Use:   "scan FILE | --code CODE",
 		Short: "Scan the other device's code from a photo or screenshot (PNG, JPEG) or pasted text",
+		Long: `Scan the other device's code from a photo or screenshot (PNG, JPEG) or
+pasted text, and wait until the pairing completes: until the other person has
+scanned this device's code too, or until the codes expire. --no-wait returns
+at once, saying whether the pairing is done or waiting.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if (len(args) == 1) == (code != "") {
 				return badInputf("give either an image FILE or --code CODE (see %q)", cmd.CommandPath()+" --help")
@@ -101,7 +128,7 @@ func newPairScanCmd(g *globals) *cobra.Command {
 				defer f.Close()
 				code, err = pairing.DecodeImage(f)
 				if errors.Is(err, pairing.ErrNoQRCode) || errors.Is(err, pairing.ErrImageFormat) {
-					return badInputf("%s: %v; take a sharper photo or paste the KITH1: text with --code", args[0], err)
+					return badInputf("%s: %v; take a sharper photo or paste the KITH2: text with --code", args[0], err)
 				}
 				if err != nil {
 					return err
@@ -115,21 +142,46 @@ func newPairScanCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return agentError(err)
 			}
-			return g.emit(res, func(w io.Writer) {
-				who := "friend"
-				if res.Kind == roster.KindOwn {
-					who = "your own device"
+			if res.Status == control.PairPaired || noWait {
+				return g.emit(res, func(w io.Writer) { printScan(w, res, true) })
+			}
+			if !g.json {
+				printScan(g.env.Stdout, res, false)
+				fmt.Fprintln(g.env.Stdout, "Waiting for the other person to scan your code… (Ctrl-C to stop)")
+			}
+			done, err := c.PairWait(ctx, code)
+			if err != nil {
+				var ce *control.Error
+				if errors.As(err, &ce) && ce.Reason == "expired" {
+					return fmt.Errorf("%w: show fresh codes on both devices (kith pair show) and scan again", err)
 				}
-				switch res.Status {
-				case control.PairPaired:
-					fmt.Fprintf(w, "Paired with %s %q (%s).\n", who, res.Name, short(res.UserID))
-				default:
-					fmt.Fprintf(w, "Scanned. Waiting for the other person to scan your code (kith pair show).\n")
-				}
-				fmt.Fprintf(w, "Check code: %s  (both screens must show the same)\n", res.SAS)
-			})
+				return agentError(err)
+			}
+			return g.emit(done, func(w io.Writer) { printScan(w, done, true) })
 		},
 	}
-	cmd.Flags().StringVar(&code, "code", "", "the KITH1: text of the other device's invite")
+	cmd.Flags().StringVar(&code, "code", "", "the KITH2: (or KITH1:) text of the other device's invite")
+	cmd.Flags().BoolVar(&noWait, "no-wait", false, "return at once instead of waiting for the other person to scan")
 	return cmd
+}
+
+// printScan writes a scan's result; final is false for the first lines of
+// a scan that goes on waiting.
+func printScan(w io.Writer, res control.ScanResult, final bool) {
+	who := "friend"
+	if res.Kind == roster.KindOwn {
+		who = "your own device"
+	}
+	switch {
+	case res.Status == control.PairPaired:
+		fmt.Fprintf(w, "Paired with %s %q (%s).\n", who, res.Name, short(res.UserID))
+	case res.Unreachable != "":
+		fmt.Fprintf(w, "Scanned, but the other device cannot be reached from here yet (%s).\n", res.Unreachable)
+		fmt.Fprintln(w, "The pairing completes when the other person scans your code (kith pair show).")
+	case final:
+		fmt.Fprintln(w, "Scanned. Waiting for the other person to scan your code (kith pair show).")
+	default:
+		fmt.Fprintln(w, "Scanned.")
+	}
+	fmt.Fprintf(w, "Check code: %s  (both screens must show the same)\n", res.SAS)
 }

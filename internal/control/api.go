@@ -93,13 +93,26 @@ const (
 	PairWaiting = "waiting" // the other side has yet to scan this device's code
 )
 
-// ScanResult is the answer to "pair scan".
+// ScanResult is the answer to "pair scan" and to [RoutePairWait].
 type ScanResult struct {
+	// UserID and Name are the other user's; while waiting on a version 2
+	// invite they are known once the other device answered, and zero
+	// before.
 	UserID seed.UserPublic `json:"user_id"`
 	Name   string          `json:"name"`
 	Kind   roster.Kind     `json:"kind"`
 	SAS    string          `json:"sas"`
 	Status string          `json:"status"`
+	// Unreachable, while waiting, says why the other device could not be
+	// reached yet. The scan is recorded all the same: the pairing
+	// completes when the other side scans this device's code.
+	Unreachable string `json:"unreachable,omitempty"`
+}
+
+// WaitRequest names the scanned code whose pairing to wait for
+// ([RoutePairWait]).
+type WaitRequest struct {
+	Code string `json:"code"`
 }
 
 // FriendView is one friend as "kith friends" shows it ([RouteFriends]).

@@ -64,6 +64,14 @@ func (c *Client) PairScan(ctx context.Context, code string) (ScanResult, error) 
 	return res, err
 }
 
+// PairWait waits, as long as ctx allows, until the pairing with the
+// scanned code completes, or the invites expire.
+func (c *Client) PairWait(ctx context.Context, code string) (ScanResult, error) {
+	var res ScanResult
+	err := c.do(ctx, RoutePairWait, WaitRequest{Code: code}, &res)
+	return res, err
+}
+
 // Friends lists the friends and their devices.
 func (c *Client) Friends(ctx context.Context) ([]FriendView, error) {
 	var fs []FriendView

@@ -13,6 +13,7 @@
 //	GET  /v1/status           [Status]
 //	POST /v1/pair/show        [ShowRequest] → [ShowResult]
 //	POST /v1/pair/scan        [ScanRequest] → [ScanResult]
+//	POST /v1/pair/wait        [WaitRequest] → [ScanResult]; returns when the pairing completes or the invites expire
 //	GET  /v1/friends          [][FriendView]
 //	POST /v1/friends/ACTION   [FriendRequest] → [FriendStatus]; ACTION is block, unblock or remove
 //

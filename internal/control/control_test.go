@@ -35,6 +35,9 @@ func (f *fake) PairScan(_ context.Context, code string) (ScanResult, error) {
 	}
 	return ScanResult{SAS: strings.ToUpper(code), Status: PairPaired}, nil
 }
+func (f *fake) PairWait(_ context.Context, code string) (ScanResult, error) {
+	return ScanResult{SAS: code, Status: PairPaired}, nil
+}
 func (f *fake) Friends(context.Context) ([]FriendView, error) {
 	return []FriendView{{UserID: seed.UserPublic{4}, Devices: []DeviceView{}}}, nil
 }
@@ -89,6 +92,9 @@ func TestRoundTripAndErrors(t *testing.T) {
 	}
 	if res, err := c.PairScan(ctx, "kith"); err != nil || res.SAS != "KITH" {
 		t.Fatalf("PairScan: %v %+v", err, res)
+	}
+	if res, err := c.PairWait(ctx, "K"); err != nil || res.SAS != "K" || res.Status != PairPaired {
+		t.Fatalf("PairWait: %v %+v", err, res)
 	}
 	if fs, err := c.Friends(ctx); err != nil || len(fs) != 1 || fs[0].UserID != (seed.UserPublic{4}) {
 		t.Fatalf("Friends: %v %+v", err, fs)

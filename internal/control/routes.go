@@ -8,6 +8,7 @@ const (
 	RouteStatus        = "GET /v1/status"
 	RoutePairShow      = "POST /v1/pair/show"
 	RoutePairScan      = "POST /v1/pair/scan"
+	RoutePairWait      = "POST /v1/pair/wait"
 	RouteFriends       = "GET /v1/friends"
 	RouteFriendBlock   = "POST /v1/friends/block"
 	RouteFriendUnblock = "POST /v1/friends/unblock"

@@ -23,6 +23,10 @@ type Backend interface {
 	PairShow(ctx context.Context, ttl time.Duration) (ShowResult, error)
 	// PairScan handles a scanned invite code ([RoutePairScan]).
 	PairScan(ctx context.Context, code string) (ScanResult, error)
+	// PairWait waits until the pairing with the scanned code completes and
+	// returns it, or fails when the invites expire first or ctx ends
+	// ([RoutePairWait]).
+	PairWait(ctx context.Context, code string) (ScanResult, error)
 	// Friends lists the friends ([RouteFriends]).
 	Friends(ctx context.Context) ([]FriendView, error)
 	// FriendAction blocks, unblocks or removes the friend with user ID user
@@ -45,6 +49,9 @@ func NewHandler(b Backend) http.Handler {
 	}))
 	mux.Handle(RoutePairScan, handle(func(ctx context.Context, in *ScanRequest) (ScanResult, error) {
 		return b.PairScan(ctx, in.Code)
+	}))
+	mux.Handle(RoutePairWait, handle(func(ctx context.Context, in *WaitRequest) (ScanResult, error) {
+		return b.PairWait(ctx, in.Code)
 	}))
 	mux.Handle(RouteFriends, handle(func(ctx context.Context, _ *none) ([]FriendView, error) {
 		return b.Friends(ctx)

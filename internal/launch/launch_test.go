@@ -72,6 +72,10 @@ func (f *fakeAgent) PairScan(context.Context, string) (control.ScanResult, error
 	return control.ScanResult{}, errors.New("not in the fake")
 }
 
+func (f *fakeAgent) PairWait(context.Context, string) (control.ScanResult, error) {
+	return control.ScanResult{}, errors.New("not in the fake")
+}
+
 func (f *fakeAgent) Friends(context.Context) ([]control.FriendView, error) { return nil, nil }
 
 func (f *fakeAgent) FriendAction(context.Context, control.FriendAction, string) (control.FriendStatus, error) {
