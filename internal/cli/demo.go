@@ -224,7 +224,7 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	d.say("Each shows a QR code (`kith pair show --png`); the photos are %s and %s.", filepath.Base(aPNG), filepath.Base(bPNG))
 	var s1, s2 control.ScanResult
-	if err := d.kith("alice-laptop", "", &s1, "pair", "scan", bPNG); err != nil {
+	if err := d.kith("alice-laptop", "", &s1, "pair", "scan", "--no-wait", bPNG); err != nil {
 		return err
 	}
 	d.say("alice scans bob's code: %s, check code %s.", s1.Status, s1.SAS)
@@ -249,7 +249,7 @@ func (d *demo) run(ctx context.Context) error {
 	if err := d.kith("alice-laptop", "", &aShow, "pair", "show"); err != nil {
 		return err
 	}
-	if err := d.kith("alice-phone", "", &s1, "pair", "scan", "--code", aShow.Code); err != nil {
+	if err := d.kith("alice-phone", "", &s1, "pair", "scan", "--no-wait", "--code", aShow.Code); err != nil {
 		return err
 	}
 	if err := d.kith("alice-laptop", "", &s2, "pair", "scan", "--code", pShow.Code); err != nil {
