@@ -53,6 +53,7 @@ func (p *pairer) show(ttl time.Duration) (control.ShowResult, error) {
 	p.prune()
 	p.machines = append(p.machines, m)
 	p.mu.Unlock()
+	p.a.invitesChanged()
 	return control.ShowResult{Code: inv.Encode(), ExpiresAt: inv.Expires.UTC()}, nil
 }
 
@@ -356,6 +357,7 @@ func (p *pairer) complete(m *pairing.Machine) (roster.Friend, error) {
 	if err := a.book.addPairing(f, pr, markUsed); err != nil {
 		return roster.Friend{}, err
 	}
+	a.invitesChanged() // an invite used: strangers may have to go
 	a.log.Info("paired", "user", user.ID(), "device", dev.ID(), "kind", kind)
 	return f, nil
 }

@@ -1,0 +1,190 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kith-project/kith/internal/transport"
+)
+
+// fakeClock is time.Now plus an offset the test moves.
+type fakeClock struct{ offset atomic.Int64 }
+
+func (c *fakeClock) now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *fakeClock) advance(d time.Duration) { c.offset.Add(int64(d)) }
+
+func heapInuse() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse
+}
+
+// Attack parameters of TestStrangersBoundedMemory.
+const (
+	attackStrangers = 60 // connections from distinct unknown keys
+	attackStreams   = 60 // pairing streams each tries to hold open
+	// heapBound is what the agent's heap may grow by under the attack. An
+	// unbounded agent grew about 2 MB per connection with 100 streams (400
+	// connections: from 172 MB to 1.03 GiB); bounded, 8 strangers' worth of
+	// QUIC state and 16 pairing streams of 4 KiB frame buffers stay under
+	// a few MB, and 48 MiB leaves a wide margin for a loaded machine.
+	heapBound = 48 << 20
+)
+
+// TestStrangersBoundedMemory is issue #9's first defect. While an invite is
+// open, a separate process (so that its memory is not counted here) opens
+// many connections from unknown keys, each with many pairing streams that
+// announce a 64 KiB Hello and send a few bytes of it. The agent's heap stays
+// under heapBound above what it was before, and once the invite has expired
+// the strangers' connections are closed.
+func TestStrangersBoundedMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a second process")
+	}
+	clock := &fakeClock{}
+	a := startAgent(t, newPhrase(t), 0, "alice", "127.0.0.2", func(a *Agent) { a.cfg.Now = clock.now })
+	if _, err := a.pair.show(0); err != nil {
+		t.Fatal(err)
+	}
+	before := heapInuse()
+
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperAttacker$", "-test.v")
+	cmd.Env = append(os.Environ(),
+		"KITH_ATTACK_TARGET="+a.Addr().String(),
+		"KITH_ATTACK_KEY="+hex.EncodeToString(a.dev.Device.Public().Ed25519()),
+		"KITH_ATTACK_CONNS="+strconv.Itoa(attackStrangers),
+		"KITH_ATTACK_STREAMS="+strconv.Itoa(attackStreams))
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close(); cmd.Wait() })
+	var report string
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		if line := sc.Text(); len(line) > 7 && line[:7] == "attack:" {
+			report = line
+			break
+		}
+	}
+	if report == "" {
+		t.Fatal("the attacking process reported nothing")
+	}
+	during := heapInuse()
+	st := a.tr.Stats()
+	t.Logf("%s; agent heap in use %d KiB before, %d KiB under attack; transport %+v", report, before>>10, during>>10, st)
+	if st.StrangerConns == 0 || st.Evicted+st.Rejected+st.Refused == 0 {
+		t.Fatalf("the attack did not reach the limits: %+v", st)
+	}
+	if st.StrangerConns > transport.DefaultMaxStrangerConns {
+		t.Fatalf("%d strangers' connections open, the cap is %d", st.StrangerConns, transport.DefaultMaxStrangerConns)
+	}
+	if during > before+heapBound {
+		t.Fatalf("the agent's heap grew from %d to %d KiB under the attack, more than the bound of %d KiB", before>>10, during>>10, heapBound>>10)
+	}
+
+	// The invite expires: every stranger's connection is closed.
+	clock.advance(time.Hour)
+	a.invitesChanged()
+	waitFor(t, "strangers' connections closed", func() bool { return a.tr.Stats().StrangerConns == 0 })
+	stdin.Close()
+	for sc.Scan() {
+		if line := sc.Text(); len(line) > 7 && line[:7] == "closed:" {
+			t.Log(line)
+			break
+		}
+	}
+}
+
+// TestHelperAttacker is the attacking process of TestStrangersBoundedMemory;
+// it does nothing unless KITH_ATTACK_TARGET is set.
+func TestHelperAttacker(t *testing.T) {
+	target := os.Getenv("KITH_ATTACK_TARGET")
+	if target == "" {
+		t.Skip("the attacker of TestStrangersBoundedMemory")
+	}
+	addr := netip.MustParseAddrPort(target)
+	key, _ := hex.DecodeString(os.Getenv("KITH_ATTACK_KEY"))
+	nconns, _ := strconv.Atoi(os.Getenv("KITH_ATTACK_CONNS"))
+	nstreams, _ := strconv.Atoi(os.Getenv("KITH_ATTACK_STREAMS"))
+	// The process ends by itself: when the test closes stdin, or after a
+	// minute.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	go func() {
+		bufio.NewReader(os.Stdin).ReadByte()
+		cancel()
+	}()
+	var conns, streams, refused atomic.Int64
+	var mu sync.Mutex
+	var held []*transport.Stream
+	var trs []*transport.Transport
+	var wg sync.WaitGroup
+	for i := range nconns {
+		_, priv, _ := ed25519.GenerateKey(nil)
+		tr, err := transport.Listen(transport.Config{Key: priv, Listen: fmt.Sprintf("127.0.0.%d:0", 10+i%200),
+			Authorize: func(ed25519.PublicKey, netip.AddrPort, transport.Direction) error { return nil }, IdleLinger: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		trs = append(trs, tr)
+		wg.Go(func() {
+			opened := false
+			for range nstreams {
+				sctx, scancel := context.WithTimeout(ctx, 3*time.Second)
+				s, err := tr.OpenStream(sctx, addr, key, protoPairing)
+				scancel()
+				if err != nil {
+					refused.Add(1)
+					if !opened {
+						return
+					}
+					continue
+				}
+				if !opened {
+					opened = true
+					conns.Add(1)
+				}
+				// A Hello announced as 64 KiB, of which 8 bytes come.
+				if _, err := s.Write([]byte{0, 1, 0, 0, '{', '"', 'i', 'n', 'v', 'i', 't', 'e'}); err == nil {
+					streams.Add(1)
+				}
+				mu.Lock()
+				held = append(held, s)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	fmt.Printf("attack: %d of %d strangers connected, %d streams written, %d opens failed\n", conns.Load(), nconns, streams.Load(), refused.Load())
+	<-ctx.Done()
+	for _, s := range held {
+		s.Close()
+	}
+	for _, tr := range trs {
+		tr.Close()
+	}
+	fmt.Println("closed: attacker done")
+}
