@@ -312,12 +312,12 @@ func Listen(cfg Config) (*Transport, error) {
 		idleLinger:          linger,
 		log:                 log,
 		quicConf: &quic.Config{
-			Versions:                       []quic.Version{quic.Version1},
-			HandshakeIdleTimeout:           handshake,
-			MaxIdleTimeout:                 idle,
-			KeepAlivePeriod:                idle / 3,
-			MaxIncomingStreams:             maxIncomingStreams,
-			MaxIncomingUniStreams:          -1, // the dialer opens none
+			Versions:              []quic.Version{quic.Version1},
+			HandshakeIdleTimeout:  handshake,
+			MaxIdleTimeout:        idle,
+			KeepAlivePeriod:       idle / 3,
+			MaxIncomingStreams:    maxIncomingStreams,
+			MaxIncomingUniStreams: -1, // the dialer opens none
 		},
 		conns:   make(map[*Conn]struct{}),
 		byPeer:  make(map[peerID][]*Conn),
