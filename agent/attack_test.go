@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kith-project/kith/internal/control"
 	"github.com/kith-project/kith/internal/transport"
 )
 
@@ -187,4 +188,19 @@ func TestHelperAttacker(t *testing.T) {
 		tr.Close()
 	}
 	fmt.Println("closed: attacker done")
+}
+
+// Invalid invite lifetimes are bad input (HTTP 400), not failures.
+func TestInvalidTTLIsBadInput(t *testing.T) {
+	a := startAgent(t, newPhrase(t), 0, "alice", "127.0.0.2")
+	c := control.NewClient(a.home)
+	for _, ttl := range []time.Duration{-time.Second, MaxInviteTTL + time.Second, 1 << 62} {
+		_, err := c.PairShow(context.Background(), ttl)
+		if !control.BadInput(err) {
+			t.Errorf("pair show with ttl %v: %v, want bad input", ttl, err)
+		}
+	}
+	if _, err := c.PairShow(context.Background(), time.Minute); err != nil {
+		t.Fatalf("pair show with ttl 1m: %v", err)
+	}
 }
