@@ -182,7 +182,13 @@ func (m *Machine) handleHello(h Hello, peerKey ed25519.PublicKey, now time.Time)
 		}
 	}
 	if len(m.pending) >= maxPending {
-		return Reply{}, refuse(ErrReused, "too many devices answered this device's invite: show a fresh code")
+		// Bystanders who photographed the code filled the list. The Hello
+		// is answered as waiting, and not kept: should it come from the
+		// device whose code this user will scan, the pairing completes all
+		// the same, when this device's Hello reaches that device, which has
+		// scanned ours. A refusal here would tell the real partner its
+		// pairing failed while it goes on to succeed.
+		return Reply{Status: StatusWaiting}, nil
 	}
 	m.pending = append(m.pending, pending{invite: theirs, bytes: tb, profile: h.Profile})
 	return Reply{Status: StatusWaiting}, nil
