@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -203,4 +204,37 @@ func TestInvalidTTLIsBadInput(t *testing.T) {
 	if _, err := c.PairShow(context.Background(), time.Minute); err != nil {
 		t.Fatalf("pair show with ttl 1m: %v", err)
 	}
+}
+
+// When the device that completes a pairing first cannot save it (a full
+// disk; here its store is closed), the other side is told that, not to
+// update kith, and stores nothing either.
+func TestStoreFailureToldAsSuch(t *testing.T) {
+	a := startAgent(t, newPhrase(t), 0, "alice", "127.0.0.2")
+	b := startAgent(t, newPhrase(t), 0, "bob", "127.0.0.3")
+	ctx := context.Background()
+	sa, err := a.pair.show(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := b.pair.show(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.pair.scan(ctx, sb.Code); err != nil {
+		t.Fatal(err)
+	}
+	a.st.Close() // alice's disk fails
+	_, err = b.pair.scan(ctx, sa.Code)
+	if err == nil {
+		t.Fatal("bob's scan succeeded though alice could not save the pairing")
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "update kith") || !strings.Contains(msg, "could not save") || !strings.Contains(msg, "storage") {
+		t.Fatalf("bob was told %q; want that alice could not save the pairing", msg)
+	}
+	if fs := b.friends(); len(fs) != 0 {
+		t.Fatalf("bob stored %+v though alice did not", fs)
+	}
+	t.Logf("bob is told: %s", msg)
 }

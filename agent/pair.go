@@ -355,7 +355,7 @@ func (p *pairer) complete(m *pairing.Machine) (roster.Friend, error) {
 		return tx.Put(store.BucketInvites, usedKey(m.Ours()), used)
 	}
 	if err := a.book.addPairing(f, pr, markUsed); err != nil {
-		return roster.Friend{}, err
+		return roster.Friend{}, fmt.Errorf("%w: %w", pairing.ErrStorage, err)
 	}
 	a.invitesChanged() // an invite used: strangers may have to go
 	a.log.Info("paired", "user", user.ID(), "device", dev.ID(), "kind", kind)

@@ -305,6 +305,8 @@ func (e *remoteError) Error() string {
 		what = "the codes do not match: each side must scan the code shown on the other"
 	case ErrBlocked:
 		what = "it does not accept pairing with this user"
+	case ErrStorage:
+		what = "it could not save the pairing (is its disk full?): make room on that device, then pair again with fresh codes"
 	}
 	return "pairing: the other device refused the pairing: " + what
 }
