@@ -19,6 +19,7 @@ import (
 
 	"github.com/kith-project/kith/internal/control"
 	"github.com/kith-project/kith/internal/transport"
+	"github.com/kith-project/kith/pairing"
 )
 
 // fakeClock is time.Now plus an offset the test moves.
@@ -237,4 +238,54 @@ func TestStoreFailureToldAsSuch(t *testing.T) {
 		t.Fatalf("bob stored %+v though alice did not", fs)
 	}
 	t.Logf("bob is told: %s", msg)
+}
+
+// A pairing interrupted between the two stores: alice, who answers bob's
+// Hello, has saved the pairing, but bob never got her reply (his side
+// crashed or the answer was lost), so bob has saved nothing. Scanning the
+// same code again repairs it, as long as both agents have kept running:
+// alice's finished pairing answers bob's repeated Hello as paired again,
+// and bob saves it. (After a restart of either side the pairings in
+// progress are gone, and the one side that saved it keeps it alone; see
+// docs/attacks.md.)
+func TestInterruptedPairingRepairedByScanningAgain(t *testing.T) {
+	a := startAgent(t, newPhrase(t), 0, "alice", "127.0.0.2")
+	b := startAgent(t, newPhrase(t), 0, "bob", "127.0.0.3")
+	ctx := context.Background()
+	sa, err := a.pair.show(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := b.pair.show(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.pair.scan(ctx, sb.Code); err != nil {
+		t.Fatal(err)
+	}
+	// Bob's scan, up to alice's reply, which is then dropped.
+	inv, err := pairing.ParseInvite(sa.Code, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := b.pair.machineFor(inv)
+	hello, err := m.Scanned(inv, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hello.Profile = b.profile()
+	if _, err := b.pair.send(ctx, inv, hello); err != nil {
+		t.Fatal(err)
+	}
+	if len(a.friends()) != 1 || len(b.friends()) != 0 {
+		t.Fatalf("after the lost reply: alice has %d friends, bob %d; want 1 and 0", len(a.friends()), len(b.friends()))
+	}
+	// Bob scans again.
+	res, err := b.pair.scan(ctx, sa.Code)
+	if err != nil || res.Status != pairing.StatusPaired {
+		t.Fatalf("bob's second scan: %+v, %v", res, err)
+	}
+	if len(a.friends()) != 1 || len(b.friends()) != 1 {
+		t.Fatalf("after the second scan: alice has %d friends, bob %d; want 1 each", len(a.friends()), len(b.friends()))
+	}
 }

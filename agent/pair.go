@@ -192,7 +192,9 @@ func (p *pairer) machineFor(inv pairing.Invite) *pairing.Machine {
 	now := p.a.cfg.Now()
 	for i := len(p.machines) - 1; i >= 0; i-- {
 		m := p.machines[i]
-		if m.Awaits(inv) || (m.Peer().Equal(inv) && !m.Done()) {
+		// A done one too: scan found no stored pairing, so the answer
+		// that completes ours was lost, and scanning again retries it.
+		if m.Awaits(inv) || m.Peer().Equal(inv) {
 			return m
 		}
 	}

@@ -69,8 +69,11 @@ func NewMachine(ours Invite, self ed25519.PrivateKey) *Machine {
 // had arrived already, the pairing is now Done.
 //
 // Scanning the same invite again returns the same Hello, so that the caller
-// can retry the connection. Scanning after Done, or a second, different
-// invite, is refused with ErrReused: each pairing needs a fresh invite.
+// can retry the connection, even after Done: the answer that would have
+// let the caller store the pairing may have been lost while the other side
+// stored it, and the other side answers the same Hello as paired again.
+// Scanning a second, different invite is refused with ErrReused: each
+// pairing needs a fresh invite.
 func (m *Machine) Scanned(peer Invite, now time.Time) (Hello, error) {
 	if m.err != nil {
 		return Hello{}, m.err
@@ -78,7 +81,7 @@ func (m *Machine) Scanned(peer Invite, now time.Time) (Hello, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.scanned {
-		if !m.done && m.peer.Equal(peer) {
+		if m.peer.Equal(peer) {
 			return Hello{Invite: m.ours.Encode(), Proof: m.ourProof}, nil
 		}
 		return Hello{}, refuse(ErrReused, "this device's invite was already used with another code: run `kith pair show` for a fresh one")
