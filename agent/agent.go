@@ -222,6 +222,7 @@ func New(cfg Config, dev *device.Device, st *store.Store) (*Agent, error) {
 		DropSource:          a.dropSource,
 		Datagram:            a.datagram,
 		Stranger:            a.isStranger,
+		HandshakeRate:       handshakeRate,
 		Logger:              a.log.With("service", "transport"),
 	})
 	if err != nil {
@@ -237,6 +238,11 @@ func New(cfg Config, dev *device.Device, st *store.Store) (*Agent, error) {
 	a.started = cfg.Now()
 	return a, nil
 }
+
+// handshakeRate is the transport's cap on new inbound handshakes per
+// second; zero means transport.DefaultHandshakeRate. Benchmarks of the
+// handshake itself lift it.
+var handshakeRate float64
 
 // registerProtocols fills the stream table.
 func (a *Agent) registerProtocols() error {

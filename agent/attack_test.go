@@ -289,3 +289,37 @@ func TestInterruptedPairingRepairedByScanningAgain(t *testing.T) {
 		t.Fatalf("after the second scan: alice has %d friends, bob %d; want 1 each", len(a.friends()), len(b.friends()))
 	}
 }
+
+// The device this one is dialing to pair is no stranger to close: the
+// connection it opened to us when it scanned our code may carry our Hello.
+// Once we stop dialing it, and no invite is open, its connection goes.
+func TestDialedPartnerIsNoStranger(t *testing.T) {
+	a := startAgent(t, newPhrase(t), 0, "alice", "127.0.0.2")
+	c := startAgent(t, newPhrase(t), 0, "carol", "127.0.0.3")
+	ctx := context.Background()
+	if _, err := c.pair.show(0); err != nil {
+		t.Fatal(err)
+	}
+	sc, _ := c.pair.show(0)
+	if _, err := a.pair.show(0); err != nil {
+		t.Fatal(err)
+	}
+	// Alice scans carol's code: her connection is a stranger's on carol's side.
+	if r, err := a.pair.scan(ctx, sc.Code); err != nil || r.Status != pairing.StatusWaiting {
+		t.Fatalf("alice's scan: %+v, %v", r, err)
+	}
+	waitFor(t, "alice's connection at carol", func() bool { return c.tr.Stats().StrangerConns == 1 })
+	alice := a.dev.Cert.Device
+	c.pair.mu.Lock()
+	c.pair.dialing[alice]++
+	c.pair.mu.Unlock()
+	if n := c.tr.CloseStrangers(); n != 0 {
+		t.Fatalf("CloseStrangers closed %d connections, among them the partner's being dialed", n)
+	}
+	c.pair.mu.Lock()
+	delete(c.pair.dialing, alice)
+	c.pair.mu.Unlock()
+	if n := c.tr.CloseStrangers(); n != 1 {
+		t.Fatalf("CloseStrangers closed %d connections once carol no longer dials alice, want 1", n)
+	}
+}

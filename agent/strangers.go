@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/ed25519"
 	"time"
+
+	"github.com/kith-project/kith/seed"
 )
 
 // Strangers are keys no roster knows, let in only while an invite of ours is
@@ -16,12 +18,24 @@ import (
 // served at once: a pairing needs one.
 const maxStrangerStreams = 2
 
-// isStranger is transport.Config.Stranger: a key the book does not know.
-// Own devices recognised by their certificate are in the book by the time
-// the transport asks.
+// isStranger is transport.Config.Stranger: a key the book does not know,
+// unless it is the device of an invite the user scanned and this device is
+// dialing now to pair: a connection that device opened to us may be the one
+// our Hello travels on. Own devices recognised by their certificate are in
+// the book by the time the transport asks.
 func (a *Agent) isStranger(peer ed25519.PublicKey) bool {
-	_, known := a.book.peerForKey(peer)
-	return !known
+	if _, known := a.book.peerForKey(peer); known {
+		return false
+	}
+	d, ok := devOf(peer)
+	return !ok || !a.pair.dialingDevice(d)
+}
+
+// dialingDevice reports whether this device is dialing d to pair.
+func (p *pairer) dialingDevice(d seed.DevicePublic) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.dialing[d] > 0
 }
 
 // invitesChanged wakes closeStrangers: an invite was shown or used.

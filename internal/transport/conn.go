@@ -27,7 +27,7 @@ type Conn struct {
 	created    time.Time
 
 	// Guarded by t.mu.
-	stranger bool // inbound from a key Config.Stranger called a stranger's
+	stranger bool // inbound from a key Config.Stranger called a stranger's when it connected
 
 	mu sync.Mutex
 	// Guarded by mu.

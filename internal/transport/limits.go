@@ -167,10 +167,11 @@ func (t *Transport) makeRoomLocked(stranger bool) (victim *Conn, ok bool) {
 	}
 }
 
-// CloseStrangers closes every inbound connection whose peer Config.Stranger
-// still calls a stranger, as when the invite that let strangers in has
-// expired or been used, and returns how many it closed. A peer that has
-// become known since it connected (it paired) keeps its connection.
+// CloseStrangers closes every inbound connection from a stranger whose peer
+// Config.Stranger still calls one, as when the invite that let strangers in
+// has expired or been used, and returns how many it closed. A peer that is
+// no stranger now (it paired since it connected) keeps its connection, which
+// still counts as a stranger's against MaxStrangerConns until it closes.
 func (t *Transport) CloseStrangers() int {
 	t.mu.Lock()
 	var cs []*Conn
@@ -182,20 +183,16 @@ func (t *Transport) CloseStrangers() int {
 	t.mu.Unlock()
 	n := 0
 	for _, c := range cs {
-		still := t.isStranger(c.peer)
+		if !t.isStranger(c.peer) {
+			continue
+		}
+		// Forgotten now, so that the counts are right at once; its
+		// watcher forgets it again, harmlessly, once it has closed.
 		t.mu.Lock()
-		if still {
-			// Forgotten now, so that the counts are right at once; its
-			// watcher forgets it again, harmlessly, once it has closed.
-			t.forgetLocked(c)
-		} else {
-			c.stranger = false
-		}
+		t.forgetLocked(c)
 		t.mu.Unlock()
-		if still {
-			c.closeWith(codeStranger, "invite closed")
-			n++
-		}
+		c.closeWith(codeStranger, "invite closed")
+		n++
 	}
 	return n
 }
