@@ -28,6 +28,12 @@
 // stream, and nothing it says is believed before it proves it scanned the
 // invite. Blocked users' packets are dropped before QUIC sees them.
 //
+// Strangers are bounded (strangers.go): the transport keeps at most a few of
+// their connections, evicting the one idle longest, and limits the rate of
+// new handshakes; the agent serves at most two streams at once on a
+// stranger's connection, and closes every stranger's connection as soon as
+// no invite is open, expired or used.
+//
 // # Streams
 //
 // The first byte of every stream names its protocol. Each protocol is
