@@ -113,22 +113,9 @@ func (t *Transport) isStranger(peer ed25519.PublicKey) bool {
 	return t.stranger != nil && t.stranger(peer)
 }
 
-// strangerCount counts the open inbound connections from strangers.
-func (t *Transport) strangerCount() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.strangersLocked()
-}
-
-func (t *Transport) strangersLocked() int {
-	n := 0
-	for c := range t.conns {
-		if c.stranger {
-			n++
-		}
-	}
-	return n
-}
+// strangerCount is how many open inbound connections are strangers'. It
+// takes no lock: the gate asks it for every connection attempt.
+func (t *Transport) strangerCount() int { return int(t.nStrangers.Load()) }
 
 // makeRoomLocked decides whether a new connection fits under the caps. It
 // returns the connection to evict to make room for it, if any, and false
@@ -138,7 +125,7 @@ func (t *Transport) strangersLocked() int {
 // attacker who keeps it so. Called with mu held.
 func (t *Transport) makeRoomLocked(stranger bool) (victim *Conn, ok bool) {
 	full := len(t.conns) >= t.maxConns
-	if !full && !(stranger && t.strangersLocked() >= t.maxStrangers) {
+	if !full && !(stranger && t.strangerCount() >= t.maxStrangers) {
 		return nil, true
 	}
 	var idle, oldest *Conn

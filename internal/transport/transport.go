@@ -211,6 +211,9 @@ type Transport struct {
 	datagrams, garbage, dropped atomic.Uint64
 	// Counters of the limits.
 	retries, refused, evicted, rejected atomic.Uint64
+	// nStrangers counts the Conns in conns marked stranger; changed with mu
+	// held, read without.
+	nStrangers atomic.Int64
 
 	closeOnce sync.Once
 	closeErr  error
@@ -383,7 +386,7 @@ func (t *Transport) PublicKey() ed25519.PublicKey { return t.pub }
 // Stats returns the demultiplexer's counters.
 func (t *Transport) Stats() Stats {
 	t.mu.Lock()
-	conns, strangers := len(t.conns), t.strangersLocked()
+	conns, strangers := len(t.conns), t.strangerCount()
 	t.mu.Unlock()
 	return Stats{
 		Datagrams: t.datagrams.Load(), Garbage: t.garbage.Load(), Dropped: t.dropped.Load(),
@@ -743,6 +746,9 @@ func (t *Transport) register(qc *quic.Conn, peer ed25519.PublicKey, dir Directio
 		}()
 	}
 	t.conns[c] = struct{}{}
+	if c.stranger {
+		t.nStrangers.Add(1)
+	}
 	id := peerID(peer)
 	t.byPeer[id] = append(t.byPeer[id], c)
 	if dir == Outbound {
@@ -770,6 +776,9 @@ func (t *Transport) forget(c *Conn) {
 }
 
 func (t *Transport) forgetLocked(c *Conn) {
+	if _, ok := t.conns[c]; ok && c.stranger {
+		t.nStrangers.Add(-1)
+	}
 	delete(t.conns, c)
 	id := peerID(c.peer)
 	if cs := slices.DeleteFunc(t.byPeer[id], func(o *Conn) bool { return o == c }); len(cs) > 0 {
