@@ -28,6 +28,12 @@
 // stream, and nothing it says is believed before it proves it scanned the
 // invite. Blocked users' packets are dropped before QUIC sees them.
 //
+// Strangers are bounded (strangers.go): the transport keeps at most a few of
+// their connections, evicting the one idle longest, and limits the rate of
+// new handshakes; the agent serves at most two streams at once on a
+// stranger's connection, and closes every stranger's connection as soon as
+// no invite is open, expired or used.
+//
 // # Streams
 //
 // The first byte of every stream names its protocol. Each protocol is
@@ -167,7 +173,8 @@ type Agent struct {
 
 	presence *presence.Presence
 
-	started time.Time
+	started    time.Time
+	inviteWake chan struct{} // wakes closeStrangers; buffered, one
 
 	// Lifecycle: Run sets cancel and closes ran when it returns; Close
 	// cancels it, waits, and releases what New opened.
@@ -187,7 +194,7 @@ func New(cfg Config, dev *device.Device, st *store.Store) (*Agent, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
-	a := &Agent{cfg: cfg, dev: dev, st: st, log: cfg.Logger}
+	a := &Agent{cfg: cfg, dev: dev, st: st, log: cfg.Logger, inviteWake: make(chan struct{}, 1)}
 	var err error
 	if a.book, err = loadBook(st, dev.Cert.User); err != nil {
 		return nil, err
@@ -220,6 +227,8 @@ func New(cfg Config, dev *device.Device, st *store.Store) (*Agent, error) {
 		AuthorizeCredential: a.authorizeOwn,
 		DropSource:          a.dropSource,
 		Datagram:            a.datagram,
+		Stranger:            a.isStranger,
+		HandshakeRate:       handshakeRate,
 		Logger:              a.log.With("service", "transport"),
 	})
 	if err != nil {
@@ -235,6 +244,11 @@ func New(cfg Config, dev *device.Device, st *store.Store) (*Agent, error) {
 	a.started = cfg.Now()
 	return a, nil
 }
+
+// handshakeRate is the transport's cap on new inbound handshakes per
+// second; zero means transport.DefaultHandshakeRate. Benchmarks of the
+// handshake itself lift it.
+var handshakeRate float64
 
 // registerProtocols fills the stream table.
 func (a *Agent) registerProtocols() error {
@@ -327,6 +341,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	service("streams", a.serveConns)
 	service("presence", a.presence.Run)
 	service("persist", a.persist)
+	service("strangers", a.closeStrangers)
 	service("addresses", func(ctx context.Context) error { return a.book.run(ctx, persistEvery) })
 	a.log.Info("agent running", "listen", a.Addr().String(), "user", a.dev.Identity.UserID, "device", a.dev.Identity.DeviceID)
 	<-ctx.Done()
@@ -469,6 +484,12 @@ func (a *Agent) serveConn(ctx context.Context, c *transport.Conn) {
 	if d, ok := devOf(c.PeerKey()); ok && c.Direction() == transport.Inbound {
 		a.presence.Observed(d, c.RemoteAddr())
 	}
+	// A stranger's connection may have only a few streams served at once;
+	// more are reset before anything is read.
+	var slots chan struct{}
+	if a.openerOf(c) == OpenStranger {
+		slots = make(chan struct{}, maxStrangerStreams)
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
@@ -476,9 +497,21 @@ func (a *Agent) serveConn(ctx context.Context, c *transport.Conn) {
 		if err != nil {
 			return
 		}
+		if slots != nil {
+			select {
+			case slots <- struct{}{}:
+			default:
+				s.Reset(errResetStream)
+				s.Close()
+				continue
+			}
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if slots != nil {
+				defer func() { <-slots }()
+			}
 			if !a.serveStream(ctx, c, s) {
 				s.Close()
 			}

@@ -28,6 +28,10 @@ func (c controlAPI) ID(context.Context) (control.IDResult, error) {
 func (c controlAPI) Status(context.Context) (control.Status, error) { return c.a.status(), nil }
 
 func (c controlAPI) PairShow(_ context.Context, ttl time.Duration) (control.ShowResult, error) {
+	if ttl < 0 || ttl > MaxInviteTTL {
+		return control.ShowResult{}, &control.Error{Kind: control.KindBadInput,
+			Message: fmt.Sprintf("an invite lasts from a second up to %v; %v is outside that", MaxInviteTTL, ttl)}
+	}
 	return c.a.pair.show(ttl)
 }
 

@@ -93,6 +93,7 @@ func (p *pairer) show(ttl time.Duration) (control.ShowResult, error) {
 	p.prune()
 	p.machines = append(p.machines, m)
 	p.mu.Unlock()
+	p.a.invitesChanged()
 	return control.ShowResult{Code: inv.Encode(), ExpiresAt: inv.Expires.UTC()}, nil
 }
 
@@ -246,8 +247,15 @@ func (p *pairer) scan(ctx context.Context, code string) (control.ScanResult, err
 		if err := p.checkReplyCert(&res, inv, reply.Profile); err != nil && !doneFirst {
 			return control.ScanResult{}, err
 		}
-		if err := m.HandleReply(reply, a.cfg.Now()); err != nil && !doneFirst {
-			return control.ScanResult{}, refusal(err)
+		if err := m.HandleReply(reply, a.cfg.Now()); err != nil {
+			if !doneFirst {
+				return control.ScanResult{}, refusal(err)
+			}
+			if errors.Is(err, pairing.ErrStorage) {
+				// Stored here, lost there: say so, so that the other
+				// person makes room and the scan is repeated.
+				return control.ScanResult{}, refusal(fmt.Errorf("paired on this device, but %w", err))
+			}
 		}
 	}
 	if m.Done() {
@@ -376,7 +384,9 @@ func (p *pairer) machineFor(inv pairing.Invite) *pairing.Machine {
 	now := p.a.cfg.Now()
 	for i := len(p.machines) - 1; i >= 0; i-- {
 		m := p.machines[i]
-		if m.Awaits(inv) || (m.Peer().Equal(inv) && !m.Done()) {
+		// A done one too: scan found no stored pairing, so the answer
+		// that completes ours was lost, and scanning again retries it.
+		if m.Awaits(inv) || m.Peer().Equal(inv) {
 			return m
 		}
 	}
@@ -632,12 +642,13 @@ func (p *pairer) complete(m *pairing.Machine, observed netip.AddrPort) (roster.F
 		return tx.Put(store.BucketInvites, usedKey(m.Ours()), used)
 	}
 	if err := a.book.addPairing(f, pr, markUsed); err != nil {
-		return roster.Friend{}, err
+		return roster.Friend{}, fmt.Errorf("%w: %w", pairing.ErrStorage, err)
 	}
 	p.mu.Lock()
 	p.completed[m] = f
 	p.mu.Unlock()
 	p.notify()
+	a.invitesChanged() // an invite used: strangers may have to go
 	a.log.Info("paired", "user", user.ID(), "device", dev.ID(), "kind", kind, "addr", pr.Addr)
 	return f, nil
 }

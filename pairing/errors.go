@@ -27,6 +27,10 @@ var (
 	// ErrBlocked: the inviter is a blocked user. This package never returns
 	// it on its own; the agent, which knows the block list, wraps it.
 	ErrBlocked = errors.New("pairing: the inviter is blocked")
+	// ErrStorage: a device could not save a pairing that was otherwise
+	// complete (a full disk, a failing store). The agent wraps its store's
+	// error with it, so that the other device is told what happened.
+	ErrStorage = errors.New("pairing: the device could not save the pairing")
 	// ErrRefused: the other device refused the pairing with a reason this
 	// version does not know. Refusals with a known reason wrap that reason's
 	// sentinel instead.
@@ -55,11 +59,12 @@ var reasons = []struct {
 	{ErrReused, "reused"},
 	{ErrForeign, "foreign"},
 	{ErrBlocked, "blocked"},
+	{ErrStorage, "storage"},
 	{ErrRefused, "refused"},
 }
 
 // Reason names the refusal that err wraps: "malformed", "tampered",
-// "expired", "reused", "foreign", "blocked" or "refused"; "" when err wraps
+// "expired", "reused", "foreign", "blocked", "storage" or "refused"; "" when err wraps
 // none of them (including nil).
 func Reason(err error) string {
 	if err == nil {

@@ -69,8 +69,11 @@ func NewMachine(ours Invite, self ed25519.PrivateKey) *Machine {
 // had arrived already, the pairing is now Done.
 //
 // Scanning the same invite again returns the same Hello, so that the caller
-// can retry the connection. Scanning after Done, or a second, different
-// invite, is refused with ErrReused: each pairing needs a fresh invite.
+// can retry the connection, even after Done: the answer that would have
+// let the caller store the pairing may have been lost while the other side
+// stored it, and the other side answers the same Hello as paired again.
+// Scanning a second, different invite is refused with ErrReused: each
+// pairing needs a fresh invite.
 func (m *Machine) Scanned(peer Invite, now time.Time) (Hello, error) {
 	if m.err != nil {
 		return Hello{}, m.err
@@ -78,7 +81,7 @@ func (m *Machine) Scanned(peer Invite, now time.Time) (Hello, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.scanned {
-		if !m.done && m.peer.Equal(peer) {
+		if m.peer.Equal(peer) {
 			return Hello{Invite: m.ours.Encode(), Proof: m.ourProof}, nil
 		}
 		return Hello{}, refuse(ErrReused, "this device's invite was already used with another code: run `kith pair show` for a fresh one")
@@ -182,7 +185,13 @@ func (m *Machine) handleHello(h Hello, peerKey ed25519.PublicKey, now time.Time)
 		}
 	}
 	if len(m.pending) >= maxPending {
-		return Reply{}, refuse(ErrReused, "too many devices answered this device's invite: show a fresh code")
+		// Bystanders who photographed the code filled the list. The Hello
+		// is answered as waiting, and not kept: should it come from the
+		// device whose code this user will scan, the pairing completes all
+		// the same, when this device's Hello reaches that device, which has
+		// scanned ours. A refusal here would tell the real partner its
+		// pairing failed while it goes on to succeed.
+		return Reply{Status: StatusWaiting}, nil
 	}
 	m.pending = append(m.pending, pending{invite: theirs, bytes: tb, profile: h.Profile})
 	return Reply{Status: StatusWaiting}, nil
@@ -299,6 +308,8 @@ func (e *remoteError) Error() string {
 		what = "the codes do not match: each side must scan the code shown on the other"
 	case ErrBlocked:
 		what = "it does not accept pairing with this user"
+	case ErrStorage:
+		what = "it could not save the pairing (is its disk full?): make room on that device, then pair again with fresh codes"
 	}
 	return "pairing: the other device refused the pairing: " + what
 }

@@ -316,9 +316,11 @@ func TestReused(t *testing.T) {
 	if _, err := b.m.HandleHello(hA, c.devPub(), now); !errors.Is(err, ErrReused) {
 		t.Errorf("Ana's Hello from Carl's device after Done: %v, want ErrReused", err)
 	}
-	// Ben scanning again, the same or another code.
-	if _, err := b.scan(t, a, now); !errors.Is(err, ErrReused) {
-		t.Errorf("scanning after Done: %v, want ErrReused", err)
+	// Ben scanning the same code again after Done gets the same Hello, so
+	// that a scan whose answer was lost can be retried; another code is
+	// refused.
+	if h, err := b.scan(t, a, now); err != nil || h.Invite != hB.Invite || !bytes.Equal(h.Proof, hB.Proof) {
+		t.Errorf("scanning the same code after Done: %v, or another Hello", err)
 	}
 	if _, err := b.scan(t, c, now); !errors.Is(err, ErrReused) {
 		t.Errorf("scanning another code after Done: %v, want ErrReused", err)
@@ -618,4 +620,42 @@ func TestPairHellosCrossLate(t *testing.T) {
 	if p := a.m.PeerProfile(); p == nil || p.Name != "b" {
 		t.Errorf("a has b's profile %v", p)
 	}
+}
+
+// TestFourBystanders: four people photographed Ben's code and sent valid
+// Hellos before Ana did. Ana is told to wait, not that the code was reused,
+// and the pairing completes when Ben scans her code.
+func TestFourBystanders(t *testing.T) {
+	a, b := newParty(t, 1, 2, 10*time.Minute), newParty(t, 3, 4, 10*time.Minute)
+	now := t0.Add(time.Minute)
+	for i := range maxPending {
+		c := newParty(t, byte(10+2*i), byte(11+2*i), 10*time.Minute)
+		h, err := c.scan(t, b, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, err := exchange(t, c, b, helloWith(h, "c"), now); err != nil || r.Status != StatusWaiting {
+			t.Fatalf("bystander %d: %+v, %v", i, r, err)
+		}
+	}
+	hA, err := a.scan(t, b, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := exchange(t, a, b, helloWith(hA, "a"), now); err != nil || r.Status != StatusWaiting {
+		t.Fatalf("Ana after four bystanders: %+v, %v; want waiting", r, err)
+	}
+	// Ben scans Ana's code and his Hello completes both sides.
+	hB, err := b.scan(t, a, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := a.m.HandleHello(wire(t, helloWith(hB, "b")), b.devPub(), now)
+	if err != nil || r.Status != StatusPaired {
+		t.Fatalf("Ben's Hello to Ana: %+v, %v", r, err)
+	}
+	if err := b.m.HandleReply(wire(t, replyWith(r, "a")), now); err != nil {
+		t.Fatal(err)
+	}
+	checkPaired(t, a, b)
 }

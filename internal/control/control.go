@@ -117,10 +117,31 @@ func Listen(home string) (net.Listener, error) {
 	return l, nil
 }
 
+// Time limits of the server. A request must arrive whole, headers and
+// body, within requestReadTimeout, so that a client stalled in its body
+// holds nothing for long; answers have no limit, since a scan may try an
+// invite's addresses one after another.
+var (
+	requestHeaderTimeout = 5 * time.Second
+	requestReadTimeout   = 10 * time.Second
+	idleTimeout          = time.Minute
+)
+
+// maxHeaderBytes bounds a request's headers.
+const maxHeaderBytes = 16 << 10
+
 // Serve serves h on l until ctx ends, then shuts the server down, waiting
-// up to five seconds for requests in flight.
+// up to five seconds for requests in flight. A request whose headers and
+// body have not arrived within ten seconds is dropped; bodies are bounded
+// by MaxRequestBody.
 func Serve(ctx context.Context, l net.Listener, h http.Handler) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: requestHeaderTimeout,
+		ReadTimeout:       requestReadTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	select {

@@ -1,9 +1,11 @@
 package control
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"time"
@@ -70,9 +72,8 @@ func NewHandler(b Backend) http.Handler {
 func handle[In, Out any](fn func(ctx context.Context, in *In) (Out, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		in := new(In)
-		if r.ContentLength != 0 && r.Body != nil {
-			dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
-			if err := dec.Decode(in); err != nil && !errors.Is(err, io.EOF) {
+		if r.Body != nil {
+			if err := decodeRequest(r.Body, in); err != nil {
 				writeError(w, &Error{Kind: KindBadInput, Message: "malformed request: " + err.Error()})
 				return
 			}
@@ -85,6 +86,30 @@ func handle[In, Out any](fn func(ctx context.Context, in *In) (Out, error)) http
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(out)
 	})
+}
+
+// MaxRequestBody bounds a request's body, in bytes.
+const MaxRequestBody = 64 << 10
+
+// errBodyTooLarge: a request body over MaxRequestBody.
+var errBodyTooLarge = fmt.Errorf("the body is larger than %d bytes", MaxRequestBody)
+
+// decodeRequest decodes a request body into in: one JSON document of at
+// most MaxRequestBody bytes and nothing after it but white space. An empty
+// body leaves in as it was. Reading it is bounded in time by the server's
+// ReadTimeout.
+func decodeRequest(body io.Reader, in any) error {
+	b, err := io.ReadAll(io.LimitReader(body, MaxRequestBody+1))
+	if err != nil {
+		return fmt.Errorf("reading the body: %w", err)
+	}
+	if len(b) > MaxRequestBody {
+		return errBodyTooLarge
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil
+	}
+	return json.Unmarshal(b, in)
 }
 
 // writeError writes err as an [Error]; an error that is not one is a

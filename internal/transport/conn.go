@@ -24,6 +24,10 @@ type Conn struct {
 	peer       ed25519.PublicKey
 	dir        Direction
 	credential []byte // from the peer's certificate; nil if none
+	created    time.Time
+
+	// Guarded by t.mu.
+	stranger bool // inbound from a key Config.Stranger called a stranger's when it connected
 
 	mu sync.Mutex
 	// Guarded by mu.

@@ -66,6 +66,10 @@
 //	0x01  the transport is shutting down (Transport.Close)
 //	0x02  reserved (was: replaced by a newer connection; no longer sent)
 //	0x03  the dialer got no valid greeting in time
+//	0x04  too many connections: evicted for a newer one, or refused before the
+//	      greeting (the dialer gets ErrBusy)
+//	0x05  a stranger's connection, closed by CloseStrangers (the invite that let
+//	      it in has expired or been used)
 //
 // # Demultiplexing
 //
@@ -95,6 +99,34 @@
 // Linux, and never sees a dropped packet. A [Config.PacketConn] that is not a
 // *net.UDPConn is filtered the same way, one packet at a time.
 // [Config.Datagram] therefore runs on quic-go's read goroutine.
+//
+// # Limits
+//
+// An open invite lets anyone connect, so what a connection costs is bounded:
+//
+//   - Connections: at most [Config.MaxConns] (256) open, both directions, and
+//     at most [Config.MaxStrangerConns] (8) inbound from strangers, the keys
+//     [Config.Stranger] calls so. A new connection beyond either cap evicts
+//     the stranger idle longest, else the oldest stranger; with no stranger
+//     to evict, the newcomer is closed before its greeting. The agent calls
+//     [Transport.CloseStrangers] when no invite is open any more.
+//   - Handshakes: a token bucket ([Config.HandshakeRate], 20 per second, a
+//     burst of 40) admits new inbound handshakes; beyond it quic-go refuses
+//     the attempt (CONNECTION_REFUSED) before keeping any state for it. While
+//     the bucket is below half, or strangers hold half their cap, a new
+//     attempt must first prove its source address with a QUIC Retry, which
+//     is stateless, so a flood of Initials from spoofed addresses costs no
+//     connection at all.
+//   - Streams: a peer may have 32 bidirectional streams open at once on a
+//     connection; the dialer opens no unidirectional stream, and the
+//     accepting side one, the greeting. Flow-control windows are quic-go's
+//     (512 KiB per stream, 768 KiB per connection at first), so a connection
+//     whose data nobody reads holds at most 768 KiB. These limits are the
+//     same for every peer: QUIC announces them before the client's
+//     certificate arrives, so they cannot depend on who the peer is. The
+//     agent's stream registry bounds strangers further.
+//   - Frames: [ReadFrame] allocates as the payload arrives, 4 KiB first and
+//     then doubling, never the length a header announces.
 //
 // # Frames
 //

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 )
 
 // MaxFrameSize is the largest frame payload, 1 MiB.
@@ -60,12 +61,42 @@ func ReadFrame(r io.Reader, limit int) ([]byte, error) {
 	if uint64(size) > uint64(limit) {
 		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", ErrFrameTooLarge, size, limit)
 	}
-	b := make([]byte, size)
-	if n, err := io.ReadFull(r, b); err != nil {
+	b, n, err := readGrowing(r, int(size))
+	if err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			return nil, fmt.Errorf("%w: stream ended after %d of %d payload bytes", ErrFrameTruncated, n, size)
 		}
 		return nil, fmt.Errorf("transport: reading frame payload: %w", err)
 	}
 	return b, nil
+}
+
+// frameChunk is how much ReadFrame allocates ahead of the bytes it has
+// received: a frame's buffer grows with its data, never with the length
+// its header announces, so that a peer that announces big frames and sends
+// nothing costs nothing.
+const frameChunk = 4 << 10
+
+// readGrowing reads exactly size bytes from r into a buffer that starts at
+// frameChunk bytes and doubles as the data arrives; it returns the bytes
+// read so far with the error.
+func readGrowing(r io.Reader, size int) ([]byte, int, error) {
+	b := make([]byte, 0, min(size, frameChunk))
+	for len(b) < size {
+		if len(b) == cap(b) {
+			b = slices.Grow(b, min(size-len(b), max(cap(b), frameChunk)))
+		}
+		n, err := r.Read(b[len(b):min(cap(b), size)])
+		b = b[:len(b)+n]
+		if err != nil {
+			if len(b) == size {
+				break
+			}
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, len(b), err
+		}
+	}
+	return b, len(b), nil
 }

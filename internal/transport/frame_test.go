@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"runtime"
 	"testing"
 )
 
@@ -126,4 +127,50 @@ func FuzzReadFrame(f *testing.F) {
 			t.Fatalf("re-encoding gives %x, the frame read was %x", out.Bytes(), consumed)
 		}
 	})
+}
+
+// trickleReader hands out one byte per Read, then err once its data is
+// gone.
+type trickleReader struct {
+	data []byte
+	err  error
+}
+
+func (r *trickleReader) Read(b []byte) (int, error) {
+	if len(r.data) == 0 {
+		return 0, r.err
+	}
+	n := copy(b[:1], r.data)
+	r.data = r.data[n:]
+	return n, nil
+}
+
+// TestFrameBufferGrowsWithData: a header announcing a large frame followed
+// by a few bytes allocates about what arrived, not what was announced.
+func TestFrameBufferGrowsWithData(t *testing.T) {
+	in := append([]byte{0x00, 0x10, 0x00, 0x00}, []byte("abc")...) // 1 MiB announced, 3 bytes sent
+	var ms0, ms1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms0)
+	_, err := ReadFrame(&trickleReader{data: in, err: errors.New("stalled")}, 0)
+	runtime.ReadMemStats(&ms1)
+	if err == nil || errors.Is(err, ErrFrameTruncated) {
+		t.Fatalf("ReadFrame = %v, want the reader's error", err)
+	}
+	if got := ms1.TotalAlloc - ms0.TotalAlloc; got > 64<<10 {
+		t.Fatalf("ReadFrame allocated %d bytes for a frame of which 3 bytes arrived; want well under the 1 MiB announced", got)
+	}
+	// A whole frame delivered a byte at a time still reads exactly.
+	payload := bytes.Repeat([]byte("kith"), 5000)
+	var buf bytes.Buffer
+	if err := WriteFrame(&buf, payload); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadFrame(&trickleReader{data: buf.Bytes(), err: io.EOF}, 0)
+	if err != nil || !bytes.Equal(got, payload) {
+		t.Fatalf("ReadFrame byte by byte: %d bytes, %v", len(got), err)
+	}
+	if _, err := ReadFrame(&trickleReader{data: buf.Bytes()[:100], err: io.EOF}, 0); !errors.Is(err, ErrFrameTruncated) {
+		t.Fatalf("ReadFrame of a truncated frame = %v, want ErrFrameTruncated", err)
+	}
 }

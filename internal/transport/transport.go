@@ -35,6 +35,9 @@ var (
 	ErrBadCertificate = errors.New("transport: bad peer certificate")
 	// ErrUnreachable: no handshake completed within the handshake timeout.
 	ErrUnreachable = errors.New("transport: peer unreachable")
+	// ErrBusy: the peer refused a new connection because it is taking too
+	// many at once (a flood, or its connection limits); try again later.
+	ErrBusy = errors.New("transport: peer is busy and refused a new connection")
 	// ErrNotDatagram: WriteDatagram was given a packet that is neither STUN nor
 	// a kith datagram.
 	ErrNotDatagram = errors.New("transport: not a STUN or kith datagram")
@@ -53,6 +56,8 @@ const (
 	codeClosed     quic.ApplicationErrorCode = 0x00
 	codeShutdown   quic.ApplicationErrorCode = 0x01
 	codeNoGreeting quic.ApplicationErrorCode = 0x03
+	codeEvicted    quic.ApplicationErrorCode = 0x04
+	codeStranger   quic.ApplicationErrorCode = 0x05
 )
 
 // greeting is the single byte the accepting side sends on its first
@@ -133,15 +138,46 @@ type Config struct {
 	// exchange no keep-alives. Zero means DefaultIdleLinger; a negative value
 	// keeps unused connections open until IdleTimeout or ClosePeer.
 	IdleLinger time.Duration
+	// Stranger, if set, tells whether the key of a peer that dialed us is a
+	// stranger's: a key no roster knows, let in only by an open invite. It
+	// is asked once per inbound connection, after the handshake, and again
+	// by CloseStrangers. Strangers' connections count against
+	// MaxStrangerConns and are the first evicted. Nil: nobody is a
+	// stranger.
+	Stranger func(peer ed25519.PublicKey) bool
+	// MaxConns bounds the open connections, both directions. A new one
+	// beyond it evicts a stranger's, or is refused when there is none. Zero
+	// means DefaultMaxConns.
+	MaxConns int
+	// MaxStrangerConns bounds the open inbound connections from strangers;
+	// a new one beyond it evicts the stranger idle longest (else the
+	// oldest). Zero means DefaultMaxStrangerConns.
+	MaxStrangerConns int
+	// HandshakeRate caps new inbound handshakes per second (a token
+	// bucket of HandshakeBurst); attempts beyond it are refused before
+	// quic-go keeps state for them. Zero means DefaultHandshakeRate; a
+	// negative rate, no limit.
+	HandshakeRate float64
+	// HandshakeBurst is the token bucket's size. Zero means
+	// DefaultHandshakeBurst.
+	HandshakeBurst int
 	// Logger receives debug logs; nil discards them.
 	Logger *slog.Logger
 }
 
-// Stats counts what the demultiplexer did with incoming packets.
+// Stats counts what the demultiplexer did with incoming packets, and what
+// the connection limits did.
 type Stats struct {
 	Datagrams uint64 // STUN and kith datagrams passed to Config.Datagram
 	Garbage   uint64 // packets dropped as KindGarbage
 	Dropped   uint64 // packets dropped because DropSource said so
+
+	Conns         int    // open connections, both directions
+	StrangerConns int    // of which inbound from strangers
+	Retries       uint64 // handshakes asked to verify their source address (QUIC Retry)
+	Refused       uint64 // handshakes refused by the rate limit
+	Evicted       uint64 // connections closed to make room for a newer one
+	Rejected      uint64 // new connections closed because no room could be made
 }
 
 type peerID [ed25519.PublicKeySize]byte
@@ -156,6 +192,10 @@ type Transport struct {
 	// authorizeCredential is Config.AuthorizeCredential; may be nil.
 	authorizeCredential func(ed25519.PublicKey, []byte, netip.AddrPort, Direction) error
 	dropSource          func(netip.AddrPort, bool) bool
+	stranger            func(ed25519.PublicKey) bool
+	maxConns            int
+	maxStrangers        int
+	gate                *handshakeGate
 	datagram            func([]byte, netip.AddrPort)
 	handshake           time.Duration
 	idleLinger          time.Duration // <= 0: never
@@ -164,10 +204,16 @@ type Transport struct {
 	ownPC               bool           // pc was opened by Listen, and Close closes it
 	qt                  *quic.Transport
 	ln                  *quic.Listener
-	quicConf            *quic.Config
+	quicConf            *quic.Config // for accepted connections
+	dialConf            *quic.Config // for dialed ones
 
 	// Counters, updated by the read goroutine.
 	datagrams, garbage, dropped atomic.Uint64
+	// Counters of the limits.
+	retries, refused, evicted, rejected atomic.Uint64
+	// nStrangers counts the Conns in conns marked stranger; changed with mu
+	// held, read without.
+	nStrangers atomic.Int64
 
 	closeOnce sync.Once
 	closeErr  error
@@ -241,27 +287,49 @@ func Listen(cfg Config) (*Transport, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	maxConns, maxStrangers := cfg.MaxConns, cfg.MaxStrangerConns
+	if maxConns <= 0 {
+		maxConns = DefaultMaxConns
+	}
+	if maxStrangers <= 0 {
+		maxStrangers = DefaultMaxStrangerConns
+	}
+	rate, burst := cfg.HandshakeRate, cfg.HandshakeBurst
+	if rate == 0 {
+		rate = DefaultHandshakeRate
+	}
+	if burst <= 0 {
+		burst = DefaultHandshakeBurst
+	}
 	t := &Transport{
 		pub:                 cfg.Key.Public().(ed25519.PublicKey),
 		certs:               &certSource{key: cfg.Key, credential: cfg.Credential, now: time.Now},
 		authorize:           cfg.Authorize,
 		authorizeCredential: cfg.AuthorizeCredential,
 		dropSource:          cfg.DropSource,
+		stranger:            cfg.Stranger,
+		maxConns:            maxConns,
+		maxStrangers:        maxStrangers,
 		datagram:            cfg.Datagram,
 		handshake:           handshake,
 		idleLinger:          linger,
 		log:                 log,
 		quicConf: &quic.Config{
-			Versions:             []quic.Version{quic.Version1},
-			HandshakeIdleTimeout: handshake,
-			MaxIdleTimeout:       idle,
-			KeepAlivePeriod:      idle / 3,
+			Versions:              []quic.Version{quic.Version1},
+			HandshakeIdleTimeout:  handshake,
+			MaxIdleTimeout:        idle,
+			KeepAlivePeriod:       idle / 3,
+			MaxIncomingStreams:    maxIncomingStreams,
+			MaxIncomingUniStreams: -1, // the dialer opens none
 		},
 		conns:   make(map[*Conn]struct{}),
 		byPeer:  make(map[peerID][]*Conn),
 		pending: make(map[dialKey]*dialCall),
 		wakers:  make(map[*context.CancelFunc]struct{}),
 	}
+	t.dialConf = t.quicConf.Clone()
+	t.dialConf.MaxIncomingUniStreams = 1 // the greeting
+	t.gate = newHandshakeGate(rate, burst, t.strangerCount, maxStrangers)
 	if _, err := t.certs.get(); err != nil {
 		return nil, err
 	}
@@ -292,6 +360,8 @@ func Listen(cfg Config) (*Transport, error) {
 	t.qt = &quic.Transport{
 		Conn:                             filtered,
 		DisableVersionNegotiationPackets: true,
+		VerifySourceAddress:              t.verifySourceAddress,
+		ConnContext:                      t.connContext,
 	}
 	var err error
 	t.ln, err = t.qt.Listen(serverTLS(t.certs, t.verify), t.quicConf)
@@ -315,7 +385,14 @@ func (t *Transport) PublicKey() ed25519.PublicKey { return t.pub }
 
 // Stats returns the demultiplexer's counters.
 func (t *Transport) Stats() Stats {
-	return Stats{Datagrams: t.datagrams.Load(), Garbage: t.garbage.Load(), Dropped: t.dropped.Load()}
+	t.mu.Lock()
+	conns, strangers := len(t.conns), t.strangerCount()
+	t.mu.Unlock()
+	return Stats{
+		Datagrams: t.datagrams.Load(), Garbage: t.garbage.Load(), Dropped: t.dropped.Load(),
+		Conns: conns, StrangerConns: strangers,
+		Retries: t.retries.Load(), Refused: t.refused.Load(), Evicted: t.evicted.Load(), Rejected: t.rejected.Load(),
+	}
 }
 
 // admit decides on every packet read from the socket, before quic-go; it
@@ -452,6 +529,12 @@ func (t *Transport) accepted(qc *quic.Conn) (*Conn, error) {
 		_ = qc.CloseWithError(codeClosed, "")
 		return nil, err
 	}
+	// Registered first, so that a connection beyond the limits is closed
+	// before it is greeted and its dialer is told the peer is busy.
+	c, err := t.register(qc, peer, Inbound)
+	if err != nil {
+		return nil, err
+	}
 	s, err := qc.OpenUniStream()
 	if err == nil {
 		_, err = s.Write([]byte{greeting})
@@ -460,10 +543,10 @@ func (t *Transport) accepted(qc *quic.Conn) (*Conn, error) {
 		}
 	}
 	if err != nil {
-		_ = qc.CloseWithError(codeClosed, "")
+		c.close()
 		return nil, fmt.Errorf("transport: greeting %s: %w", qc.RemoteAddr(), err)
 	}
-	return t.register(qc, peer, Inbound)
+	return c, nil
 }
 
 // OpenStream opens a bidirectional stream to the device whose key is peer
@@ -567,7 +650,7 @@ func (t *Transport) reusableLocked(key dialKey) *Conn {
 func (t *Transport) dial(ctx context.Context, addr netip.AddrPort, peer ed25519.PublicKey) (*Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, t.handshake)
 	defer cancel()
-	qc, err := t.qt.Dial(ctx, net.UDPAddrFromAddrPort(addr), clientTLS(t.certs, t.verify, peer, addr), t.quicConf)
+	qc, err := t.qt.Dial(ctx, net.UDPAddrFromAddrPort(addr), clientTLS(t.certs, t.verify, peer, addr), t.dialConf)
 	if err != nil {
 		return nil, t.dialError(ctx, addr, err)
 	}
@@ -605,11 +688,15 @@ func (t *Transport) dialError(ctx context.Context, addr netip.AddrPort, err erro
 	var terr *quic.TransportError
 	var herr *quic.HandshakeTimeoutError
 	var ierr *quic.IdleTimeoutError
+	var aerr *quic.ApplicationError
 	switch {
 	case errors.Is(err, ErrWrongPeer), errors.Is(err, ErrUnauthorized), errors.Is(err, ErrBadCertificate):
 		return fmt.Errorf("transport: dialing %s: %w", addr, err)
 	case errors.Is(err, quic.ErrTransportClosed):
 		return fmt.Errorf("%w: dialing %s: %w", ErrClosed, addr, err)
+	case errors.As(err, &terr) && terr.Remote && terr.ErrorCode == quic.ConnectionRefused,
+		errors.As(err, &aerr) && aerr.Remote && aerr.ErrorCode == codeEvicted:
+		return fmt.Errorf("%w: %s: %w", ErrBusy, addr, err)
 	case errors.As(err, &terr) && terr.Remote && terr.ErrorCode.IsCryptoError():
 		return fmt.Errorf("%w: %s refused our key (%w); it must know this device and not have blocked it", ErrRefused, addr, err)
 	case errors.As(err, &herr), errors.As(err, &ierr), errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil:
@@ -623,7 +710,9 @@ func (t *Transport) dialError(ctx context.Context, addr netip.AddrPort, err erro
 // it to be forgotten when it closes. An outbound connection is returned with
 // a reference taken for the dialer, and queued for Accept.
 func (t *Transport) register(qc *quic.Conn, peer ed25519.PublicKey, dir Direction) (*Conn, error) {
-	c := &Conn{t: t, qc: qc, peer: peer, dir: dir, idleSince: time.Now()}
+	now := time.Now()
+	c := &Conn{t: t, qc: qc, peer: peer, dir: dir, created: now, idleSince: now}
+	c.stranger = dir == Inbound && t.isStranger(peer)
 	if chain := qc.ConnectionState().TLS.PeerCertificates; len(chain) > 0 {
 		if cred := credentialOf(chain[0]); cred != nil {
 			c.credential = append([]byte(nil), cred...)
@@ -638,7 +727,28 @@ func (t *Transport) register(qc *quic.Conn, peer ed25519.PublicKey, dir Directio
 		_ = qc.CloseWithError(codeShutdown, "")
 		return nil, ErrClosed
 	}
+	victim, ok := t.makeRoomLocked(c.stranger)
+	if !ok {
+		t.mu.Unlock()
+		t.rejected.Add(1)
+		t.log.Debug("transport: refusing a connection: too many", "peer", hex.EncodeToString(peer), "remote", c.RemoteAddr(), "dir", dir)
+		_ = qc.CloseWithError(codeEvicted, "too many connections")
+		return nil, fmt.Errorf("%w: %d connections open, none from a stranger", ErrBusy, t.maxConns)
+	}
+	if victim != nil {
+		// Forgotten now, so that the count is right at once; its watcher
+		// forgets it again, harmlessly, once it has closed.
+		t.forgetLocked(victim)
+		t.evicted.Add(1)
+		defer func() {
+			t.log.Debug("transport: evicting a stranger's connection", "peer", hex.EncodeToString(victim.peer), "remote", victim.RemoteAddr())
+			victim.closeWith(codeEvicted, "too many connections")
+		}()
+	}
 	t.conns[c] = struct{}{}
+	if c.stranger {
+		t.nStrangers.Add(1)
+	}
 	id := peerID(peer)
 	t.byPeer[id] = append(t.byPeer[id], c)
 	if dir == Outbound {
@@ -662,6 +772,13 @@ func (t *Transport) register(qc *quic.Conn, peer ed25519.PublicKey, dir Directio
 func (t *Transport) forget(c *Conn) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.forgetLocked(c)
+}
+
+func (t *Transport) forgetLocked(c *Conn) {
+	if _, ok := t.conns[c]; ok && c.stranger {
+		t.nStrangers.Add(-1)
+	}
 	delete(t.conns, c)
 	id := peerID(c.peer)
 	if cs := slices.DeleteFunc(t.byPeer[id], func(o *Conn) bool { return o == c }); len(cs) > 0 {
