@@ -25,15 +25,6 @@ func (g *globals) agent(cmd *cobra.Command) (*control.Client, context.Context, e
 	return control.NewClient(dir), ctx, nil
 }
 
-// agentError is the command's error for an error from the agent: bad-input
-// answers exit with status 2, anything else with 1.
-func agentError(err error) error {
-	if control.BadInput(err) {
-		return badInput(err)
-	}
-	return err
-}
-
 func newRunCmd(g *globals) *cobra.Command {
 	cmd := runcmd.New(runHost{g})
 	cmd.Args = exactArgs(0)
@@ -51,8 +42,8 @@ func (h runHost) OpenHome() (string, *store.Store, func() error, error) {
 	return oh.dir, oh.store, oh.Close, nil
 }
 
-func (h runHost) LockPassphrase(prompt string) ([]byte, error) {
-	return h.g.lockPassphrase(true, prompt)
+func (h runHost) LockPassphrase(dir, prompt string) ([]byte, error) {
+	return h.g.lockPassphrase(dir, prompt)
 }
 
 func (h runHost) Emit(v any, text func(io.Writer)) error { return h.g.emit(v, text) }

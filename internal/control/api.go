@@ -70,6 +70,10 @@ type ClusterView struct {
 	Nonvoters []string `json:"nonvoters"`
 }
 
+// MaxInviteTTL is the longest lifetime an invite may be asked for in a
+// [ShowRequest], the same bound as agent.MaxInviteTTL.
+const MaxInviteTTL = 24 * time.Hour
+
 // ShowRequest asks for a new invite ([RoutePairShow]).
 type ShowRequest struct {
 	// TTL overrides the invite's lifetime (the agent's default when 0).

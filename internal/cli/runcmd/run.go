@@ -20,7 +20,6 @@ import (
 
 	"github.com/kith-project/kith/agent"
 	"github.com/kith-project/kith/internal/device"
-	"github.com/kith-project/kith/internal/keystore"
 	"github.com/kith-project/kith/internal/store"
 	"github.com/kith-project/kith/seed"
 	"github.com/spf13/cobra"
@@ -31,9 +30,10 @@ type Host interface {
 	// OpenHome locks the home folder and opens its store; release lets go
 	// of both.
 	OpenHome() (dir string, st *store.Store, release func() error, err error)
-	// LockPassphrase returns the lock passphrase, from the environment or
-	// asked for with prompt; nil means none.
-	LockPassphrase(prompt string) ([]byte, error)
+	// LockPassphrase returns the lock passphrase of the keys in dir, from
+	// the environment or asked for with prompt, checked; nil when the keys
+	// are not sealed.
+	LockPassphrase(dir, prompt string) ([]byte, error)
 	// Emit prints v as JSON with --json, and as text otherwise.
 	Emit(v any, text func(w io.Writer)) error
 	// BadInput marks err as bad usage or bad input: exit status 2.
@@ -91,18 +91,9 @@ KITH_PASSPHRASE or a prompt.`,
 			}
 			defer release()
 			cfg.Home = dir
-			sealed, err := keystore.IsSealed(dir)
+			lock, err := h.LockPassphrase(dir, "Lock passphrase: ")
 			if err != nil {
 				return err
-			}
-			var lock []byte
-			if sealed {
-				if lock, err = h.LockPassphrase("Lock passphrase: "); err != nil {
-					return err
-				}
-				if lock == nil {
-					return keystore.ErrLocked
-				}
 			}
 			dev, err := device.Load(dir, st, lock)
 			if err != nil {
