@@ -136,7 +136,7 @@ func collectPhrase(next func() (string, error), pending func() bool, progress io
 			}
 			continue
 		}
-		text.WriteString(line)
+		text.WriteString(strings.TrimRight(line, "\r\n"))
 		text.WriteString("\n")
 		n := countWords(text.String())
 		if n > 24 || eof {
@@ -156,13 +156,13 @@ func collectPhrase(next func() (string, error), pending func() bool, progress io
 			fmt.Fprintf(progress, "  %d words, not yet a valid phrase: type the rest, or an empty line to check these.\n", n)
 			continue
 		}
-		if !pending() {
-			target := 24
-			if n < 12 {
-				fmt.Fprintf(progress, "  %d of 12 or 24 words…\n", n)
-				continue
-			}
-			fmt.Fprintf(progress, "  %d of %d words…\n", n, target)
+		if pending() {
+			continue
+		}
+		if n < 12 {
+			fmt.Fprintf(progress, "  %d of 12 or 24 words…\n", n)
+		} else {
+			fmt.Fprintf(progress, "  %d of 24 words…\n", n)
 		}
 	}
 	return text.String(), nil
