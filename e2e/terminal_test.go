@@ -15,7 +15,7 @@ import (
 var screenWords = strings.Fields(`type or paste your seed phrase then press enter the words are not shown
 of and a whole lock passphrase for this device keys none restored user device index warning is new
 to this home check that it id on another devices shows different one means bip39 exit next mark hint
-kith run if forgotten make again from force again try two differ`)
+kith run if forgotten make again from force again try two differ an empty line ends early`)
 
 // testPhrase is a fixed 24-word phrase whose first 12 words are not a
 // phrase, so that reading it cannot stop half way whatever the timing,

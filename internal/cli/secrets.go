@@ -66,7 +66,7 @@ func (g *globals) readPhrase() (string, error) {
 // shown, and leaves nothing unread behind for the shell.
 func (g *globals) readPhraseTerminal(f *os.File) (string, error) {
 	fd := int(f.Fd())
-	fmt.Fprintln(g.env.Stderr, "Type or paste your seed phrase, then press Enter. The words are not shown.")
+	fmt.Fprintln(g.env.Stderr, "Type or paste your seed phrase, then press Enter. The words are not shown;\nan empty line ends the phrase early.")
 	next := func() (string, error) {
 		b, err := term.ReadPassword(fd)
 		return string(b), err
@@ -153,7 +153,7 @@ func collectPhrase(next func() (string, error), pending func() bool, progress io
 			if n == 24 {
 				break
 			}
-			fmt.Fprintf(progress, "  %d words, not yet a valid phrase: type the rest, or an empty line to check these.\n", n)
+			fmt.Fprintf(progress, "  %d of 24 words…\n", n)
 			continue
 		}
 		if pending() {
