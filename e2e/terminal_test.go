@@ -63,7 +63,7 @@ func TestRestoreOnATerminal(t *testing.T) {
 	term := kithtest.NewTerminal(t, 100, 40,
 		`"$KITH" --home "$H" restore --device 0 --name t; echo "exit=$?"; IFS= read -r rest; echo "next=[$rest]"; exec cat >/dev/null`,
 		"KITH="+kithtest.Binary(t), "H="+d.Home)
-	term.WaitFor("The words are not shown.")
+	term.WaitFor("ends the phrase early.")
 	term.Type(strings.Join(words[0:6], " "), strings.Join(words[6:12], " "), strings.Join(words[12:18], " "), strings.Join(words[18:24], " "))
 	term.WaitFor("Lock passphrase")
 	term.Type("")
