@@ -76,6 +76,6 @@ func fmtAgo(t time.Time, now time.Time) string {
 	case d < 48*time.Hour:
 		return fmt.Sprintf("%dh ago", int(d.Hours()))
 	default:
-		return t.Local().Format("2006-01-02")
+		return t.Local().Format("Jan 02")
 	}
 }
