@@ -20,7 +20,7 @@ type fakeAgent struct {
 	asked   []string
 }
 
-func (f *fakeAgent) ID(context.Context) (control.IDResult, error)    { return control.IDResult{}, nil }
+func (f *fakeAgent) ID(context.Context) (control.IDResult, error)   { return control.IDResult{}, nil }
 func (f *fakeAgent) Status(context.Context) (control.Status, error) { return control.Status{}, nil }
 func (f *fakeAgent) PairShow(context.Context, time.Duration) (control.ShowResult, error) {
 	return control.ShowResult{}, nil
