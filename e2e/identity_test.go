@@ -502,3 +502,24 @@ func TestLockRemove(t *testing.T) {
 		t.Fatal("removing the lock changed the device ID")
 	}
 }
+
+// kith version tells the build and, when one runs, the agent's version.
+func TestVersionTellsTheAgents(t *testing.T) {
+	d := kithtest.NewDevice(t)
+	var v struct {
+		Version, Protocol, Go, Agent string
+	}
+	d.JSON(&v, "", "version")
+	if v.Version == "" || v.Protocol != "kith/1" || !strings.HasPrefix(v.Go, "go") || v.Agent != "" {
+		t.Fatalf("version without an agent: %+v", v)
+	}
+	d.JSON(new(struct{}), "", "init")
+	d.Start(kithtest.FreeAddr(t, "127.0.0.2"))
+	d.JSON(&v, "", "version")
+	if v.Agent != v.Version {
+		t.Fatalf("version with an agent: %+v", v)
+	}
+	if res := d.Run("", "--version"); res.Code != 0 || res.Stdout != "kith "+v.Version+"\n" {
+		t.Fatalf("kith --version: %s", res)
+	}
+}

@@ -49,6 +49,7 @@ func (h runHost) LockPassphrase(dir, prompt string) ([]byte, error) {
 func (h runHost) Emit(v any, text func(io.Writer)) error { return h.g.emit(v, text) }
 func (h runHost) BadInput(err error) error               { return badInput(err) }
 func (h runHost) Stderr() io.Writer                      { return h.g.env.Stderr }
+func (h runHost) Version() string                        { return buildVersion() }
 func (h runHost) Getenv(key string) string               { return h.g.env.Getenv(key) }
 
 func addAgentCommands(root *cobra.Command, g *globals) {

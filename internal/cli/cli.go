@@ -178,6 +178,8 @@ device, or "kith restore --device N" to bring back a device from the phrase.`,
 	root.PersistentFlags().StringVar(&g.home, "home", "", "this device's state folder (default $KITH_HOME, else $XDG_DATA_HOME/kith)")
 	root.PersistentFlags().BoolVar(&g.json, "json", false, "print one JSON document on stdout instead of text")
 	root.Args = noArgs
+	root.Version = buildVersion()
+	root.SetVersionTemplate("kith {{.Version}}\n")
 	root.SetFlagErrorFunc(flagError)
 	root.SetHelpCommand(newHelpCmd(root))
 	root.AddCommand(

@@ -19,6 +19,8 @@ type IDResult struct {
 	DeviceIndex      uint32            `json:"device_index"`
 	Name             string            `json:"name"`
 	ArchiveRecipient string            `json:"archive_recipient"`
+	// Version is the running agent's build version ("kith version").
+	Version string `json:"version,omitempty"`
 }
 
 // Status is the agent's view of itself, its peers and its cluster: the

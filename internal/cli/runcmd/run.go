@@ -40,6 +40,8 @@ type Host interface {
 	BadInput(err error) error
 	// Stderr is where the agent logs.
 	Stderr() io.Writer
+	// Version is this build's version, which the agent tells.
+	Version() string
 	// Getenv reads the environment, for the KITH_* variables that stand
 	// for flags.
 	Getenv(key string) string
@@ -96,6 +98,7 @@ command line wins over its variable.`,
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 				return badInputf(h, "--log-level %q: use debug, info, warn or error", logLevel)
 			}
+			cfg.Version = h.Version()
 			cfg.Logger = slog.New(slog.NewTextHandler(h.Stderr(), &slog.HandlerOptions{Level: level}))
 			if skew != 0 {
 				cfg.Now = func() time.Time { return time.Now().Add(skew) }

@@ -39,6 +39,7 @@ func (h host) LockPassphrase(string, string) ([]byte, error) { return nil, nil }
 func (h host) Emit(any, func(io.Writer)) error               { return nil }
 func (h host) BadInput(err error) error                      { return err }
 func (h host) Stderr() io.Writer                             { return io.Discard }
+func (h host) Version() string                               { return "test" }
 func (h host) Getenv(k string) string                        { return h.env[k] }
 
 func TestFlagsFromTheEnvironment(t *testing.T) {
