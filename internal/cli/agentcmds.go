@@ -59,6 +59,7 @@ func addAgentCommands(root *cobra.Command, g *globals) {
 		newFriendsCmd(g),
 		newStatusCmd(g),
 		newDemoCmd(g),
+		newServiceCmd(g),
 	)
 }
 

@@ -54,7 +54,7 @@ func serveFake(t *testing.T, f *fakeAgent) string {
 	return home
 }
 
-func user(b byte) seed.UserPublic {
+func testUser(b byte) seed.UserPublic {
 	var u seed.UserPublic
 	for i := range u {
 		u[i] = b
@@ -64,7 +64,7 @@ func user(b byte) seed.UserPublic {
 }
 
 func TestFriendsByNameOrPrefix(t *testing.T) {
-	bob, bob2, carol := user(0x6b), user(0x6c), user(0xca)
+	bob, bob2, carol := testUser(0x6b), testUser(0x6c), testUser(0xca)
 	f := &fakeAgent{friends: []control.FriendView{
 		{UserID: bob, Name: "bob", Status: roster.StatusFriend},
 		{UserID: bob2, Name: "Bob", Status: roster.StatusFriend},
