@@ -129,7 +129,7 @@ func TestPassphrasePromptsOnATerminal(t *testing.T) {
 
 	d.Env = []string{"KITH_PASSPHRASE=sesame", "KITH_NEW_PASSPHRASE=other"}
 	res := d.Run("", "keys", "lock")
-	if res.Code != 2 || !strings.Contains(res.Stderr, "kith: the lock passphrase in KITH_PASSPHRASE is wrong\n") ||
+	if res.Code != 2 || !strings.Contains(res.Stderr, "kith: the lock passphrase is wrong (it came from KITH_PASSPHRASE)\n") ||
 		!strings.Contains(res.Stderr, "kith: hint: if it is forgotten, make this device again from the seed phrase") ||
 		strings.Contains(res.Stderr, "set KITH_PASSPHRASE") {
 		t.Errorf("a wrong KITH_PASSPHRASE: %s", res)

@@ -33,7 +33,7 @@ func TestHints(t *testing.T) {
 			[]string{`run "kith init" for a new identity, or "kith restore --device I" to restore one`}},
 		{keystore.ErrLocked, `the keys are locked`, []string{"set KITH_PASSPHRASE, or run on a terminal to be asked", forgotHint}},
 		{badInput(keystore.ErrWrongPassphrase), `the lock passphrase is wrong`, []string{forgotHint}},
-		{badInput(wrongEnvPassphrase{}), `the lock passphrase in KITH_PASSPHRASE is wrong`,
+		{badInput(wrongEnvPassphrase{}), `the lock passphrase is wrong (it came from KITH_PASSPHRASE)`,
 			[]string{"check KITH_PASSPHRASE, or unset it to be asked on the terminal", forgotHint}},
 		{fmt.Errorf("changing the lock passphrase: %w", fmt.Errorf("%s: %w", "bad header", keystore.ErrCorrupt)),
 			`changing the lock passphrase: bad header: the keys file is damaged or was modified`,

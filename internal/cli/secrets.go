@@ -320,7 +320,7 @@ func (g *globals) lockPassphrase(dir, prompt string) ([]byte, error) {
 type wrongEnvPassphrase struct{}
 
 func (wrongEnvPassphrase) Error() string {
-	return "the lock passphrase in KITH_PASSPHRASE is wrong"
+	return "the lock passphrase is wrong (it came from KITH_PASSPHRASE)"
 }
 
 func (wrongEnvPassphrase) Is(target error) bool { return target == keystore.ErrWrongPassphrase }
