@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -107,4 +108,23 @@ func TestJSONError(t *testing.T) {
 	if err := json.Unmarshal([]byte(stderr), &e); err != nil || code != 1 || e.Kind != "failed" || strings.Contains(stderr, "kith: ") {
 		t.Fatalf("exit %d, stderr %q", code, stderr)
 	}
+}
+
+func TestPortInUse(t *testing.T) {
+	home := t.TempDir()
+	if code, _, stderr := run(t, "", nil, "--home", home, "init"); code != 0 {
+		t.Fatal(stderr)
+	}
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	addr := c.LocalAddr().String()
+	code, _, stderr := run(t, "", nil, "--home", home, "run", "--listen", addr)
+	if code != 1 || strings.Count(stderr, addr) != 1 || !strings.Contains(stderr, "address already in use\n") ||
+		!strings.Contains(stderr, "kith: hint: another program, or another kith run, uses that port") {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	checkPlain(t, stderr)
 }

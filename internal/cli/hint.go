@@ -49,6 +49,7 @@ var hints = []hint{
 		h := err.(*control.NoAgentError).Home
 		return `start it with "kith --home ` + h + ` run" (it stays in the foreground; use another terminal)`
 	}},
+	{is(syscall.EADDRINUSE), fixed("another program, or another kith run, uses that port: choose another with --listen HOST:PORT")},
 	{ofType[*hinted], func(err error) string { return strings.Join(err.(*hinted).hints, "\n") }},
 }
 
@@ -73,6 +74,7 @@ func withHint(err error, hints ...string) error {
 // and without the libraries' package prefixes, and its hints.
 func explain(err error) (msg string, hs []string) {
 	msg = plain(strings.ReplaceAll(err.Error(), "\n", "; "))
+	msg = once(err, msg)
 	seen := map[string]bool{}
 	for _, h := range hints {
 		e := h.match(err)
@@ -101,6 +103,36 @@ func plain(msg string) string {
 			return msg
 		}
 		msg = next
+	}
+}
+
+// once shortens a message that names a socket's address more than once, as
+// wrapped net errors do ("opening the UDP port A: listening on A: listen udp
+// A: bind: address already in use"), to its first part and the cause.
+func once(err error, msg string) string {
+	var op *net.OpError
+	if !errors.As(err, &op) || op.Addr == nil {
+		return msg
+	}
+	a := op.Addr.String()
+	if strings.Count(msg, a) < 2 {
+		return msg
+	}
+	cause := op.Err
+	var se *os.SyscallError
+	if errors.As(cause, &se) {
+		cause = se.Err
+	}
+	return msg[:strings.Index(msg, a)+len(a)] + ": " + cause.Error()
+}
+
+// is matches an error in a tree that [errors.Is] target, such as an errno.
+func is(target error) func(error) error {
+	return func(err error) error {
+		if errors.Is(err, target) {
+			return err
+		}
+		return nil
 	}
 }
 

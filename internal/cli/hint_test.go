@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
+	"os"
+	"syscall"
 	"slices"
 	"testing"
 
@@ -54,6 +57,10 @@ func TestHints(t *testing.T) {
 		{errors.Join(fs.ErrNotExist, keystore.ErrLocked), "file does not exist; the keys are locked",
 			[]string{"set KITH_PASSPHRASE, or run on a terminal to be asked", forgotHint}},
 		{withHint(errors.New("own"), "first", "second"), "own", []string{"first", "second"}},
+		{fmt.Errorf("opening the UDP port 127.0.0.1:7117: listening on 127.0.0.1:7117: %w", &net.OpError{Op: "listen", Net: "udp",
+			Addr: &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 7117}, Err: os.NewSyscallError("bind", syscall.EADDRINUSE)}),
+			"opening the UDP port 127.0.0.1:7117: address already in use",
+			[]string{"another program, or another kith run, uses that port: choose another with --listen HOST:PORT"}},
 		{errors.New("no hint for this"), "no hint for this", nil},
 	} {
 		msg, hs := explain(tc.err)
