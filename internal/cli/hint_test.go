@@ -6,8 +6,8 @@ import (
 	"io/fs"
 	"net"
 	"os"
-	"syscall"
 	"slices"
+	"syscall"
 	"testing"
 
 	"github.com/kith-project/kith/internal/control"
