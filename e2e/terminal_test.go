@@ -139,3 +139,27 @@ func TestPassphrasePromptsOnATerminal(t *testing.T) {
 		t.Errorf("the right KITH_PASSPHRASE: %s", res)
 	}
 }
+
+// A destructive command asks on a terminal, and --yes skips the question.
+func TestConfirmationsOnATerminal(t *testing.T) {
+	d := kithtest.NewDevice(t)
+	d.JSON(new(struct{}), "", "init")
+	term := kithtest.NewTerminal(t, 100, 40,
+		`"$KITH" --home "$H" init --force >/dev/null; echo "a=$?"; "$KITH" --home "$H" init --force --yes >/dev/null; echo "b=$?"; exec cat >/dev/null`,
+		"KITH="+kithtest.Binary(t), "H="+d.Home)
+	term.WaitFor("Replace it? [y/N]")
+	term.Type("n")
+	if screen := term.WaitFor("a="); !strings.Contains(screen, "a=1") || !strings.Contains(screen, "not confirmed: nothing was changed") {
+		t.Fatalf("init --force answered no:\n%s", screen)
+	}
+	term.WaitFor("(Enter for none): ")
+	term.Type("")
+	screen := term.WaitFor("b=")
+	if !strings.Contains(screen, "b=0") || strings.Count(screen, "Replace it?") != 1 {
+		t.Fatalf("init --force --yes:\n%s", screen)
+	}
+	// Without a terminal, no question: scripts keep working.
+	if res := d.Run("", "init", "--force"); res.Code != 0 || strings.Contains(res.Stderr, "Replace it?") {
+		t.Fatalf("init --force from a script: %s", res)
+	}
+}
