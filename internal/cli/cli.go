@@ -11,15 +11,27 @@
 // # Exit status
 //
 // 0 on success, 1 when the operation failed, 2 for bad usage or bad input
-// (a mistyped seed phrase, an unknown flag, a tampered invite). Errors go to
-// stderr as one line "kith: …" that says what is wrong and what to do.
+// (a mistyped seed phrase, an unknown flag or command, a tampered invite, a
+// folder given for a file). An error goes to stderr as one line "kith: …"
+// that says what is wrong, then "kith: hint: …" lines that say what to do,
+// as age prints them; with --json it is one JSON object {error, kind, hint}
+// on stderr instead.
 //
 // # Hints
 //
 // The libraries' errors say only what is wrong. What to do about it is the
 // command line's to say, in terms of its own commands, flags and
 // environment: a table in hint.go, keyed by the libraries' sentinel errors
-// and error types, adds each hint right after the text of its error.
+// and error types, gives the hints for the errors in a tree, and a command
+// adds its own with withHint. The libraries' package prefixes ("store: ")
+// and Go's parser and socket details are kept off the screen.
+//
+// # Terminals
+//
+// On a terminal, the seed phrase is read across lines with echo off until
+// it is whole, new passphrases are asked twice, a current one up to three
+// times, and destructive commands ask for confirmation (--yes skips it).
+// Without a terminal nothing is asked, so scripts behave as before.
 //
 // # Secrets
 //
