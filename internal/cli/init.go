@@ -57,7 +57,7 @@ If it is forgotten, make the device again from the seed phrase with
 			}
 			id, _, err := g.provision(device.Request{Phrase: phrase, Index: 0, Name: name, Force: force},
 				"use another --home, or add --force to replace it (its keys are lost unless you have its phrase)", yes,
-				func(req *device.Request) error {
+				func(req *device.Request) (err error) {
 					req.Passphrase, err = g.seedPassphrase(askSeed, true)
 					return err
 				})

@@ -69,8 +69,13 @@ identity already in the home unless given --force.
 The phrase may be typed in any case and with any spacing. On a terminal the
 words are not shown, and may be typed or pasted over several lines: restore
 reads until it has a whole phrase (12, 15, 18, 21 or 24 words), or an empty
-line. From a pipe or a file it reads everything. Give the BIP39 passphrase, if the identity has one, in
-KITH_SEED_PASSPHRASE or with --seed-passphrase.`,
+line. From a pipe or a file it reads everything. Give the BIP39 passphrase,
+if the identity has one, in KITH_SEED_PASSPHRASE or with --seed-passphrase.
+
+The home is checked first: a home in use, or one that holds an identity
+without --force, is refused before the phrase is asked for. A user ID new to
+this home gets a warning, since a phrase restored without its BIP39
+passphrase gives another user.`,
 		Example: `  kith restore --device 1 < phrase.txt
   kith --home /tmp/laptop restore --device 1 --name laptop`,
 		Args: exactArgs(0),
@@ -84,7 +89,7 @@ KITH_SEED_PASSPHRASE or with --seed-passphrase.`,
 			}
 			id, before, err := g.provision(device.Request{Index: index, Name: name, Force: force},
 				"use another --home, or add --force to replace it", yes,
-				func(req *device.Request) error {
+				func(req *device.Request) (err error) {
 					if req.Phrase, err = g.parsePhrase(); err != nil {
 						return err
 					}
