@@ -261,11 +261,13 @@ func (g *globals) newLockPassphrase() ([]byte, error) {
 		return []byte(v), nil
 	}
 	p, err := g.newSecret("Lock passphrase for this device's keys (Enter for none): ", true)
-	if errors.Is(err, errNoTerminal) || p == "" {
+	switch {
+	case errors.Is(err, errNoTerminal):
 		return nil, nil
-	}
-	if err != nil {
+	case err != nil:
 		return nil, err
+	case p == "":
+		return nil, nil
 	}
 	return []byte(p), nil
 }
