@@ -163,3 +163,25 @@ func TestConfirmationsOnATerminal(t *testing.T) {
 		t.Fatalf("init --force from a script: %s", res)
 	}
 }
+
+// Three new lock passphrases that differ from their second typing fail:
+// the keys are never left unsealed by a typo.
+func TestNewPassphraseGivesUpAfterThreeTries(t *testing.T) {
+	d := kithtest.NewDevice(t)
+	term := kithtest.NewTerminal(t, 100, 40,
+		`"$KITH" --home "$H" init >/dev/null; echo "init=$?"; exec cat >/dev/null`,
+		"KITH="+kithtest.Binary(t), "H="+d.Home)
+	for i := 1; i <= 3; i++ {
+		term.WaitForN("(Enter for none): ", i)
+		term.Type("one")
+		term.WaitForN("Type it again: ", i)
+		term.Type("other")
+	}
+	screen := term.WaitFor("init=")
+	if !strings.Contains(screen, "init=2") || !strings.Contains(screen, "after 3 tries") {
+		t.Fatalf("init after three differing passphrases:\n%s", screen)
+	}
+	if res := d.Run("", "id"); res.Code != 1 || !strings.Contains(res.Stderr, "no kith identity") {
+		t.Fatalf("the home holds an identity after a failed init: %s", res)
+	}
+}

@@ -123,8 +123,12 @@ func Run(args []string, env Env) int {
 	msg, hs := explain(err)
 	if g.json || jsonFlag(args) {
 		kind := control.KindFailed
-		if code == ExitUsage {
+		var ce *control.Error
+		switch {
+		case code == ExitUsage:
 			kind = control.KindBadInput
+		case errors.As(err, &ce) && ce.Kind != "":
+			kind = ce.Kind // the agent's, such as not_found
 		}
 		enc := json.NewEncoder(env.Stderr)
 		enc.Encode(struct {
