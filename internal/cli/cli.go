@@ -269,7 +269,9 @@ func flagError(cmd *cobra.Command, err error) error {
 	}
 	value, name := m[1], m[2]
 	want := "a valid value"
-	if f := cmd.Flags().Lookup(strings.TrimLeft(strings.SplitN(name, ",", 2)[len(strings.SplitN(name, ",", 2))-1], " -")); f != nil {
+	// pflag names the flag "--name" or "-n, --name".
+	names := strings.Split(name, ", ")
+	if f := cmd.Flags().Lookup(strings.TrimLeft(names[len(names)-1], "-")); f != nil {
 		name = "--" + f.Name
 		switch t := f.Value.Type(); {
 		case strings.HasPrefix(t, "uint"):
