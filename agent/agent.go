@@ -96,6 +96,9 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives the agent's logs. Default: discard.
 	Logger *slog.Logger
+	// Version is the build's version, which the agent tells the local
+	// API ("kith version"). Default: none.
+	Version string
 }
 
 // Defaults.

@@ -22,7 +22,7 @@ func (a *Agent) controlHandler() http.Handler { return control.NewHandler(contro
 
 func (c controlAPI) ID(context.Context) (control.IDResult, error) {
 	id := c.a.dev.Identity
-	return control.IDResult{UserID: c.a.dev.Cert.User, DeviceID: c.a.dev.Cert.Device, DeviceIndex: id.DeviceIndex, Name: id.Name, ArchiveRecipient: id.ArchiveRecipient}, nil
+	return control.IDResult{UserID: c.a.dev.Cert.User, DeviceID: c.a.dev.Cert.Device, DeviceIndex: id.DeviceIndex, Name: id.Name, ArchiveRecipient: id.ArchiveRecipient, Version: c.a.cfg.Version}, nil
 }
 
 func (c controlAPI) Status(context.Context) (control.Status, error) { return c.a.status(), nil }

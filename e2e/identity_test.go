@@ -148,8 +148,14 @@ func TestBadPhrasesAreExplained(t *testing.T) {
 		if !strings.Contains(res.Stderr, "7") || !strings.Contains(res.Stderr, typo[6]) || !strings.Contains(res.Stderr, words[6]) {
 			t.Fatalf("the error should name word 7 %q and suggest %q: %s", typo[6], words[6], res.Stderr)
 		}
-		if !strings.HasPrefix(res.Stderr, "kith: ") || strings.Count(strings.TrimSpace(res.Stderr), "\n") != 0 {
-			t.Fatalf("errors are one line starting with \"kith: \": %q", res.Stderr)
+		lines := strings.Split(strings.TrimSpace(res.Stderr), "\n")
+		if !strings.HasPrefix(lines[0], "kith: ") || strings.HasPrefix(lines[0], "kith: hint: ") {
+			t.Fatalf("an error is one line starting with \"kith: \": %q", res.Stderr)
+		}
+		for _, l := range lines[1:] {
+			if !strings.HasPrefix(l, "kith: hint: ") {
+				t.Fatalf("after the error come only hint lines: %q", res.Stderr)
+			}
 		}
 	})
 	t.Run("swapped words", func(t *testing.T) {
@@ -500,5 +506,26 @@ func TestLockRemove(t *testing.T) {
 	a.JSON(&id, "", "id")
 	if id.DeviceID != created.DeviceID {
 		t.Fatal("removing the lock changed the device ID")
+	}
+}
+
+// kith version tells the build and, when one runs, the agent's version.
+func TestVersionTellsTheAgents(t *testing.T) {
+	d := kithtest.NewDevice(t)
+	var v struct {
+		Version, Protocol, Go, Agent string
+	}
+	d.JSON(&v, "", "version")
+	if v.Version == "" || v.Protocol != "kith/1" || !strings.HasPrefix(v.Go, "go") || v.Agent != "" {
+		t.Fatalf("version without an agent: %+v", v)
+	}
+	d.JSON(new(struct{}), "", "init")
+	d.Start(kithtest.FreeAddr(t, "127.0.0.2"))
+	d.JSON(&v, "", "version")
+	if v.Agent != v.Version {
+		t.Fatalf("version with an agent: %+v", v)
+	}
+	if res := d.Run("", "--version"); res.Code != 0 || res.Stdout != "kith "+v.Version+"\n" {
+		t.Fatalf("kith --version: %s", res)
 	}
 }

@@ -25,15 +25,6 @@ func (g *globals) agent(cmd *cobra.Command) (*control.Client, context.Context, e
 	return control.NewClient(dir), ctx, nil
 }
 
-// agentError is the command's error for an error from the agent: bad-input
-// answers exit with status 2, anything else with 1.
-func agentError(err error) error {
-	if control.BadInput(err) {
-		return badInput(err)
-	}
-	return err
-}
-
 func newRunCmd(g *globals) *cobra.Command {
 	cmd := runcmd.New(runHost{g})
 	cmd.Args = exactArgs(0)
@@ -51,13 +42,15 @@ func (h runHost) OpenHome() (string, *store.Store, func() error, error) {
 	return oh.dir, oh.store, oh.Close, nil
 }
 
-func (h runHost) LockPassphrase(prompt string) ([]byte, error) {
-	return h.g.lockPassphrase(true, prompt)
+func (h runHost) LockPassphrase(dir, prompt string) ([]byte, error) {
+	return h.g.lockPassphrase(dir, prompt)
 }
 
 func (h runHost) Emit(v any, text func(io.Writer)) error { return h.g.emit(v, text) }
 func (h runHost) BadInput(err error) error               { return badInput(err) }
 func (h runHost) Stderr() io.Writer                      { return h.g.env.Stderr }
+func (h runHost) Version() string                        { return buildVersion() }
+func (h runHost) Getenv(key string) string               { return h.g.env.Getenv(key) }
 
 func addAgentCommands(root *cobra.Command, g *globals) {
 	root.AddCommand(
@@ -66,6 +59,7 @@ func addAgentCommands(root *cobra.Command, g *globals) {
 		newFriendsCmd(g),
 		newStatusCmd(g),
 		newDemoCmd(g),
+		newServiceCmd(g),
 	)
 }
 
@@ -85,6 +79,6 @@ func fmtAgo(t time.Time, now time.Time) string {
 	case d < 48*time.Hour:
 		return fmt.Sprintf("%dh ago", int(d.Hours()))
 	default:
-		return t.Local().Format("2006-01-02")
+		return t.Local().Format("Jan 02")
 	}
 }

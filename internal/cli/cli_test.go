@@ -20,37 +20,6 @@ func run(t *testing.T, stdin string, env map[string]string, args ...string) (int
 	return code, out.String(), errb.String()
 }
 
-func TestExitStatuses(t *testing.T) {
-	home := t.TempDir()
-	for _, tc := range []struct {
-		name  string
-		stdin string
-		args  []string
-		code  int
-		want  string
-	}{
-		{"unknown flag", "", []string{"--home", home, "id", "--bogus"}, 2, "--bogus"},
-		{"unknown command", "", []string{"--home", home, "frobnicate"}, 2, "frobnicate"},
-		{"extra argument", "", []string{"--home", home, "id", "x"}, 2, "takes 0"},
-		{"bad word count", "", []string{"--home", home, "init", "--words", "13"}, 2, "--words"},
-		{"no phrase", "", []string{"--home", home, "restore", "--device", "0"}, 2, "no seed phrase"},
-		{"no identity", "", []string{"--home", home, "id"}, 1, "kith init"},
-		{"device out of range", "abandon", []string{"--home", home, "keys", "export", "--device", "2147483647"}, 2, "out of range"},
-		{"both export modes", "abandon", []string{"--home", home, "keys", "export", "--device", "1", "--recovery"}, 2, "not both"},
-		{"bad listen", "", []string{"--home", home, "run", "--listen", "nowhere"}, 2, "--listen"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			code, _, stderr := run(t, tc.stdin, nil, tc.args...)
-			if code != tc.code || !strings.Contains(stderr, tc.want) || !strings.HasPrefix(stderr, "kith: ") {
-				t.Fatalf("exit %d, stderr %q; want exit %d mentioning %q", code, stderr, tc.code, tc.want)
-			}
-			if strings.Count(strings.TrimRight(stderr, "\n"), "\n") != 0 {
-				t.Fatalf("the error is not one line: %q", stderr)
-			}
-		})
-	}
-}
-
 func TestInitKeepsThePhraseOutOfArgvAndPrintsItOnce(t *testing.T) {
 	home := t.TempDir()
 	code, out, stderr := run(t, "", map[string]string{"KITH_SEED_PASSPHRASE": "extra"}, "--home", home, "--json", "init", "--name", "n")

@@ -11,8 +11,10 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/kith-project/kith/internal/control"
@@ -50,6 +52,12 @@ Everything it starts is stopped at the end; DIR is removed unless --keep.`,
 			} else if err := os.MkdirAll(dir, 0o700); err != nil {
 				return err
 			}
+			// The folder holds private keys: it goes on every way out.
+			// SIGINT and SIGTERM cancel the demo instead of killing it, and
+			// so does SIGPIPE, which a closed stdout ("kith demo | head")
+			// raises, so that the deferred cleanup runs.
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM, syscall.SIGPIPE)
+			defer stop()
 			d := &demo{bin: self, dir: dir, out: g.env.Stdout}
 			defer func() {
 				d.stopAll()
@@ -59,7 +67,11 @@ Everything it starts is stopped at the end; DIR is removed unless --keep.`,
 					os.RemoveAll(dir)
 				}
 			}()
-			return d.run(cmd.Context())
+			err = d.run(ctx)
+			if ctx.Err() != nil && cmd.Context().Err() == nil {
+				return errors.New("the demo was interrupted; everything it started is stopped and its folder removed")
+			}
+			return err
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "folder for the demo's homes and logs (default: a new temporary folder)")
@@ -73,6 +85,8 @@ type demo struct {
 	out      io.Writer
 	agents   []*launch.Process
 	step     int
+	// ctx ends the kith commands the demo runs when it is interrupted.
+	ctx context.Context
 }
 
 func (d *demo) say(format string, args ...any) {
@@ -89,7 +103,7 @@ func (d *demo) home(name string) string { return filepath.Join(d.dir, name) }
 // kith runs one kith command for the device name and decodes its JSON.
 func (d *demo) kith(name, stdin string, out any, args ...string) error {
 	full := append([]string{"--home", d.home(name), "--json"}, args...)
-	cmd := exec.Command(d.bin, full...)
+	cmd := exec.CommandContext(d.ctx, d.bin, full...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -173,9 +187,7 @@ type demoID struct {
 }
 
 func (d *demo) run(ctx context.Context) error {
-	if ctx == nil {
-		ctx = context.Background()
-	}
+	d.ctx = ctx
 	d.say("kith demo: every device below is a separate kith process with its own home in %s.", d.dir)
 
 	d.story("Restoring a node from a seed phrase")

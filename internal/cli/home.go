@@ -33,7 +33,7 @@ func (g *globals) homeDir() (string, error) {
 	}
 	dir, err := home.Resolve(flag)
 	if err != nil {
-		return "", fmt.Errorf("finding the home folder: %w (set --home or KITH_HOME)", err)
+		return "", fmt.Errorf("finding the home folder: %w", err)
 	}
 	return dir, nil
 }
@@ -48,7 +48,7 @@ func (g *globals) openHome(create bool) (*openedHome, error) {
 	}
 	if !create {
 		if _, err := os.Stat(filepath.Join(dir, "kith.db")); errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("no kith identity in %s: run \"kith init\" for a new identity or \"kith restore --device N\" to restore one", dir)
+			return nil, noIdentity(dir)
 		}
 	}
 	if err := home.Ensure(dir); err != nil {
@@ -64,4 +64,10 @@ func (g *globals) openHome(create bool) (*openedHome, error) {
 		return nil, err
 	}
 	return &openedHome{dir: dir, lock: lk, store: st}, nil
+}
+
+// noIdentity is the error for a home that holds no identity.
+func noIdentity(dir string) error {
+	return withHint(fmt.Errorf("no kith identity in %s", dir),
+		`run "kith init" for a new identity, or "kith restore --device I" to restore one`)
 }

@@ -48,7 +48,7 @@ func (g *globals) identity(cmd *cobra.Command) (control.IDResult, error) {
 		return res, err
 	}
 	if !ok {
-		return res, fmt.Errorf("no kith identity in %s: run \"kith init\" or \"kith restore --device N\"", h.dir)
+		return res, noIdentity(h.dir)
 	}
 	return control.IDResult{UserID: id.UserID, DeviceID: id.DeviceID, DeviceIndex: id.DeviceIndex, Name: id.Name, ArchiveRecipient: id.ArchiveRecipient}, nil
 }

@@ -27,6 +27,7 @@ func newInitCmd(g *globals) *cobra.Command {
 		words   int
 		askSeed bool
 		force   bool
+		yes     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "init",
@@ -39,7 +40,9 @@ to restore your devices and read your history after losing one.
 The BIP39 passphrase (an optional extra word that changes every key) comes from
 KITH_SEED_PASSPHRASE, or from a prompt with --seed-passphrase. The lock
 passphrase that seals this device's keys at rest comes from KITH_PASSPHRASE,
-or a prompt on a terminal; it changes no key.`,
+or a prompt on a terminal (typed twice; Enter for none); it changes no key.
+If it is forgotten, make the device again from the seed phrase with
+"kith restore --force --device 0".`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if words != 12 && words != 15 && words != 18 && words != 21 && words != 24 {
@@ -48,16 +51,16 @@ or a prompt on a terminal; it changes no key.`,
 			if name == "" {
 				name = defaultName()
 			}
-			passphrase, err := g.seedPassphrase(askSeed, true)
-			if err != nil {
-				return err
-			}
 			phrase, err := seed.Generate(words)
 			if err != nil {
 				return fmt.Errorf("generating a seed phrase: %w", err)
 			}
-			id, err := g.provision(device.Request{Phrase: phrase, Passphrase: passphrase, Index: 0, Name: name, Force: force},
-				"use another --home, or \"kith restore --force\" to replace it from its phrase")
+			id, _, err := g.provision(device.Request{Phrase: phrase, Index: 0, Name: name, Force: force},
+				"use another --home, or add --force to replace it (its keys are lost unless you have its phrase)", yes,
+				func(req *device.Request) (err error) {
+					req.Passphrase, err = g.seedPassphrase(askSeed, true)
+					return err
+				})
 			if err != nil {
 				return err
 			}
@@ -83,26 +86,46 @@ or a prompt on a terminal; it changes no key.`,
 	cmd.Flags().IntVar(&words, "words", 24, "number of words in the seed phrase: 12 or 24 (15, 18, 21 also work)")
 	cmd.Flags().BoolVar(&askSeed, "seed-passphrase", false, "ask for a BIP39 passphrase (the extra word) on the terminal")
 	cmd.Flags().BoolVar(&force, "force", false, "replace an identity already in this home (its keys are lost unless you have its phrase)")
+	cmd.Flags().BoolVar(&yes, "yes", false, "do not ask for confirmation on a terminal")
 	return cmd
 }
 
-// provision writes a new identity into the home folder: it locks the home,
-// asks for the lock passphrase and provisions the device. onExists is the
-// hint given when the home already holds an identity.
-func (g *globals) provision(req device.Request, onExists string) (store.Identity, error) {
+// provision writes a new identity into the home folder. It locks the home
+// and checks that it may take an identity before asking for anything:
+// then secrets fills in the request (the phrase, the BIP39 passphrase),
+// the lock passphrase is asked for, and the device is provisioned. onExists
+// is the hint given when the home already holds an identity; yes skips the
+// confirmation that --force asks for on a terminal. before is the identity
+// the home held, if any.
+func (g *globals) provision(req device.Request, onExists string, yes bool, secrets func(*device.Request) error) (id, before store.Identity, err error) {
 	h, err := g.openHome(true)
 	if err != nil {
-		return store.Identity{}, err
+		return id, before, err
 	}
 	defer h.Close()
-	if req.Lock, err = g.lockPassphrase(true, "Lock passphrase for this device's keys (Enter for none): "); err != nil {
-		return store.Identity{}, err
+	before, had, err := h.store.Identity()
+	if err != nil {
+		return id, before, err
 	}
-	id, err := device.Provision(h.dir, h.store, req)
+	if had && !req.Force {
+		return id, before, withHint(fmt.Errorf("%s already holds an identity (user %s)", h.dir, shortID(before.UserID.ID())), onExists)
+	}
+	if had && !yes {
+		if err := g.confirm(fmt.Sprintf("%s holds device %d of user %s. Replacing it loses its keys unless you have its phrase.", h.dir, before.DeviceIndex, shortID(before.UserID.ID())), "Replace it?"); err != nil {
+			return id, before, err
+		}
+	}
+	if err := secrets(&req); err != nil {
+		return id, before, err
+	}
+	if req.Lock, err = g.newLockPassphrase(); err != nil {
+		return id, before, err
+	}
+	id, err = device.Provision(h.dir, h.store, req)
 	if errors.Is(err, device.ErrExists) {
-		return store.Identity{}, fmt.Errorf("%s already holds an identity: %s", h.dir, onExists)
+		return id, before, withHint(fmt.Errorf("%s already holds an identity", h.dir), onExists)
 	}
-	return id, err
+	return id, before, err
 }
 
 func defaultName() string {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"time"
 
 	"github.com/kith-project/kith/internal/keystore"
@@ -33,6 +35,7 @@ func newKeysExportCmd(g *globals) *cobra.Command {
 		dev      deviceIndexFlag
 		recovery bool
 		askSeed  bool
+		out      string
 	)
 	cmd := &cobra.Command{
 		Use:   "export --device I",
@@ -41,13 +44,14 @@ func newKeysExportCmd(g *globals) *cobra.Command {
 recovery archive key) from the seed phrase on standard input and prints it as
 an age identity, so that the stock age tool can open kith archives:
 
-  kith keys export --device 0 < phrase.txt > device0.agekey
+  kith keys export --device 0 -o device0.agekey < phrase.txt
   age -d -i device0.agekey archive.age
 
 The output is a secret: anyone holding it can open that layer of your
-archives. It needs no home folder and no agent.`,
+archives. -o FILE writes it to a new file only you can read (mode 0600) and
+never overwrites one. It needs no home folder and no agent.`,
 		Args: exactArgs(0),
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			var index uint32
 			if !recovery {
 				i, err := dev.get(cmd)
@@ -57,6 +61,24 @@ archives. It needs no home folder and no agent.`,
 				index = i
 			} else if cmd.Flags().Changed("device") {
 				return badInputf("give either --device I or --recovery, not both")
+			}
+			var file *os.File
+			if out != "" {
+				f, oerr := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+				if errors.Is(oerr, fs.ErrExist) {
+					return badInput(withHint(fmt.Errorf("%s already exists", out), "choose a new file name, or remove the old one first"))
+				}
+				if oerr != nil {
+					return badInput(oerr)
+				}
+				file = f
+				// A failed export leaves no file behind.
+				defer func() {
+					f.Close()
+					if err != nil {
+						os.Remove(out)
+					}
+				}()
 			}
 			phrase, err := g.parsePhrase()
 			if err != nil {
@@ -81,23 +103,44 @@ archives. It needs no home folder and no agent.`,
 			if !recovery {
 				res.DeviceIndex = &index
 			}
-			return g.emit(res, func(w io.Writer) {
-				// The age key-file format, so the output can be given to age -i.
-				fmt.Fprintf(w, "# created: %s\n", time.Now().UTC().Format(time.RFC3339))
-				if recovery {
-					fmt.Fprintln(w, "# kith user recovery archive key")
-				} else {
-					fmt.Fprintf(w, "# kith device %d archive key\n", index)
+			if file != nil {
+				writeAgeKey(file, res, recovery, index)
+				if err = file.Sync(); err != nil {
+					return fmt.Errorf("writing %s: %w", out, err)
 				}
-				fmt.Fprintf(w, "# public key: %s\n", res.AgeRecipient)
-				fmt.Fprintln(w, res.AgeIdentity)
-			})
+				if err = file.Close(); err != nil {
+					return fmt.Errorf("writing %s: %w", out, err)
+				}
+				res.AgeIdentity = ""
+				return g.emit(struct {
+					DeviceIndex  *uint32 `json:"device_index"`
+					AgeRecipient string  `json:"age_recipient"`
+					File         string  `json:"file"`
+				}{res.DeviceIndex, res.AgeRecipient, out}, func(w io.Writer) {
+					fmt.Fprintf(w, "Wrote the secret key to %s (mode 0600).\npublic key: %s\n", out, res.AgeRecipient)
+				})
+			}
+			return g.emit(res, func(w io.Writer) { writeAgeKey(w, res, recovery, index) })
 		},
 	}
 	addDeviceFlag(cmd, &dev, "index of the device whose archive key to export")
+	cmd.Flags().StringVarP(&out, "output", "o", "", "write the key to a new FILE with mode 0600 instead of stdout")
 	cmd.Flags().BoolVar(&recovery, "recovery", false, "export the user's recovery archive key instead of a device's")
 	cmd.Flags().BoolVar(&askSeed, "seed-passphrase", false, "ask for the BIP39 passphrase (the extra word) on the terminal")
 	return cmd
+}
+
+// writeAgeKey writes the key in the age key-file format, so that the
+// output can be given to age -i.
+func writeAgeKey(w io.Writer, res exportResult, recovery bool, index uint32) {
+	fmt.Fprintf(w, "# created: %s\n", time.Now().UTC().Format(time.RFC3339))
+	if recovery {
+		fmt.Fprintln(w, "# kith user recovery archive key")
+	} else {
+		fmt.Fprintf(w, "# kith device %d archive key\n", index)
+	}
+	fmt.Fprintf(w, "# public key: %s\n", res.AgeRecipient)
+	fmt.Fprintln(w, res.AgeIdentity)
 }
 
 func newKeysLockCmd(g *globals) *cobra.Command {
@@ -109,7 +152,10 @@ func newKeysLockCmd(g *globals) *cobra.Command {
 (argon2id and XChaCha20-Poly1305), or removes the seal with --remove.
 
 The current passphrase, if the keys are sealed, comes from KITH_PASSPHRASE or a
-prompt; the new one from KITH_NEW_PASSPHRASE or a prompt. The lock passphrase
+prompt, and is checked first (three tries on a terminal); the new one comes
+from KITH_NEW_PASSPHRASE or a prompt, typed twice. A forgotten lock passphrase
+cannot be recovered: make the device again from its seed phrase with
+"kith restore --force --device I". The lock passphrase
 protects only this device's files: it changes no key and no ID.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -118,37 +164,21 @@ protects only this device's files: it changes no key and no ID.`,
 				return err
 			}
 			defer h.Close()
-			sealed, err := keystore.IsSealed(h.dir)
+			old, err := g.lockPassphrase(h.dir, "Current lock passphrase: ")
 			if err != nil {
 				return err
-			}
-			var old []byte
-			if sealed {
-				if old, err = g.lockPassphrase(true, "Current lock passphrase: "); err != nil {
-					return err
-				}
-				if old == nil {
-					return keystore.ErrLocked
-				}
 			}
 			var next []byte
 			if !remove {
 				if v := g.env.Getenv("KITH_NEW_PASSPHRASE"); v != "" {
 					next = []byte(v)
 				} else {
-					p, err := g.readSecret("New lock passphrase: ")
-					if err != nil {
-						return badInputf("set KITH_NEW_PASSPHRASE, or run on a terminal to be asked, or use --remove")
+					p, err := g.newSecret("New lock passphrase: ", false)
+					if errors.Is(err, errNoTerminal) {
+						return badInput(withHint(errors.New("no new lock passphrase given"), "set KITH_NEW_PASSPHRASE, or run on a terminal to be asked, or use --remove"))
 					}
-					again, err := g.readSecret("Type it again: ")
 					if err != nil {
 						return err
-					}
-					if p != again {
-						return badInputf("the two passphrases differ: run the command again")
-					}
-					if p == "" {
-						return badInputf("an empty lock passphrase: use --remove to store the keys unsealed")
 					}
 					next = []byte(p)
 				}

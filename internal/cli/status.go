@@ -3,7 +3,6 @@ package cli
 import (
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -31,41 +30,70 @@ func newStatusCmd(g *globals) *cobra.Command {
 }
 
 func printStatus(w io.Writer, st control.Status, now time.Time) {
-	fmt.Fprintf(w, "device  %s %q\n", st.DeviceID, st.Name)
+	fmt.Fprintf(w, "device  %s\n", st.DeviceID)
+	fmt.Fprintf(w, "name    %s\n", clip(st.Name, 70))
 	fmt.Fprintf(w, "user    %s\n", st.UserID)
-	fmt.Fprintf(w, "listen  %s", st.Listen)
-	if len(st.PublicAddrs) > 0 {
-		fmt.Fprintf(w, "   public %s", strings.Join(st.PublicAddrs, ", "))
-	}
+	fmt.Fprintf(w, "listen  %s", clip(st.Listen, 50))
 	if st.Quiet {
 		fmt.Fprint(w, "   quiet mode")
+	}
+	for _, a := range st.PublicAddrs {
+		fmt.Fprintf(w, "\npublic  %s", clip(a, 70))
 	}
 	fmt.Fprintf(w, "\ncluster %s (leader %s, %d voters, %d non-voters)\n\n", st.Cluster.State, shortID(st.Cluster.Leader), len(st.Cluster.Voters), len(st.Cluster.Nonvoters))
 	if len(st.Peers) == 0 {
 		fmt.Fprintln(w, "No known devices yet: pair with \"kith pair show\" and \"kith pair scan\".")
 		return
 	}
+	// Within 80 columns: 12 + 10 + 6 + 21 + 7 + 6 + 6, and the gaps.
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "DEVICE\tNAME\tKIND\tADDRESS\tLAST SEEN\tONLINE\tRTT\tCLOCK OFFSET")
+	fmt.Fprintln(tw, "DEVICE\tNAME\tKIND\tADDRESS\tSEEN\tRTT\tCLOCK")
 	for _, p := range st.Peers {
-		var last time.Time
-		if p.LastSeen != nil {
-			last = *p.LastSeen
+		seen := "online"
+		if !p.Online {
+			var last time.Time
+			if p.LastSeen != nil {
+				last = *p.LastSeen
+			}
+			seen = fmtAgo(last, now)
 		}
-		online := "no"
-		if p.Online {
-			online = "yes"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", short(p.DeviceID), p.Name, p.Kind, orDash(p.Addr), fmtAgo(last, now), online, fmtMillis(p.RTTMillis), fmtMillis(p.ClockOffsetMillis))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", short(p.DeviceID), clip(orDash(p.Name), 10), clip(string(p.Kind), 6), clip(orDash(p.Addr), 21), seen, fmtMillis(p.RTTMillis, false), fmtMillis(p.ClockOffsetMillis, true))
 	}
 	tw.Flush()
 }
 
-func fmtMillis(v *float64) string {
+// fmtMillis prints a duration in milliseconds in at most six characters
+// ("0.4ms", "120ms", "+1.2s", "-45m"), signed if asked for.
+func fmtMillis(v *float64, signed bool) string {
 	if v == nil {
 		return "-"
 	}
-	return fmt.Sprintf("%.1f ms", *v)
+	ms := *v
+	sign := ""
+	if signed {
+		sign = "+"
+	}
+	if ms < 0 {
+		sign, ms = "-", -ms
+	}
+	var s string
+	switch {
+	case ms < 9.95:
+		s = fmt.Sprintf("%.1fms", ms)
+	case ms < 999.5:
+		s = fmt.Sprintf("%.0fms", ms)
+	case ms < 9950:
+		s = fmt.Sprintf("%.1fs", ms/1e3)
+	case ms < 99.5e3:
+		s = fmt.Sprintf("%.0fs", ms/1e3)
+	case ms < 99.5*60e3:
+		s = fmt.Sprintf("%.0fm", ms/60e3)
+	case ms < 99.5*3600e3:
+		s = fmt.Sprintf("%.0fh", ms/3600e3)
+	default:
+		s = ">99h"
+	}
+	return sign + s
 }
 
 func orDash(s string) string {

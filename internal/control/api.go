@@ -19,6 +19,8 @@ type IDResult struct {
 	DeviceIndex      uint32            `json:"device_index"`
 	Name             string            `json:"name"`
 	ArchiveRecipient string            `json:"archive_recipient"`
+	// Version is the running agent's build version ("kith version").
+	Version string `json:"version,omitempty"`
 }
 
 // Status is the agent's view of itself, its peers and its cluster: the
@@ -69,6 +71,10 @@ type ClusterView struct {
 	Voters    []string `json:"voters"`
 	Nonvoters []string `json:"nonvoters"`
 }
+
+// MaxInviteTTL is the longest lifetime an invite may be asked for in a
+// [ShowRequest], the same bound as agent.MaxInviteTTL.
+const MaxInviteTTL = 24 * time.Hour
 
 // ShowRequest asks for a new invite ([RoutePairShow]).
 type ShowRequest struct {

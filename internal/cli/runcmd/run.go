@@ -13,14 +13,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/netip"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/kith-project/kith/agent"
 	"github.com/kith-project/kith/internal/device"
-	"github.com/kith-project/kith/internal/keystore"
 	"github.com/kith-project/kith/internal/store"
 	"github.com/kith-project/kith/seed"
 	"github.com/spf13/cobra"
@@ -31,15 +30,21 @@ type Host interface {
 	// OpenHome locks the home folder and opens its store; release lets go
 	// of both.
 	OpenHome() (dir string, st *store.Store, release func() error, err error)
-	// LockPassphrase returns the lock passphrase, from the environment or
-	// asked for with prompt; nil means none.
-	LockPassphrase(prompt string) ([]byte, error)
+	// LockPassphrase returns the lock passphrase of the keys in dir, from
+	// the environment or asked for with prompt, checked; nil when the keys
+	// are not sealed.
+	LockPassphrase(dir, prompt string) ([]byte, error)
 	// Emit prints v as JSON with --json, and as text otherwise.
 	Emit(v any, text func(w io.Writer)) error
 	// BadInput marks err as bad usage or bad input: exit status 2.
 	BadInput(err error) error
 	// Stderr is where the agent logs.
 	Stderr() io.Writer
+	// Version is this build's version, which the agent tells.
+	Version() string
+	// Getenv reads the environment, for the KITH_* variables that stand
+	// for flags.
+	Getenv(key string) string
 }
 
 // New returns the run command. Its caller sets Args.
@@ -59,20 +64,33 @@ local control socket that every other command uses. It runs in the foreground
 and logs to stderr; stop it with Ctrl-C or SIGTERM.
 
 The lock passphrase, if this device's keys are sealed, comes from
-KITH_PASSPHRASE or a prompt.`,
+KITH_PASSPHRASE or a prompt.
+
+Every flag can also be set in the environment, as a service unit does:
+KITH_LISTEN, KITH_HEARTBEAT, KITH_STUN (several separated by commas or
+spaces), KITH_QUIET (true or false) and KITH_LOG_LEVEL. A flag given on the
+command line wins over its variable.`,
 		Example: `  kith run --listen 0.0.0.0:7117
   kith --home /tmp/b run --listen 127.0.0.3:7117 --heartbeat 5s`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if _, err := netip.ParseAddrPort(cfg.Listen); err != nil {
-				return badInputf(h, "--listen %q is not HOST:PORT with a numeric host (for example 0.0.0.0:7117 or 127.0.0.2:7117)", cfg.Listen)
+			if err := fromEnv(cmd, h.Getenv); err != nil {
+				return h.BadInput(err)
 			}
+			listen, err := resolveAddr(cmd.Context(), cfg.Listen, "0.0.0.0")
+			if err != nil {
+				return badInputf(h, "--listen %q: %v (for example :7117, 0.0.0.0:7117 or localhost:7117)", cfg.Listen, err)
+			}
+			cfg.Listen = listen.String()
 			if cfg.Heartbeat < 10*time.Millisecond {
 				return badInputf(h, "--heartbeat %v is too short: use 10ms or more (15s is the default)", cfg.Heartbeat)
 			}
 			for _, s := range stun {
-				ap, err := netip.ParseAddrPort(s)
-				if err != nil {
-					return badInputf(h, "--stun %q is not HOST:PORT with a numeric host", s)
+				ap, err := resolveAddr(cmd.Context(), s, "")
+				if err != nil || !ap.Addr().IsValid() {
+					if err == nil {
+						err = errors.New("no host")
+					}
+					return badInputf(h, "--stun %q: %v (for example stun.example.org:3478)", s, err)
 				}
 				cfg.STUN = append(cfg.STUN, ap)
 			}
@@ -80,6 +98,7 @@ KITH_PASSPHRASE or a prompt.`,
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 				return badInputf(h, "--log-level %q: use debug, info, warn or error", logLevel)
 			}
+			cfg.Version = h.Version()
 			cfg.Logger = slog.New(slog.NewTextHandler(h.Stderr(), &slog.HandlerOptions{Level: level}))
 			if skew != 0 {
 				cfg.Now = func() time.Time { return time.Now().Add(skew) }
@@ -91,18 +110,9 @@ KITH_PASSPHRASE or a prompt.`,
 			}
 			defer release()
 			cfg.Home = dir
-			sealed, err := keystore.IsSealed(dir)
+			lock, err := h.LockPassphrase(dir, "Lock passphrase: ")
 			if err != nil {
 				return err
-			}
-			var lock []byte
-			if sealed {
-				if lock, err = h.LockPassphrase("Lock passphrase: "); err != nil {
-					return err
-				}
-				if lock == nil {
-					return keystore.ErrLocked
-				}
 			}
 			dev, err := device.Load(dir, st, lock)
 			if err != nil {
@@ -129,9 +139,9 @@ KITH_PASSPHRASE or a prompt.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&cfg.Listen, "listen", agent.DefaultListen, "UDP address to listen on, HOST:PORT")
+	cmd.Flags().StringVar(&cfg.Listen, "listen", agent.DefaultListen, "UDP address to listen on, HOST:PORT or :PORT; HOST may be a name such as localhost")
 	cmd.Flags().DurationVar(&cfg.Heartbeat, "heartbeat", agent.DefaultHeartbeat, "mean heartbeat interval T; heartbeats go at random between T/2 and 3T/2")
-	cmd.Flags().StringArrayVar(&stun, "stun", nil, "a STUN server to learn the public address from, HOST:PORT (repeatable)")
+	cmd.Flags().StringArrayVar(&stun, "stun", nil, "a STUN server to learn the public address from, HOST:PORT with a name or an address (repeatable)")
 	cmd.Flags().BoolVar(&cfg.Quiet, "quiet", false, "quiet mode: outside short windows, strangers get no answer at all")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	cmd.Flags().DurationVar(&skew, "clock-skew", 0, "testing: run the agent's clock this far ahead of the system clock")
@@ -151,4 +161,36 @@ func short(id interface{ ID() string }) string {
 		return s[:12]
 	}
 	return s
+}
+
+// EnvVars maps each flag of the run command to the environment variable
+// that sets it when the flag is not given.
+var EnvVars = map[string]string{
+	"listen":    "KITH_LISTEN",
+	"heartbeat": "KITH_HEARTBEAT",
+	"stun":      "KITH_STUN",
+	"quiet":     "KITH_QUIET",
+	"log-level": "KITH_LOG_LEVEL",
+}
+
+// fromEnv sets every flag of cmd not given on the command line from its
+// environment variable, if set.
+func fromEnv(cmd *cobra.Command, getenv func(string) string) error {
+	for flag, key := range EnvVars {
+		f := cmd.Flags().Lookup(flag)
+		v := strings.TrimSpace(getenv(key))
+		if f == nil || f.Changed || v == "" {
+			continue
+		}
+		values := []string{v}
+		if flag == "stun" {
+			values = strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' })
+		}
+		for _, one := range values {
+			if err := cmd.Flags().Set(flag, one); err != nil {
+				return fmt.Errorf("%s=%q is not a valid value for --%s", key, v, flag)
+			}
+		}
+	}
+	return nil
 }
