@@ -20,6 +20,7 @@ type selfState struct {
 	publicAt time.Time
 	addr     netip.AddrPort // advertised in our record
 	version  uint64
+	saved    uint64 // the version the book last saved (VersionBook)
 	record   []byte
 	stun     map[netip.AddrPort]learned // mapped address, by server
 }
@@ -41,7 +42,7 @@ func (p *Presence) noteLocals(locals []netip.AddrPort, now time.Time) {
 	first := !p.self.polled
 	p.self.polled, p.self.locals, p.self.localsAt = true, norm, now
 	if !first {
-		p.log.Debug("presence: our interface addresses changed", "addrs", norm)
+		p.dbg.Debug("presence: our interface addresses changed", "addrs", norm)
 		p.announce = true
 	}
 	p.updateOwnRecordLocked(now)
@@ -78,7 +79,7 @@ func (p *Presence) noteEvidenceLocked(prev, seen netip.AddrPort, now time.Time) 
 	}
 	p.self.public, p.self.publicAt = seen, now
 	if changed {
-		p.log.Debug("presence: our public address changed", "from", prev, "to", seen)
+		p.dbg.Debug("presence: our public address changed", "from", prev, "to", seen)
 		p.announce = true
 	}
 	p.updateOwnRecordLocked(now)
@@ -105,6 +106,26 @@ func (p *Presence) updateOwnRecordLocked(now time.Time) {
 	p.self.addr = addr
 	p.self.record = signRecord(p.cfg.Key, addr, p.self.version)
 	p.emit(Event{Kind: OwnAddrChanged, Addr: addr, At: now})
+}
+
+// saveVersion passes a new own record version to the book, if it keeps
+// versions (VersionBook). Call it without mu, after a change of record.
+func (p *Presence) saveVersion() {
+	vb, ok := p.cfg.Book.(VersionBook)
+	if !ok {
+		return
+	}
+	p.mu.Lock()
+	v := p.self.version
+	if p.self.record == nil || v <= p.self.saved {
+		p.mu.Unlock()
+		return
+	}
+	p.self.saved = v
+	p.mu.Unlock()
+	if err := vb.SetOwnVersion(v); err != nil {
+		p.log.Warn("presence: saving our record version", "version", v, "err", err)
+	}
 }
 
 // bestLocal picks the interface address to advertise: a routable one

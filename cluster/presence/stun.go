@@ -46,7 +46,7 @@ func (p *Presence) answerSTUN(m *stun.Message, from netip.AddrPort) {
 		stun.Fingerprint,
 	)
 	if err != nil {
-		p.log.Debug("presence: building a STUN answer", "err", err)
+		p.dbg.Debug("presence: building a STUN answer", "err", err)
 		return
 	}
 	p.n.stunAnswered.Add(1)
@@ -114,7 +114,7 @@ func (p *Presence) askSTUN(peers []PeerInfo, now time.Time) {
 	for _, to := range targets {
 		req, err := stun.Build(stun.TransactionID, stun.BindingRequest, stun.Fingerprint)
 		if err != nil {
-			p.log.Debug("presence: building a STUN request", "err", err)
+			p.dbg.Debug("presence: building a STUN request", "err", err)
 			return
 		}
 		p.mu.Lock()

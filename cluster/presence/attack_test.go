@@ -1,0 +1,172 @@
+package presence_test
+
+import (
+	"crypto/ed25519"
+	"encoding/binary"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/kith-project/kith/cluster/presence"
+	"github.com/kith-project/kith/cluster/presence/presencetest"
+)
+
+// onlineEverywhere fails the test unless every node sees node i online,
+// and node i sees them.
+func onlineEverywhere(t *testing.T, s *presencetest.Net, i int, when string) {
+	t.Helper()
+	for j := range s.Nodes {
+		if j == i {
+			continue
+		}
+		if !s.Status(j, i).Online {
+			t.Fatalf("%s: node %d sees node %d offline (%+v)", when, j, i, s.Nodes[j].P.Stats())
+		}
+		if !s.Status(i, j).Online {
+			t.Fatalf("%s: node %d sees node %d offline (%+v)", when, i, j, s.Nodes[i].P.Stats())
+		}
+	}
+}
+
+// A device whose clock goes back an hour stays visible to its peers, while
+// it runs and after it restarts with that clock; its new records are
+// still taken, and they number on from the old ones.
+func TestClockBackOneHourStaysVisible(t *testing.T) {
+	T := presence.DefaultInterval
+	s := presencetest.New(t, presencetest.Options{N: 3, Seed: 61})
+	s.Run(3 * T)
+	onlineEverywhere(t, s, 0, "settled")
+	_, before := s.Nodes[0].P.OwnRecord()
+
+	s.Nodes[0].Skew = -time.Hour
+	for k := range 20 {
+		s.Run(T / 2)
+		onlineEverywhere(t, s, 0, "clock gone back, "+time.Duration(k+1).String()+"·T/2 later")
+	}
+	s.Restart(0)
+	for k := range 20 {
+		s.Run(T / 2)
+		onlineEverywhere(t, s, 0, "restarted with the clock back, "+time.Duration(k+1).String()+"·T/2 later")
+	}
+	if st := s.Nodes[1].P.Stats(); st.Resynced == 0 {
+		t.Errorf("node 1 never resynced with the restarted node 0: %+v", st)
+	}
+
+	// It moves: its new record is newer than the one held, though its
+	// clock is an hour behind the one that numbered the old.
+	to := netip.MustParseAddrPort("192.0.2.61:7117")
+	s.Move(0, to, true)
+	if s.RunUntil(4*T, func() bool { return s.AllKnow(0, to) }) < 0 {
+		t.Fatal("the move was not followed")
+	}
+	s.Run(2 * T)
+	addr, after := s.Nodes[0].P.OwnRecord()
+	if addr != to || after <= before {
+		t.Fatalf("own record %v version %d, want %v and a version above %d", addr, after, to, before)
+	}
+	for j := 1; j < 3; j++ {
+		if pi, _ := s.Nodes[j].Book.Lookup(s.Nodes[0].Pub); pi.Version != after {
+			t.Errorf("node %d holds version %d for node 0, want its new %d", j, pi.Version, after)
+		}
+	}
+}
+
+// Heartbeats captured before the receiver restarts are refused after it:
+// replayed while their sender is down, they move it nowhere and show it
+// nowhere, though they are well within the clock window.
+func TestCapturedHeartbeatsRefusedAfterReceiverRestart(t *testing.T) {
+	T := presence.DefaultInterval
+	s := presencetest.New(t, presencetest.Options{N: 2, Seed: 62, Friends: true})
+	alice, bob := s.Nodes[0], s.Nodes[1]
+	var captured [][]byte
+	s.Tap = func(sp presencetest.Packet) {
+		if sp.From == bob.Wire && sp.To == alice.Wire && len(sp.Data) > 0 && sp.Data[0] >= 0x04 {
+			captured = append(captured, sp.Data)
+		}
+	}
+	s.Run(4 * T)
+	s.Tap = nil
+	if len(captured) < 5 {
+		t.Fatalf("captured only %d datagrams", len(captured))
+	}
+	bobAt := alice.Book.Addr(bob.Pub)
+	s.Kill(1)
+	s.Restart(0)
+	s.Run(10 * time.Second)
+
+	attacker := netip.MustParseAddrPort("198.51.100.66:9999")
+	st := alice.P.Stats()
+	for range 3 {
+		for _, pkt := range captured {
+			alice.P.HandleDatagram(pkt, attacker)
+			s.Run(100 * time.Millisecond)
+		}
+	}
+	got := alice.P.Stats()
+	if got.Accepted != st.Accepted {
+		t.Errorf("%d replayed datagrams accepted: %+v", got.Accepted-st.Accepted, got)
+	}
+	if a := alice.Book.Addr(bob.Pub); a != bobAt {
+		t.Errorf("replays moved bob to %v", a)
+	}
+	if s.Status(0, 1).Online || !s.Status(0, 1).LastSeen.IsZero() {
+		t.Errorf("replays show bob: %+v", s.Status(0, 1))
+	}
+	if got.Unsynced == st.Unsynced {
+		t.Errorf("no replayed heartbeat counted unsynced: %+v", got)
+	}
+
+	// Bob himself comes back, and is believed at once.
+	s.Restart(1)
+	if s.RunUntil(T, func() bool { return s.Status(0, 1).Online && s.Status(1, 0).Online }) < 0 {
+		t.Fatalf("bob, back, is not seen: %+v", alice.P.Stats())
+	}
+	if a := alice.Book.Addr(bob.Pub); a != bobAt {
+		t.Errorf("bob is at %v, want %v", a, bobAt)
+	}
+}
+
+// A flood of forged heartbeats that claim a friend's key costs at most the
+// budget in signature checks, from any number of source addresses, and
+// the friend stays online throughout.
+func TestForgedFloodCostsOnlyTheBudget(t *testing.T) {
+	T := presence.DefaultInterval
+	s := presencetest.New(t, presencetest.Options{N: 2, Seed: 63, Friends: true})
+	s.Run(3 * T)
+	me, friend := s.Nodes[0], s.Nodes[1]
+	_, forger, _ := ed25519.GenerateKey(nil)
+	pkt := presence.EncodeBeat(presence.TypeHeartbeat, forger, me.Pub, 1, me.Clock().UnixNano(), nil)
+	copy(pkt[2:], friend.Pub[:]) // the friend's key as the sender; the signature is the forger's
+	forged := func(k int) []byte {
+		binary.BigEndian.PutUint64(pkt[34:], uint64(1e12)+uint64(k)) // a fresh sequence number each
+		return pkt
+	}
+	st := me.P.Stats()
+	const perStep, step = 20, 10 * time.Millisecond // 2,000 packets a second
+	dur := 10 * T
+	sent := 0
+	for elapsed := time.Duration(0); elapsed < dur; elapsed += step {
+		for range perStep {
+			from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, byte(sent >> 8), byte(sent)}), 4000)
+			me.P.HandleDatagram(forged(sent), from)
+			sent++
+		}
+		s.Run(step)
+		if elapsed%(T/2) == 0 {
+			onlineEverywhere(t, s, 1, "during the flood")
+		}
+	}
+	got := me.P.Stats()
+	bad := got.BadSignature - st.BadSignature
+	budget := uint64(presence.OtherBurst + presence.OtherRate*dur.Seconds() + 1)
+	if bad > budget {
+		t.Errorf("%d forged packets cost %d signature checks, want at most %d", sent, bad, budget)
+	}
+	if got.Throttled-st.Throttled+bad != uint64(sent) {
+		t.Errorf("%d forged: %d verified, %d throttled", sent, bad, got.Throttled-st.Throttled)
+	}
+	if got.Accepted == st.Accepted {
+		t.Error("the friend's real heartbeats were not taken during the flood")
+	}
+	t.Logf("%d forged packets in %v: %d signature checks (budget %d), %d dropped unverified", sent, dur, bad, budget, got.Throttled-st.Throttled)
+}
