@@ -163,6 +163,7 @@ func (p *Presence) Step(now time.Time) {
 		p.mu.Lock()
 		p.noteLocals(locals, now)
 		p.mu.Unlock()
+		p.saveVersion()
 	}
 
 	p.mu.Lock()
