@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"encoding/binary"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -169,4 +170,55 @@ func TestForgedFloodCostsOnlyTheBudget(t *testing.T) {
 		t.Error("the friend's real heartbeats were not taken during the flood")
 	}
 	t.Logf("%d forged packets in %v: %d signature checks (budget %d), %d dropped unverified", sent, dur, bad, budget, got.Throttled-st.Throttled)
+}
+
+// One lying friend does not decide the address we advertise: its false
+// report of where it sees us changes neither our record nor PublicAddrs.
+// Two sources that agree do.
+func TestOneLyingPeerDoesNotDecideOurAddress(t *testing.T) {
+	T := presence.DefaultInterval
+	s := presencetest.New(t, presencetest.Options{N: 4, Seed: 64, Friends: true})
+	me := s.Nodes[0]
+	lie := netip.MustParseAddrPort("203.0.113.99:9999") // routable, so that it would be advertised
+	liars := map[netip.AddrPort]*presencetest.Node{}
+	// Liars are played by the test: their presences are down, and the
+	// test answers the heartbeats sent to them with replies that say
+	// they saw us at lie.
+	s.Tap = func(sp presencetest.Packet) {
+		liar := liars[sp.To]
+		if liar == nil || sp.From != me.Wire || len(sp.Data) < 50 ||
+			(sp.Data[0] != presence.TypeHeartbeat && sp.Data[0] != presence.TypeAddrUpdate) {
+			return
+		}
+		seq, t1 := binary.BigEndian.Uint64(sp.Data[34:]), int64(binary.BigEndian.Uint64(sp.Data[42:]))
+		now := liar.Clock().UnixNano()
+		rep := presence.EncodeReplyTo(liar.Key, me.Pub, liar.P.NextSeq(), seq, t1, now, now, lie, nil)
+		s.Send(liar.Wire, me.Wire, rep)
+	}
+	s.Kill(1)
+	s.Kill(2)
+	liars[s.Nodes[1].Wire] = s.Nodes[1]
+	s.Run(10 * T)
+	if st := me.P.Stats(); st.Accepted == 0 || s.Status(0, 1).LastSeen.IsZero() {
+		t.Fatalf("the liar's replies were not taken: %+v", st)
+	}
+	if got := me.P.PublicAddrs(); slices.Contains(got, lie) {
+		t.Errorf("one liar put %v in PublicAddrs %v", lie, got)
+	}
+	if addr, _ := me.P.OwnRecord(); addr != me.Wire {
+		t.Errorf("one liar made us advertise %v", addr)
+	}
+	if got := s.Nodes[3].Book.Addr(me.Pub); got != me.Wire {
+		t.Errorf("the honest peer holds %v for us", got)
+	}
+
+	// A second source that agrees confirms it.
+	liars[s.Nodes[2].Wire] = s.Nodes[2]
+	if s.RunUntil(10*T, func() bool { a, _ := me.P.OwnRecord(); return a == lie }) < 0 {
+		addr, _ := me.P.OwnRecord()
+		t.Fatalf("two agreeing sources: own record %v, want %v", addr, lie)
+	}
+	if got := me.P.PublicAddrs(); !slices.Contains(got, lie) {
+		t.Errorf("two agreeing sources: PublicAddrs %v, want %v in it", got, lie)
+	}
 }
