@@ -25,8 +25,9 @@ const (
 	replayWindowSize = 64
 	// maxSeqJump is how far above the window's top a sequence number may
 	// be and still count as the same run of its sender. A sender's
-	// counter starts at a random place in [1, 2^62) in every run, so a run
-	// lands within this distance of another with probability about 2^-30.
+	// counter starts at a random place in [2^61, 2^62) in every run, so a
+	// run lands within this distance of another with probability about
+	// 2^-28.
 	maxSeqJump = 1 << 32
 )
 
@@ -85,9 +86,11 @@ func (w *replayWindow) reset(seq uint64) {
 }
 
 // randomSeqStart is where a run's sequence numbers start: a random number
-// in [1, 2^62), so that they depend on no clock and leave room to count.
+// in [2^61, 2^62), so that they depend on no clock and leave room to
+// count. It lies above the Unix-nanosecond clock (below 2^61 until 2043),
+// where earlier kiths started theirs, so that they take it as newer.
 func randomSeqStart() uint64 {
 	var b [8]byte
 	crand.Read(b[:])
-	return binary.BigEndian.Uint64(b[:])>>2 | 1
+	return 1<<61 | binary.BigEndian.Uint64(b[:])>>3
 }
