@@ -1,10 +1,13 @@
 package presence_test
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"encoding/binary"
+	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -220,5 +223,37 @@ func TestOneLyingPeerDoesNotDecideOurAddress(t *testing.T) {
 	}
 	if got := me.P.PublicAddrs(); !slices.Contains(got, lie) {
 		t.Errorf("two agreeing sources: PublicAddrs %v, want %v in it", got, lie)
+	}
+}
+
+// A flood of bad packets writes a few debug lines, not one each, and the
+// next line that passes counts those suppressed.
+func TestDebugLinesRateLimited(t *testing.T) {
+	var buf bytes.Buffer
+	clock := presencetest.NewClock(presencetest.Epoch)
+	p, err := presence.New(presence.Config{
+		Key: testKey("me"), Book: presencetest.NewBook(), Now: clock.Now,
+		Send:   func([]byte, netip.AddrPort) error { return nil },
+		Logger: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := netip.MustParseAddrPort("198.51.100.9:9")
+	junk := []byte{presence.TypeHeartbeat, presence.WireVersion, 1, 2, 3}
+	for range 10000 {
+		p.HandleDatagram(junk, from)
+	}
+	if n := strings.Count(buf.String(), "\n"); n > 10 {
+		t.Fatalf("10,000 malformed datagrams wrote %d debug lines", n)
+	}
+	clock.Advance(time.Minute)
+	buf.Reset()
+	p.HandleDatagram(junk, from)
+	if !strings.Contains(buf.String(), "suppressed=") {
+		t.Errorf("the next line does not count the suppressed ones: %q", buf.String())
+	}
+	if got := p.Stats().Malformed; got != 10001 {
+		t.Errorf("counted %d malformed, want every one", got)
 	}
 }

@@ -86,12 +86,18 @@ func (p *Presence) handleKith(pkt []byte, from netip.AddrPort) {
 		ps.pending = slices.Delete(ps.pending, i, i+1)
 		p.measureLocked(ps, pk, now)
 		observed = true
-		if verdict == seqUnsynced {
+		switch {
+		case verdict != seqUnsynced:
+			ps.replay.accept(pk.seq)
+		case ps.replay.behind(pk.seq):
+			// Overtaken on the way by many later packets of the same
+			// run: the echo makes it fresh, the window stays where it
+			// is (moving it back would let replays of what it holds in).
+		default:
 			// The echo proves this is the sender's current run: our
 			// restart, or its, lost the window.
 			ps.replay.reset(pk.seq)
 			p.n.resynced.Add(1)
-			verdict = seqFresh
 		}
 	} else if verdict == seqUnsynced {
 		// A sender that restarted, or a replay: answer (it may be a
@@ -113,8 +119,8 @@ func (p *Presence) handleKith(pkt []byte, from netip.AddrPort) {
 	} else {
 		skew := time.Duration(pk.t1-now.UnixNano()) - ps.offset
 		stale = skew > MaxClockSkew || skew < -MaxClockSkew
+		ps.replay.accept(pk.seq)
 	}
-	ps.replay.accept(pk.seq)
 	if stale {
 		p.mu.Unlock()
 		p.n.stale.Add(1)

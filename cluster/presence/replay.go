@@ -78,6 +78,12 @@ func (w *replayWindow) accept(seq uint64) {
 	}
 }
 
+// behind reports whether seq is below the window but close enough to be
+// the same run: a reply overtaken by many later packets, not a restart.
+func (w *replayWindow) behind(seq uint64) bool {
+	return w.top != 0 && seq < w.top && w.top-seq <= maxSeqJump
+}
+
 // reset restarts the window at seq, the sequence number of a reply that
 // echoed a heartbeat of ours: that proves seq is the sender's current
 // run, whatever the window held.

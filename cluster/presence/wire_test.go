@@ -180,6 +180,12 @@ func TestReplayWindow(t *testing.T) {
 			t.Errorf("seq %d: verdict %v, want %v", c.seq, got, c.want)
 		}
 	}
+	// A number a little below the window is the same run, overtaken;
+	// one far below or far above is another.
+	w.reset(1 << 40)
+	if !w.behind(1<<40-100) || w.behind(1<<40-2*maxSeqJump) || w.behind(1<<40+1) {
+		t.Error("behind: a number just below the window is not the same run, or one far below is")
+	}
 	// An echo resyncs the window anywhere, backwards included.
 	w.reset(5)
 	if take(5) != seqSeen || take(6) != seqFresh || take(1300) != seqFresh {
