@@ -67,11 +67,17 @@
 // or from before our restart, looks like. An unsynced heartbeat is
 // answered (a restarted sender needs our echo) and believed in nothing,
 // and we send a heartbeat of our own to where it came from, at most one
-// per peer every min(T/4, 1 s). The reply to that heartbeat, whose echo
-// only the real sender can sign, restarts the window at the reply's
-// number. So a replay moves nobody however young it is, nothing about
-// replay windows needs to be stored, and a sender whose clock went back
-// is resynced within a round trip instead of refused as a replay.
+// per peer every min(T/4, 1 s) (in quiet mode that admits its address
+// for a while, as any heartbeat we send does). The reply to that
+// heartbeat, whose echo only the real sender can sign, restarts the window
+// at the reply's number; a reply a little below the window (overtaken on
+// the way) is taken and leaves the window as it is. So a replay moves
+// nobody however young it is, nothing about replay windows needs to be
+// stored, and a sender whose clock went back is resynced within a round
+// trip instead of refused as a replay. (Two runs of one sender start
+// within 2^32 of each other with probability about 2^-28; only then could
+// packets of the older run pass the newer window, and they would still
+// have to pass the clock check below.)
 //
 // A heartbeat whose t1 is more than MaxClockSkew (2 min) from the
 // receiver's clock, corrected by the offset measured for the sender, is
