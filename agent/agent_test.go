@@ -350,3 +350,26 @@ func TestBlockedUserGetsNoAnswer(t *testing.T) {
 		t.Fatalf("carol's friends: %+v", fs)
 	}
 }
+
+// Our own address record's version is stored, so that an agent restarted
+// with a clock an hour behind still numbers its records above the old
+// ones, which its peers would otherwise ignore.
+func TestOwnRecordVersionSurvivesClockGoingBack(t *testing.T) {
+	a := startAgent(t, newPhrase(t), 0, "alice", "127.0.0.2")
+	waitFor(t, "a first record", func() bool { _, v := a.presence.OwnRecord(); return v != 0 })
+	_, before := a.presence.OwnRecord()
+	a.stop()
+	back := func() time.Time { return time.Now().Add(-time.Hour) }
+	a2, err := New(Config{Home: a.home, Listen: "127.0.0.2:0", Heartbeat: 100 * time.Millisecond, Now: back}, a.dev, a.st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a2.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "a record after the restart", func() bool { _, v := a2.presence.OwnRecord(); return v != 0 })
+	if _, after := a2.presence.OwnRecord(); after <= before {
+		t.Fatalf("after a restart with the clock an hour back, record version %d, was %d", after, before)
+	}
+}

@@ -65,6 +65,11 @@ type book struct {
 	werr   error                                   // guarded by mu: the writer's last error
 	byUser map[seed.UserPublic][]seed.DevicePublic // guarded by mu: derived from roster
 	writes atomic.Uint64                           // transactions the writer made
+	// ownVersion is the version of this device's newest signed address
+	// record (presence.VersionBook), kept in bucket "meta" so that a
+	// restarted device numbers on from it whatever its clock says.
+	ownVersion      uint64 // guarded by mu
+	ownVersionDirty bool   // guarded by mu
 
 	// blocked holds the last addresses of blocked users' devices, derived
 	// by refreshLocked after every change. It is read without the lock for
@@ -86,6 +91,9 @@ func loadBook(st *store.Store, self seed.UserPublic) (*book, error) {
 			return err
 		}
 		b.roster = r
+		if _, err := tx.Get(store.BucketMeta, ownVersionKey, &b.ownVersion); err != nil {
+			return fmt.Errorf("our address record version: %w", err)
+		}
 		return tx.List(store.BucketPeers, func(key string, raw []byte) error {
 			var l Local
 			if err := json.Unmarshal(raw, &l); err != nil {
@@ -103,6 +111,26 @@ func loadBook(st *store.Store, self seed.UserPublic) (*book, error) {
 	}
 	b.refreshLocked() // no other goroutine has b yet
 	return b, nil
+}
+
+// ownVersionKey is where bucket "meta" keeps book.ownVersion.
+const ownVersionKey = "presence_record_version"
+
+// setOwnVersion takes a new own record version; the writer persists it.
+func (b *book) setOwnVersion(v uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if v > b.ownVersion {
+		b.ownVersion, b.ownVersionDirty = v, true
+		b.wake()
+	}
+}
+
+// ownVersionNow returns the own record version last set or loaded.
+func (b *book) ownVersionNow() uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.ownVersion
 }
 
 // errUnknownPeer is what authorize returns for a key nobody knows.
@@ -340,13 +368,20 @@ func (b *book) flush() {
 	}
 	clear(b.dirty)
 	r := b.roster
+	own, ownDirty := b.ownVersion, b.ownVersionDirty
+	b.ownVersionDirty = false
 	b.mu.Unlock()
 	// The roster is read before the transaction: change holds mu while it
 	// waits for bbolt's writer lock, so taking mu inside one would deadlock.
 	var err error
-	if len(ls) > 0 {
+	if len(ls) > 0 || ownDirty {
 		b.writes.Add(1)
 		err = b.st.Update(func(tx *store.Tx) error {
+			if ownDirty {
+				if err := tx.Put(store.BucketMeta, ownVersionKey, own); err != nil {
+					return err
+				}
+			}
 			for _, l := range ls {
 				if _, ok := r.Device(l.DeviceID); !ok {
 					continue // removed meanwhile
@@ -364,6 +399,7 @@ func (b *book) flush() {
 		for _, l := range ls {
 			b.dirty[l.DeviceID] = struct{}{}
 		}
+		b.ownVersionDirty = b.ownVersionDirty || ownDirty
 	}
 	close(b.wrote)
 	b.wrote = make(chan struct{})

@@ -12,7 +12,7 @@ import (
 // presenceBook is the address book as package presence sees it.
 type presenceBook struct{ a *Agent }
 
-var _ presence.Book = presenceBook{}
+var _ presence.VersionBook = presenceBook{}
 
 func (pb presenceBook) info(p Peer) presence.PeerInfo {
 	pi := presence.PeerInfo{Device: p.DeviceID, Own: p.Kind == roster.KindOwn, Version: p.AddrVersion}
@@ -50,6 +50,15 @@ func (pb presenceBook) SetAddr(device seed.DevicePublic, addr netip.AddrPort, ve
 	if pb.a.book.setAddr(device, addr, version, pb.a.cfg.Now()) {
 		pb.a.log.Info("peer moved", "device", device.ID()[:12], "addr", addr.String())
 	}
+	return nil
+}
+
+// OwnVersion and SetOwnVersion keep our own record's version in the
+// store, so that a restart numbers on from it even if the clock went back.
+func (pb presenceBook) OwnVersion() uint64 { return pb.a.book.ownVersionNow() }
+
+func (pb presenceBook) SetOwnVersion(v uint64) error {
+	pb.a.book.setOwnVersion(v)
 	return nil
 }
 

@@ -131,6 +131,35 @@ func TestClockOffsetIsMeasured(t *testing.T) {
 	}
 }
 
+// A device whose clock goes back an hour, and which restarts so, stays
+// visible to its peer: its heartbeats are not refused as replays.
+func TestClockBackStaysVisible(t *testing.T) {
+	hb := []string{"--heartbeat", testT.String()}
+	alice := newPerson(t, "alice", "127.0.0.2", hb...)
+	bob := newPerson(t, "bob", "127.0.0.3", hb...)
+	pair(t, alice, bob)
+	waitPeer(t, alice, bob.id.DeviceID, 10*time.Second, "bob online", func(ps control.PeerStatus) bool { return ps.Online })
+	if err := bob.agent.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	restarted := time.Now()
+	bob.agent = bob.Start(bob.agent.Addr, append(hb, "--clock-skew=-1h")...)
+	waitPeer(t, alice, bob.id.DeviceID, 10*time.Second, "bob back with his clock an hour behind", func(ps control.PeerStatus) bool {
+		return ps.Online && ps.LastSeen != nil && ps.LastSeen.After(restarted)
+	})
+	// And he stays: alice keeps hearing him, well past the 3T that would
+	// take him offline if his packets were refused.
+	seen := restarted
+	for range 3 {
+		waitPeer(t, alice, bob.id.DeviceID, 10*time.Second, "bob still heard", func(ps control.PeerStatus) bool {
+			return ps.Online && ps.LastSeen != nil && ps.LastSeen.After(seen.Add(5*testT))
+		})
+		ps, _ := peerIn(quickStatus(t, alice), bob.id.DeviceID)
+		seen = *ps.LastSeen
+	}
+	waitPeer(t, bob, alice.id.DeviceID, 10*time.Second, "alice seen by bob", func(ps control.PeerStatus) bool { return ps.Online })
+}
+
 // stunProbe sends a STUN binding request from conn to to and returns the
 // mapped address of the answer, or false when none came within wait.
 func stunProbe(t *testing.T, conn *net.UDPConn, to netip.AddrPort, wait time.Duration) (netip.AddrPort, bool) {

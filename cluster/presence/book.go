@@ -37,3 +37,19 @@ type Book interface {
 	// from an authenticated packet rather than a record).
 	SetAddr(device seed.DevicePublic, addr netip.AddrPort, version uint64) error
 }
+
+// VersionBook is a Book that also keeps the version of this device's own
+// newest address record across restarts. A Book should implement it:
+// without it a restarted device numbers its records from its clock, and
+// if that clock went back, peers ignore its records (though not its
+// packets) until the clock has caught up.
+type VersionBook interface {
+	Book
+	// OwnVersion returns the version last passed to SetOwnVersion, 0 if
+	// none.
+	OwnVersion() uint64
+	// SetOwnVersion persists the version of a record this device just
+	// signed. Presence calls it before it sends the record; it must be
+	// cheap, as SetAddr.
+	SetOwnVersion(version uint64) error
+}

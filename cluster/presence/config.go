@@ -31,6 +31,12 @@ const (
 	maxSamples   = 8                // clock samples kept per peer
 	maxPollEvery = 5 * time.Second  // LocalAddrs is polled at least this often
 	minWait      = time.Millisecond // Run never spins faster than this
+	// clockStep: a clock sample whose offset is this much (plus its RTT)
+	// away from the one in use means a clock was stepped.
+	clockStep = time.Second
+	// maxChallengeGap: at most one heartbeat a min(T/4, this) answers the
+	// unsynced heartbeats of one peer.
+	maxChallengeGap = time.Second
 )
 
 // Config configures a Presence. Key, Book and Send are required; every

@@ -55,32 +55,78 @@
 // # Freshness
 //
 // Every datagram carries the sender's sequence number, one counter for all
-// it sends, started from its Unix-nanosecond clock so that it keeps
-// increasing across restarts. A receiver keeps, per sender, the highest
-// number accepted and a 64-wide window below it (as IPsec and WireGuard
-// do): a number seen before or older than the window is refused. A
-// heartbeat whose t1 is more than MaxClockSkew (2 min) from the receiver's
-// clock, corrected by the offset measured for the sender, is stale. A stale
-// heartbeat is answered, so that a sender with a badly skewed clock can
-// still measure it, but believed in nothing: a refused datagram changes no
-// address and no last-seen time. A reply is accepted only as the answer to
-// a heartbeat we sent that peer and have not seen answered (its sequence
-// number and t1 echoed); that proves it fresh without trusting any clock.
+// it sends, started at a random place in [2^61, 2^62) each time the
+// sender starts (no clock is trusted to move forward). A receiver keeps, per
+// sender, the highest number accepted and a 64-wide window below it (as
+// IPsec and WireGuard do): a number seen before is dropped, before its
+// signature is checked.
+//
+// A number older than the window, more than 2^32 above it, or from a
+// sender we have no window for yet (as after we restarted) is unsynced:
+// what a restarted sender sends, and also what a replay from another run,
+// or from before our restart, looks like. An unsynced heartbeat is
+// answered (a restarted sender needs our echo) and believed in nothing,
+// and we send a heartbeat of our own to where it came from, at most one
+// per peer every min(T/4, 1 s) (in quiet mode that admits its address
+// for a while, as any heartbeat we send does). The reply to that
+// heartbeat, whose echo only the real sender can sign, restarts the window
+// at the reply's number; a reply a little below the window (overtaken on
+// the way) is taken and leaves the window as it is. So a replay moves
+// nobody however young it is, nothing about replay windows needs to be
+// stored, and a sender whose clock went back is resynced within a round
+// trip instead of refused as a replay. (Two runs of one sender start
+// within 2^32 of each other with probability about 2^-28; only then could
+// packets of the older run pass the newer window, and they would still
+// have to pass the clock check below.)
+//
+// A heartbeat whose t1 is more than MaxClockSkew (2 min) from the
+// receiver's clock, corrected by the offset measured for the sender, is
+// stale. A stale heartbeat is answered, so that a sender with a badly
+// skewed clock can still measure it, but believed in nothing: a refused
+// datagram changes no address and no last-seen time. A reply is accepted
+// only as the answer to a heartbeat we sent that peer and have not seen
+// answered (its sequence number and t1 echoed); that proves it fresh
+// without trusting any clock. A clock sample whose offset is more than
+// 1 s plus its RTT from the one in use means a clock was stepped: the
+// older samples are forgotten, so a peer whose clock jumped is measured
+// again at once rather than refused as stale for eight more samples.
 //
 // Every signature covers the recipient's device key too (it is not sent),
 // so a datagram made for one device is worthless if replayed to another.
+//
+// # What a stranger costs
+//
 // The sender of a datagram is looked up in the book before its signature
-// is checked: strangers cost a map lookup, not an Ed25519 verification.
+// is checked: a datagram from a sender we do not know costs a map lookup,
+// never an Ed25519 verification. But anyone can write a known device's key
+// as the sender, so verifications are paid from token buckets, and a
+// signature that verifies gives its token back: real traffic never drains
+// a bucket, only forgeries do, and from an empty bucket datagrams are
+// dropped unverified. Each known device has one bucket for datagrams from
+// the address the book holds for it (16 at once, 8 a second) and one for
+// every other address (8, 4 a second); the latter are also drawn from one
+// bucket shared by all devices (64, 64 a second). A flood that claims a
+// friend's key from anywhere but the friend's current address therefore
+// costs at most 4 verifications a second for that friend and 64 in all,
+// and the friend's own packets keep their bucket. An attacker who can
+// spoof the friend's current address can drain that bucket too and delay
+// it; a friend that roams during such a flood is followed once the flood
+// ends, or at once by its QUIC connections ([Presence.Observed]).
+//
+// Debug log lines are limited to 5 at once and 2 a second per message;
+// the next line that passes counts those suppressed.
 //
 // # Address records
 //
 // A record {device, address, version} says where a device is, signed by
 // that device. The version is a counter the device bumps each time its
-// address changes, started from its Unix-millisecond clock so that it
-// survives restarts. A record moves a device's address only if it is
-// signed by that device's key and its version is newer than the one held
-// (the book keeps the version, [PeerInfo.Version], so a restart forgets
-// nothing): a forged, replayed or older record never moves anyone.
+// address changes; it goes on from the last version the book saved
+// ([VersionBook]; the agent keeps it in its store), or starts from the
+// Unix-millisecond clock when there is none, so that it survives restarts
+// whatever the clock does. A record moves a device's address only if it
+// is signed by that device's key and its version is newer than the one
+// held (the book keeps the version, [PeerInfo.Version], so a restart
+// forgets nothing): a forged, replayed or older record never moves anyone.
 //
 // Each heartbeat and reply gossips up to three records: the sender's own,
 // always, then records it holds for other devices, forwarded as the bytes
@@ -108,13 +154,22 @@
 //     the LAN address), so only a change in what one peer sees counts, and
 //     an observed address that is one of our interfaces' is no news.
 //
-// The address we advertise in our record is the newest public address
-// evidence (STUN or peers) unless our interfaces changed since, else our
-// best interface address (routable before loopback, IPv4 before IPv6,
-// never link-local). When it changes we sign a new record with a higher
-// version. On any change we send an address update, a heartbeat of type
-// 0x12 carrying the new record, to every known peer at once, and ask STUN
-// again.
+// A reported address is believed only when it is confirmed: reported,
+// within the last 30 T, by two sources (two peers, or a peer and a STUN
+// server; a friend's replies and its STUN answers are one source), or by
+// a STUN server the user configured. One lying friend therefore decides
+// nothing we advertise. Behind a NAT that gives each peer another port, no
+// address is confirmed and we advertise an interface address; peers follow
+// us anyway, by where our packets come from. A change in what one source
+// sees still makes us tell every peer at once (below): it is our packets,
+// from our socket, that move us in their books, whatever our record says.
+//
+// The address we advertise in our record is the newest confirmed public
+// address unless our interfaces changed since, else our best interface
+// address (routable before loopback, IPv4 before IPv6, never link-local).
+// When it changes we sign a new record with a higher version. On any
+// change we send an address update, a heartbeat of type 0x12 carrying our
+// record, to every known peer at once, and ask STUN again.
 //
 // # STUN
 //
@@ -123,8 +178,8 @@
 // ([Config.STUNServers]) and up to two friends' agents for its own public
 // address when it starts, every STUNIntervals (10) T, and after a change;
 // only answers to our own transactions, from the address asked, are
-// taken. [Presence.PublicAddrs] lists what STUN and peers reported in the
-// last 30 T.
+// taken. [Presence.PublicAddrs] lists the confirmed addresses that STUN
+// and peers reported in the last 30 T.
 //
 // # Quiet mode
 //
@@ -198,6 +253,11 @@
 //	93  122·k  records
 //	..  64  signature over "kith/v1/heartbeat-reply\x00" ||
 //	        recipient device public key || every byte before it
+//
+// The bytes are those of the first presence of wire version 1; only how
+// sequence numbers are chosen and judged changed (see Freshness). Earlier
+// kiths started theirs at the Unix-nanosecond clock, which lies below
+// 2^61 until 2043, so they take ours as newer and we resync to theirs.
 //
 // A datagram of any other length, with more than three records, an
 // unknown type or another wire version is dropped. With one record a

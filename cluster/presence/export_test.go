@@ -79,3 +79,9 @@ func (p *Presence) Pub() seed.DevicePublic { return p.pub }
 func EncodeReplyTo(key ed25519.PrivateKey, to seed.DevicePublic, seq, hbSeq uint64, hbT1, t2, t3 int64, seen netip.AddrPort, records [][]byte) []byte {
 	return encodeReply(key, to, seq, packet{seq: hbSeq, t1: hbT1}, t2, t3, seen, records)
 }
+
+// The signature budgets, for the flood tests.
+const (
+	OtherBurst = otherBurst
+	OtherRate  = otherRate
+)

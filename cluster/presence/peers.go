@@ -17,18 +17,24 @@ type peerState struct {
 	record   []byte // that record's signed bytes, for gossip
 	own      bool   // the record's device is one of ours, for gossip
 	pending  []pendingBeat
-	samples  []sample
-	rtt      time.Duration // smoothed
-	offset   time.Duration // from the sample with the lowest RTT
-	haveRTT  bool
-	observed learned   // our address as this peer last reported it
-	windowAt time.Time // start of the peer's last window we aimed at
-	online   bool      // as last reported to subscribers
+	// challengedAt is when we last sent a heartbeat to answer an unsynced
+	// one (a sender that restarted, or a replay): its reply resyncs.
+	challengedAt time.Time
+	knownBudget  bucket // verifications of datagrams from the book's address
+	otherBudget  bucket // and from anywhere else (see budget.go)
+	samples      []sample
+	rtt          time.Duration // smoothed
+	offset       time.Duration // from the sample with the lowest RTT
+	haveRTT      bool
+	observed     learned   // our address as this peer last reported it
+	windowAt     time.Time // start of the peer's last window we aimed at
+	online       bool      // as last reported to subscribers
 }
 
 type pendingBeat struct {
 	seq uint64
 	t1  int64
+	at  time.Time // t1 as our clock read it, monotonic reading included
 }
 
 type sample struct {
@@ -57,7 +63,7 @@ func (p *Presence) onlineLocked(ps *peerState, now time.Time, n int) bool {
 	grace := max(p.cfg.Interval/2, 2*time.Second)
 	missed := 0
 	for _, b := range ps.pending {
-		sent := time.Unix(0, b.t1)
+		sent := b.at
 		if sent.After(ps.lastSeen) && now.Sub(sent) > grace {
 			missed++
 		}
@@ -112,6 +118,12 @@ func (p *Presence) measureLocked(ps *peerState, pk packet, t4 time.Time) {
 		return // impossible times: nothing to learn
 	}
 	s := sample{rtt: rtt, offset: time.Duration(((t2 - t1) + (t3 - t4n)) / 2)}
+	if ps.haveRTT && (s.offset-ps.offset > clockStep+s.rtt || ps.offset-s.offset > clockStep+s.rtt) {
+		// One of the two clocks was stepped: the older samples measured
+		// another clock. Keeping the best of them would leave us refusing
+		// the peer's heartbeats as stale for eight more samples.
+		ps.samples = ps.samples[:0]
+	}
 	ps.samples = append(ps.samples, s)
 	if len(ps.samples) > maxSamples {
 		ps.samples = ps.samples[1:]

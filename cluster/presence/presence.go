@@ -23,6 +23,7 @@ type Presence struct {
 	cfg  Config
 	pub  seed.DevicePublic
 	log  *slog.Logger
+	dbg  debugLog      // rate-limited debug lines
 	kick chan struct{} // capacity 1: wakes Run to tell peers of a change
 
 	seq     atomic.Uint64 // the last sequence number sent
@@ -46,6 +47,9 @@ type Presence struct {
 	contacted   map[netip.AddrPort]time.Time // where we sent recently (Admit)
 	known       map[netip.AddrPort]bool      // book addresses, cached for Admit
 	knownAt     time.Time
+	// globalBudget pays the verifications of datagrams that claim a known
+	// sender from another address than the book's (see budget.go).
+	globalBudget bucket
 }
 
 // New makes a Presence. It sends nothing until Run starts.
@@ -58,6 +62,7 @@ func New(cfg Config) (*Presence, error) {
 		cfg:       cfg,
 		pub:       seed.DevicePublic(cfg.Key.Public().(ed25519.PublicKey)),
 		log:       cfg.Logger,
+		dbg:       debugLog{log: cfg.Logger, now: cfg.Now},
 		kick:      make(chan struct{}, 1),
 		rnd:       cfg.Rand,
 		peers:     map[seed.DevicePublic]*peerState{},
@@ -66,10 +71,16 @@ func New(cfg Config) (*Presence, error) {
 		contacted: map[netip.AddrPort]time.Time{},
 	}
 	p.self.stun = map[netip.AddrPort]learned{}
-	// Sequence numbers and record versions start from the clock, so that
-	// they keep increasing across restarts.
-	p.seq.Store(uint64(now.UnixNano()))
+	// Sequence numbers start at a random place in every run: receivers
+	// resync on an echo (see replayWindow), so no clock is trusted to move
+	// forward. Record versions go on from the last one the book saved, or
+	// from the clock when it saved none.
+	p.seq.Store(randomSeqStart())
 	p.self.version = uint64(now.UnixMilli())
+	if vb, ok := cfg.Book.(VersionBook); ok {
+		p.self.version = max(p.self.version, vb.OwnVersion())
+		p.self.saved = vb.OwnVersion()
+	}
 	p.nextBeat, p.nextPoll, p.nextSTUN = now, now, now
 	return p, nil
 }
@@ -152,6 +163,7 @@ func (p *Presence) Step(now time.Time) {
 		p.mu.Lock()
 		p.noteLocals(locals, now)
 		p.mu.Unlock()
+		p.saveVersion()
 	}
 
 	p.mu.Lock()
@@ -228,6 +240,6 @@ func (p *Presence) send(pkt []byte, to netip.AddrPort, ask bool) {
 	}
 	if err := p.cfg.Send(pkt, to); err != nil {
 		p.n.sendErrors.Add(1)
-		p.log.Debug("presence: sending", "to", to, "err", err)
+		p.dbg.Debug("presence: sending", "to", to, "err", err)
 	}
 }

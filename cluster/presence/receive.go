@@ -30,7 +30,7 @@ func (p *Presence) handleKith(pkt []byte, from netip.AddrPort) {
 	pk, err := decodePacket(pkt)
 	if err != nil {
 		p.n.malformed.Add(1)
-		p.log.Debug("presence: dropping datagram", "from", from, "err", err)
+		p.dbg.Debug("presence: dropping datagram", "from", from, "err", err)
 		return
 	}
 	// No work for strangers: look the sender up before any signature.
@@ -39,16 +39,33 @@ func (p *Presence) handleKith(pkt []byte, from netip.AddrPort) {
 		p.n.unknown.Add(1)
 		return
 	}
+	// Nor for replays of what we took, nor beyond the budget that bad
+	// signatures are paid from (see budget.go).
+	p.mu.Lock()
+	seen := p.peer(pk.sender).replay.check(pk.seq) == seqSeen
+	p.mu.Unlock()
+	if seen {
+		p.n.replayed.Add(1)
+		return
+	}
+	ok, fromKnown := p.spend(pk.sender, from, info.Addr, now)
+	if !ok {
+		p.n.throttled.Add(1)
+		p.dbg.Debug("presence: signature budget spent, dropping unverified", "from", from, "device", short(pk.sender))
+		return
+	}
 	p.n.sigChecks.Add(1)
 	if !verifyPacket(pk, p.pub) {
 		p.n.badSig.Add(1)
-		p.log.Debug("presence: bad signature", "from", from, "device", short(pk.sender))
+		p.dbg.Debug("presence: bad signature", "from", from, "device", short(pk.sender))
 		return
 	}
+	p.refundSpent(pk.sender, fromKnown)
 
 	p.mu.Lock()
 	ps := p.peer(pk.sender)
-	if !ps.replay.check(pk.seq) {
+	verdict := ps.replay.check(pk.seq)
+	if verdict == seqSeen {
 		p.mu.Unlock()
 		p.n.replayed.Add(1)
 		return
@@ -69,15 +86,45 @@ func (p *Presence) handleKith(pkt []byte, from netip.AddrPort) {
 		ps.pending = slices.Delete(ps.pending, i, i+1)
 		p.measureLocked(ps, pk, now)
 		observed = true
+		switch {
+		case verdict != seqUnsynced:
+			ps.replay.accept(pk.seq)
+		case ps.replay.behind(pk.seq):
+			// Overtaken on the way by many later packets of the same
+			// run: the echo makes it fresh, the window stays where it
+			// is (moving it back would let replays of what it holds in).
+		default:
+			// The echo proves this is the sender's current run: our
+			// restart, or its, lost the window.
+			ps.replay.reset(pk.seq)
+			p.n.resynced.Add(1)
+		}
+	} else if verdict == seqUnsynced {
+		// A sender that restarted, or a replay: answer (it may be a
+		// restarted sender that needs our echo), believe nothing, and
+		// ask, from where it came, for a reply that echoes us.
+		gap := min(p.cfg.Interval/4, maxChallengeGap)
+		challenge := ps.challengedAt.IsZero() || now.Sub(ps.challengedAt) >= gap || now.Before(ps.challengedAt)
+		if challenge {
+			ps.challengedAt = now
+		}
+		p.mu.Unlock()
+		p.n.unsynced.Add(1)
+		p.dbg.Debug("presence: sequence number out of window, asking for an echo", "from", from, "device", short(pk.sender))
+		p.reply(info, pk, now, from)
+		if challenge {
+			p.sendBeatTo(TypeHeartbeat, info, from)
+		}
+		return
 	} else {
 		skew := time.Duration(pk.t1-now.UnixNano()) - ps.offset
 		stale = skew > MaxClockSkew || skew < -MaxClockSkew
+		ps.replay.accept(pk.seq)
 	}
-	ps.replay.accept(pk.seq)
 	if stale {
 		p.mu.Unlock()
 		p.n.stale.Add(1)
-		p.log.Debug("presence: stale heartbeat, answering without believing it", "from", from, "device", short(pk.sender))
+		p.dbg.Debug("presence: stale heartbeat, answering without believing it", "from", from, "device", short(pk.sender))
 		p.reply(info, pk, now, from)
 		return
 	}
@@ -93,13 +140,14 @@ func (p *Presence) handleKith(pkt []byte, from netip.AddrPort) {
 	if from != info.Addr {
 		// An authenticated packet from a new address moves the peer at
 		// once, as WireGuard roams.
-		p.log.Debug("presence: peer moved", "device", short(pk.sender), "from", info.Addr, "to", from)
+		p.dbg.Debug("presence: peer moved", "device", short(pk.sender), "from", info.Addr, "to", from)
 		p.setAddr(info, from, version)
 	}
 	p.applyRecords(pk, from)
 	if pk.typ != TypeHeartbeatReply {
 		p.reply(info, pk, now, from)
 	}
+	p.saveVersion()
 	p.mu.Lock()
 	announce := p.announce
 	p.mu.Unlock()
@@ -132,7 +180,7 @@ func (p *Presence) applyRecords(pk packet, from netip.AddrPort) {
 		if !verifyRecord(r) {
 			p.n.badSig.Add(1)
 			p.n.recIgnored.Add(1)
-			p.log.Debug("presence: forged address record", "device", short(r.device), "carried by", short(pk.sender))
+			p.dbg.Debug("presence: forged address record", "device", short(r.device), "carried by", short(pk.sender))
 			continue
 		}
 		p.mu.Lock()

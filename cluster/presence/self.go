@@ -20,8 +20,9 @@ type selfState struct {
 	publicAt time.Time
 	addr     netip.AddrPort // advertised in our record
 	version  uint64
+	saved    uint64 // the version the book last saved (VersionBook)
 	record   []byte
-	stun     map[netip.AddrPort]learned // mapped address, by server
+	stun     map[netip.AddrPort]learned // mapped address, by configured server
 }
 
 // noteLocals takes a LocalAddrs poll. A change after the first poll is a
@@ -41,7 +42,7 @@ func (p *Presence) noteLocals(locals []netip.AddrPort, now time.Time) {
 	first := !p.self.polled
 	p.self.polled, p.self.locals, p.self.localsAt = true, norm, now
 	if !first {
-		p.log.Debug("presence: our interface addresses changed", "addrs", norm)
+		p.dbg.Debug("presence: our interface addresses changed", "addrs", norm)
 		p.announce = true
 	}
 	p.updateOwnRecordLocked(now)
@@ -53,35 +54,61 @@ func (p *Presence) isLocalLocked(a netip.AddrPort) bool {
 	return ok
 }
 
-// noteObservedLocked takes the address a peer saw us at. Several peers may
-// see several addresses (behind some NATs each peer sees another port), so
-// only a change in what one peer sees is a change of our address. An
-// address that is one of our interfaces' is no news.
+// noteObservedLocked takes the address a peer saw us at, from its reply
+// or its answer to our STUN request. Several peers may see several
+// addresses (behind some NATs each peer sees another port), so only a
+// change in what one peer sees is a change of our address. An address
+// that is one of our interfaces' is no news.
 func (p *Presence) noteObservedLocked(ps *peerState, seen netip.AddrPort, now time.Time) {
 	prev := ps.observed.addr
 	ps.observed = learned{addr: seen, at: now}
-	p.noteEvidenceLocked(prev, seen, now)
+	p.noteEvidenceLocked(prev, seen, false, now)
 }
 
 // noteEvidenceLocked takes a report of our public address, seen, where
-// the same source reported prev before.
-func (p *Presence) noteEvidenceLocked(prev, seen netip.AddrPort, now time.Time) {
+// the same source reported prev before. A change in what one source sees
+// makes us tell every peer at once (our packets, from our socket, are what
+// move us in their books); but the address is believed, advertised in our
+// record and listed in PublicAddrs only once it is confirmed: reported by
+// two sources (two peers, or a peer and a STUN server), or by a STUN
+// server the user configured (trusted). So one lying friend decides
+// nothing we advertise.
+func (p *Presence) noteEvidenceLocked(prev, seen netip.AddrPort, trusted bool, now time.Time) {
 	if p.cfg.LocalAddrs != nil && p.isLocalLocked(seen) {
 		return
 	}
-	changed := prev.IsValid() && prev != seen
-	if !changed && p.self.public == seen {
-		return
-	}
-	if p.self.public != seen {
-		p.emit(Event{Kind: PublicAddrChanged, Addr: seen, At: now})
-	}
-	p.self.public, p.self.publicAt = seen, now
-	if changed {
-		p.log.Debug("presence: our public address changed", "from", prev, "to", seen)
+	if prev.IsValid() && prev != seen {
+		p.dbg.Debug("presence: a source sees our public address change", "from", prev, "to", seen)
 		p.announce = true
 	}
+	if p.self.public == seen || (!trusted && p.sourcesLocked(seen, now) < 2) {
+		return
+	}
+	p.emit(Event{Kind: PublicAddrChanged, Addr: seen, At: now})
+	p.self.public, p.self.publicAt = seen, now
 	p.updateOwnRecordLocked(now)
+}
+
+// evidenceTTL is how long a report of our public address counts.
+func (p *Presence) evidenceTTL() time.Duration { return 3 * STUNIntervals * p.cfg.Interval }
+
+// sourcesLocked counts the sources that reported a as our address within
+// evidenceTTL: each peer (its replies and its STUN answers are one
+// source) and each configured STUN server.
+func (p *Presence) sourcesLocked(a netip.AddrPort, now time.Time) int {
+	ttl := p.evidenceTTL()
+	n := 0
+	for _, l := range p.self.stun {
+		if l.addr == a && now.Sub(l.at) <= ttl {
+			n++
+		}
+	}
+	for _, ps := range p.peers {
+		if l := ps.observed; l.addr == a && now.Sub(l.at) <= ttl {
+			n++
+		}
+	}
+	return n
 }
 
 // updateOwnRecordLocked signs a new record if the address we should
@@ -105,6 +132,26 @@ func (p *Presence) updateOwnRecordLocked(now time.Time) {
 	p.self.addr = addr
 	p.self.record = signRecord(p.cfg.Key, addr, p.self.version)
 	p.emit(Event{Kind: OwnAddrChanged, Addr: addr, At: now})
+}
+
+// saveVersion passes a new own record version to the book, if it keeps
+// versions (VersionBook). Call it without mu, after a change of record.
+func (p *Presence) saveVersion() {
+	vb, ok := p.cfg.Book.(VersionBook)
+	if !ok {
+		return
+	}
+	p.mu.Lock()
+	v := p.self.version
+	if p.self.record == nil || v <= p.self.saved {
+		p.mu.Unlock()
+		return
+	}
+	p.self.saved = v
+	p.mu.Unlock()
+	if err := vb.SetOwnVersion(v); err != nil {
+		p.log.Warn("presence: saving our record version", "version", v, "err", err)
+	}
 }
 
 // bestLocal picks the interface address to advertise: a routable one
@@ -145,11 +192,12 @@ func (p *Presence) OwnRecord() (netip.AddrPort, uint64) {
 	return p.self.addr, p.self.version
 }
 
-// PublicAddrs returns the addresses we were recently seen at, learned from
-// STUN and from what peers observed, sorted.
+// PublicAddrs returns the addresses we were recently seen at, sorted:
+// those a configured STUN server reported, and those two sources agree on
+// (see noteEvidenceLocked).
 func (p *Presence) PublicAddrs() []netip.AddrPort {
 	now := p.cfg.Now()
-	ttl := 3 * STUNIntervals * p.cfg.Interval
+	ttl := p.evidenceTTL()
 	var out []netip.AddrPort
 	p.mu.Lock()
 	for _, l := range p.self.stun {
@@ -158,7 +206,7 @@ func (p *Presence) PublicAddrs() []netip.AddrPort {
 		}
 	}
 	for _, ps := range p.peers {
-		if l := ps.observed; l.addr.IsValid() && now.Sub(l.at) <= ttl {
+		if l := ps.observed; l.addr.IsValid() && now.Sub(l.at) <= ttl && p.sourcesLocked(l.addr, now) >= 2 {
 			out = append(out, l.addr)
 		}
 	}

@@ -6,13 +6,18 @@ import (
 )
 
 // sendBeat sends a heartbeat or address update to pi.
-func (p *Presence) sendBeat(typ byte, pi PeerInfo) {
+func (p *Presence) sendBeat(typ byte, pi PeerInfo) { p.sendBeatTo(typ, pi, pi.Addr) }
+
+// sendBeatTo sends a heartbeat or address update for pi to the address to.
+func (p *Presence) sendBeatTo(typ byte, pi PeerInfo, to netip.AddrPort) {
+	p.saveVersion() // before the record it numbers leaves
 	seq := p.nextSeq()
-	t1 := p.cfg.Now().UnixNano()
+	now := p.cfg.Now()
+	t1 := now.UnixNano()
 	p.mu.Lock()
 	recs := p.gossipLocked(pi)
 	ps := p.peer(pi.Device)
-	ps.pending = append(ps.pending, pendingBeat{seq: seq, t1: t1})
+	ps.pending = append(ps.pending, pendingBeat{seq: seq, t1: t1, at: now})
 	if len(ps.pending) > maxPending {
 		ps.pending = ps.pending[len(ps.pending)-maxPending:]
 	}
@@ -23,7 +28,7 @@ func (p *Presence) sendBeat(typ byte, pi PeerInfo) {
 	} else {
 		p.n.hbSent.Add(1)
 	}
-	p.send(pkt, pi.Addr, true)
+	p.send(pkt, to, true)
 }
 
 // gossipLocked picks the records to send to pi: our own, then up to two
@@ -60,6 +65,7 @@ func (p *Presence) reply(pi PeerInfo, hb packet, t2 time.Time, from netip.AddrPo
 	p.mu.Lock()
 	recs := p.gossipLocked(pi)
 	p.mu.Unlock()
+	p.saveVersion()
 	t3 := p.cfg.Now()
 	pkt := encodeReply(p.cfg.Key, pi.Device, seq, hb, t2.UnixNano(), t3.UnixNano(), from, recs)
 	p.n.repSent.Add(1)

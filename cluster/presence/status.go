@@ -42,9 +42,19 @@ type Stats struct {
 	Unknown      uint64
 	Malformed    uint64
 	BadSignature uint64 // datagrams and records whose signature failed
-	Replayed     uint64 // sequence number seen before, or too old
-	Stale        uint64 // send time outside MaxClockSkew (answered, not believed)
-	Unsolicited  uint64 // replies to no heartbeat of ours
+	Replayed     uint64 // sequence number seen before, dropped unverified
+	// Unsynced counts heartbeats whose sequence number lay outside the
+	// sender's window (or we had none since we started): a sender that
+	// restarted, or a replay. They are answered, believed in nothing, and
+	// draw a heartbeat from us whose echoed reply resyncs the window.
+	Unsynced uint64
+	// Resynced counts windows restarted by an echo-verified reply.
+	Resynced uint64
+	// Throttled counts datagrams from known senders dropped unverified
+	// because the budget for bad signatures was spent (see budget.go).
+	Throttled   uint64
+	Stale       uint64 // send time outside MaxClockSkew (answered, not believed)
+	Unsolicited uint64 // replies to no heartbeat of ours
 	// SignatureChecks counts ed25519 verifications, datagrams and records.
 	SignatureChecks uint64
 	RecordsApplied  uint64
@@ -60,7 +70,7 @@ type Stats struct {
 type counters struct {
 	hbSent, updSent, repSent, accepted, unknown, malformed, badSig, replayed,
 	stale, unsolicited, sigChecks, recApplied, recIgnored, stunAnswered,
-	stunMapped, sendErrors, eventsDropped atomic.Uint64
+	stunMapped, sendErrors, eventsDropped, unsynced, resynced, throttled atomic.Uint64
 }
 
 // Status returns every known peer's presence, sorted by device key.
@@ -97,6 +107,7 @@ func (p *Presence) Stats() Stats {
 		RecordsApplied: n.recApplied.Load(), RecordsIgnored: n.recIgnored.Load(),
 		STUNAnswered: n.stunAnswered.Load(), STUNMapped: n.stunMapped.Load(), SendErrors: n.sendErrors.Load(),
 		EventsDropped: n.eventsDropped.Load(),
+		Unsynced:      n.unsynced.Load(), Resynced: n.resynced.Load(), Throttled: n.throttled.Load(),
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/kith-project/kith/seed"
 	"github.com/pion/stun/v2"
 )
 
@@ -46,7 +47,7 @@ func (p *Presence) answerSTUN(m *stun.Message, from netip.AddrPort) {
 		stun.Fingerprint,
 	)
 	if err != nil {
-		p.log.Debug("presence: building a STUN answer", "err", err)
+		p.dbg.Debug("presence: building a STUN answer", "err", err)
 		return
 	}
 	p.n.stunAnswered.Add(1)
@@ -87,11 +88,17 @@ func (p *Presence) takeSTUN(m *stun.Message, from netip.AddrPort) {
 	}
 	p.n.stunMapped.Add(1)
 	p.mu.Lock()
-	prev := p.self.stun[from]
-	p.self.stun[from] = learned{addr: mapped, at: now}
-	p.noteEvidenceLocked(prev.addr, mapped, now)
+	if !isZero(tx.device) {
+		// A friend's agent: one source with its replies.
+		p.noteObservedLocked(p.peer(tx.device), mapped, now)
+	} else {
+		prev := p.self.stun[from]
+		p.self.stun[from] = learned{addr: mapped, at: now}
+		p.noteEvidenceLocked(prev.addr, mapped, true, now)
+	}
 	announce := p.announce
 	p.mu.Unlock()
+	p.saveVersion()
 	if announce {
 		p.wake()
 	}
@@ -100,31 +107,36 @@ func (p *Presence) takeSTUN(m *stun.Message, from netip.AddrPort) {
 // askSTUN sends binding requests to the configured servers and to a few
 // friends' agents.
 func (p *Presence) askSTUN(peers []PeerInfo, now time.Time) {
-	targets := append([]netip.AddrPort(nil), p.cfg.STUNServers...)
-	var friends []netip.AddrPort
+	var targets []stunTx
+	for _, s := range p.cfg.STUNServers {
+		targets = append(targets, stunTx{to: s})
+	}
+	var friends []stunTx
 	for _, pi := range peers {
 		if !pi.Own {
-			friends = append(friends, pi.Addr)
+			friends = append(friends, stunTx{to: pi.Addr, device: pi.Device})
 		}
 	}
 	p.mu.Lock()
 	p.rnd.Shuffle(len(friends), func(i, j int) { friends[i], friends[j] = friends[j], friends[i] })
 	p.mu.Unlock()
 	targets = append(targets, friends[:min(len(friends), maxSTUNPeers)]...)
-	for _, to := range targets {
+	for _, tx := range targets {
 		req, err := stun.Build(stun.TransactionID, stun.BindingRequest, stun.Fingerprint)
 		if err != nil {
-			p.log.Debug("presence: building a STUN request", "err", err)
+			p.dbg.Debug("presence: building a STUN request", "err", err)
 			return
 		}
+		tx.at = now
 		p.mu.Lock()
-		p.stunTx[req.TransactionID] = stunTx{to: to, at: now}
+		p.stunTx[req.TransactionID] = tx
 		p.mu.Unlock()
-		p.send(req.Raw, to, true)
+		p.send(req.Raw, tx.to, true)
 	}
 }
 
 type stunTx struct {
-	to netip.AddrPort
-	at time.Time
+	to     netip.AddrPort
+	device seed.DevicePublic // the friend asked; zero for a configured server
+	at     time.Time
 }

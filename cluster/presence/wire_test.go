@@ -153,27 +153,43 @@ func TestDecodeRefuses(t *testing.T) {
 
 func TestReplayWindow(t *testing.T) {
 	var w replayWindow
-	take := func(seq uint64) bool {
-		if !w.check(seq) {
-			return false
-		}
-		w.accept(seq)
-		return true
+	if w.check(1000) != seqUnsynced {
+		t.Error("an empty window is not unsynced")
 	}
-	if take(0) {
-		t.Error("seq 0 accepted")
+	w.reset(1000)
+	take := func(seq uint64) seqVerdict {
+		v := w.check(seq)
+		if v == seqFresh {
+			w.accept(seq)
+		}
+		return v
+	}
+	if take(0) != seqSeen {
+		t.Error("seq 0 not refused")
 	}
 	for _, c := range []struct {
 		seq  uint64
-		want bool
+		want seqVerdict
 	}{
-		{1000, true}, {1000, false}, {1002, true}, {1001, true}, {1001, false},
-		{1002 - 63, true}, {1002 - 64, false}, {1100, true}, {1099, true}, {1002, false},
-		{1100 + 200, true}, {1100, false}, {1300 - 1, true},
+		{1000, seqSeen}, {1002, seqFresh}, {1001, seqFresh}, {1001, seqSeen},
+		{1002 - 63, seqFresh}, {1002 - 64, seqUnsynced}, {1100, seqFresh}, {1099, seqFresh}, {1099, seqSeen}, {1002, seqUnsynced},
+		{1100 + 200, seqFresh}, {1100, seqUnsynced}, {1300 - 1, seqFresh},
+		{1300 + maxSeqJump, seqFresh}, {1300 + 2*maxSeqJump + 1, seqUnsynced}, {1, seqUnsynced},
 	} {
 		if got := take(c.seq); got != c.want {
-			t.Errorf("seq %d: accepted %v, want %v", c.seq, got, c.want)
+			t.Errorf("seq %d: verdict %v, want %v", c.seq, got, c.want)
 		}
+	}
+	// A number a little below the window is the same run, overtaken;
+	// one far below or far above is another.
+	w.reset(1 << 40)
+	if !w.behind(1<<40-100) || w.behind(1<<40-2*maxSeqJump) || w.behind(1<<40+1) {
+		t.Error("behind: a number just below the window is not the same run, or one far below is")
+	}
+	// An echo resyncs the window anywhere, backwards included.
+	w.reset(5)
+	if take(5) != seqSeen || take(6) != seqFresh || take(1300) != seqFresh {
+		t.Error("a reset window does not take its new run")
 	}
 }
 

@@ -77,14 +77,31 @@ func (c *Clock) Advance(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
-// Book is an in-memory [presence.Book], safe for concurrent use.
+// Book is an in-memory [presence.VersionBook], safe for concurrent use.
+// It survives [Net.Restart], as the agent's store does.
 type Book struct {
-	mu    sync.Mutex
-	peers map[seed.DevicePublic]*presence.PeerInfo
-	sets  int // SetAddr calls
+	mu      sync.Mutex
+	peers   map[seed.DevicePublic]*presence.PeerInfo
+	sets    int    // SetAddr calls
+	version uint64 // our own record's, as saved
 }
 
-var _ presence.Book = (*Book)(nil)
+var _ presence.VersionBook = (*Book)(nil)
+
+// OwnVersion implements [presence.VersionBook].
+func (b *Book) OwnVersion() uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.version
+}
+
+// SetOwnVersion implements [presence.VersionBook].
+func (b *Book) SetOwnVersion(v uint64) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.version = v
+	return nil
+}
 
 // errUnknown is what SetAddr returns for a device the book does not hold.
 var errUnknown = errors.New("presencetest: unknown device")
@@ -202,6 +219,7 @@ type Node struct {
 
 	net   *Net
 	index int
+	cfg   presence.Config // what P was made from, for Restart
 }
 
 // Clock returns the node's time: the network's plus its skew.
@@ -284,6 +302,7 @@ func New(tb testing.TB, o Options) *Net {
 		if o.Config != nil {
 			o.Config(i, &cfg)
 		}
+		n.cfg = cfg
 		p, err := presence.New(cfg)
 		if err != nil {
 			tb.Fatal(err)
@@ -291,6 +310,21 @@ func New(tb testing.TB, o Options) *Net {
 		n.P = p
 	}
 	return s
+}
+
+// Restart replaces node i's Presence with a new one made from the same
+// config, as a restarted agent: it remembers only what its book holds. A
+// killed node comes back at its address. Subscriptions to the old
+// Presence see nothing more.
+func (s *Net) Restart(i int) {
+	s.tb.Helper()
+	n := s.Nodes[i]
+	p, err := presence.New(n.cfg)
+	if err != nil {
+		s.tb.Fatal(err)
+	}
+	n.P, n.Dead = p, false
+	s.byAddr[n.Wire] = n
 }
 
 // Now returns the network's time.
