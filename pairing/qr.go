@@ -2,6 +2,7 @@ package pairing
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"image"
 	"image/color"
@@ -177,6 +178,9 @@ func DecodeImage(r io.Reader) (string, error) {
 		return "", fmt.Errorf("%w: it is larger than %d MiB: crop or shrink it", ErrImageFormat, maxImageBytes>>20)
 	}
 	cfg, format, err := image.DecodeConfig(bytes.NewReader(data))
+	if errors.Is(err, image.ErrFormat) {
+		return "", fmt.Errorf("%w: it is %s, not a PNG or JPEG image", ErrImageFormat, describeImage(data))
+	}
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", ErrImageFormat, err)
 	}
@@ -265,4 +269,21 @@ func halve(src gozxing.LuminanceSource) gozxing.LuminanceSource {
 		}
 	}
 	return gozxing.NewLuminanceSourceFromImage(dst)
+}
+
+// describeImage names what data looks like, for an image this package does
+// not read.
+func describeImage(data []byte) string {
+	switch {
+	case bytes.HasPrefix(data, []byte("GIF8")):
+		return "a GIF image"
+	case bytes.HasPrefix(data, []byte("RIFF")) && len(data) >= 12 && string(data[8:12]) == "WEBP":
+		return "a WebP image"
+	case len(data) >= 12 && string(data[4:8]) == "ftyp":
+		return "a HEIC or other ISO media image"
+	case bytes.HasPrefix(data, []byte("BM")):
+		return "a BMP image"
+	default:
+		return "in a format this does not read"
+	}
 }

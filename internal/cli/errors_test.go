@@ -19,6 +19,10 @@ func TestBadInputs(t *testing.T) {
 	if err := os.WriteFile(file, []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	gif := filepath.Join(t.TempDir(), "code.gif")
+	if err := os.WriteFile(gif, []byte("GIF89a\x01\x00\x01\x00\x00\x00\x00;"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	h := func(args ...string) []string { return append([]string{"--home", home}, args...) }
 	for _, tc := range []struct {
 		name  string
@@ -49,6 +53,7 @@ func TestBadInputs(t *testing.T) {
 		{"below a file as the home", "", []string{"--home", filepath.Join(file, "x"), "status"}, 1, "cannot reach the agent", "choose another --home"},
 		{"a folder as the image", "", h("pair", "scan", t.TempDir()), 2, "is a directory", ""},
 		{"a missing image", "", h("pair", "scan", filepath.Join(home, "none.png")), 2, "no such file", ""},
+		{"a GIF image", "", h("pair", "scan", gif), 2, "it is a GIF image, not a PNG or JPEG image", "save or convert it as PNG or JPEG"},
 		{"an invite for days", "", h("pair", "show", "--ttl", "100h"), 2, "--ttl 100h0m0s is longer than an invite may last (24h0m0s)", "10m"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

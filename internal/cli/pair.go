@@ -127,8 +127,13 @@ at once, saying whether the pairing is done or waiting.`,
 				}
 				defer f.Close()
 				code, err = pairing.DecodeImage(f)
-				if errors.Is(err, pairing.ErrNoQRCode) || errors.Is(err, pairing.ErrImageFormat) {
-					return badInputf("%s: %v; take a sharper photo or paste the KITH2: text with --code", args[0], err)
+				if errors.Is(err, pairing.ErrImageFormat) {
+					return withHint(badInputf("%s: %v", args[0], err),
+						"save or convert it as PNG or JPEG (a screenshot is PNG), or paste the KITH2: text with --code")
+				}
+				if errors.Is(err, pairing.ErrNoQRCode) {
+					return withHint(badInputf("%s: %v", args[0], err),
+						"take a sharper photo, or paste the KITH2: text with --code")
 				}
 				if err != nil {
 					return err
