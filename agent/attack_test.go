@@ -327,3 +327,28 @@ func TestDialedPartnerIsNoStranger(t *testing.T) {
 		t.Fatalf("CloseStrangers closed %d connections once carol no longer dials alice, want 1", n)
 	}
 }
+
+// A pairing that one side lost (a crash between the two sides' saves, or
+// a full disk) is made whole by pairing again with fresh codes: the side
+// that kept it takes the new pairing as the same friend, once.
+func TestOneSidedPairingMadeWholeWithFreshCodes(t *testing.T) {
+	a := startAgent(t, newPhrase(t), 0, "alice", "127.0.0.2")
+	b := startAgent(t, newPhrase(t), 0, "bob", "127.0.0.3")
+	pairAgents(t, a, b)
+	// Bob's side is lost: his agent never stored alice.
+	if _, err := b.book.remove(a.dev.Cert.User); err != nil {
+		t.Fatal(err)
+	}
+	if len(a.friends()) != 1 || len(b.friends()) != 0 {
+		t.Fatalf("before: alice has %d friends, bob %d", len(a.friends()), len(b.friends()))
+	}
+	first, second := pairAgents(t, a, b)
+	if second.Status != "paired" || first.SAS != second.SAS {
+		t.Fatalf("pairing again: %+v, %+v", first, second)
+	}
+	waitFor(t, "both sides paired", func() bool { return len(a.friends()) == 1 && len(b.friends()) == 1 })
+	fa, fb := a.friends(), b.friends()
+	if fa[0].UserID != b.dev.Cert.User || fb[0].UserID != a.dev.Cert.User || len(fa[0].Devices) != 1 {
+		t.Fatalf("after pairing again: alice %+v, bob %+v", fa, fb)
+	}
+}
