@@ -42,22 +42,48 @@ func newDevice(t testing.TB, phrase seed.Phrase, index uint32, name string) (str
 	return dir, st, dev
 }
 
-// startAgent starts an agent; setup, if any, runs before it serves (to
-// register test protocols, say).
+// startAgent starts an agent on a real UDP port of host; setup, if any,
+// runs before it serves (to register test protocols, say).
 func startAgent(t testing.TB, phrase seed.Phrase, index uint32, name, host string, setup ...func(*Agent)) *testAgent {
 	t.Helper()
+	return startWith(t, Config{Listen: host + ":0", Heartbeat: 100 * time.Millisecond}, phrase, index, name, setup...)
+}
+
+// startWith makes a device and starts an agent for it with cfg, whose Home
+// it fills in; setup, if any, runs before the agent serves.
+func startWith(t testing.TB, cfg Config, phrase seed.Phrase, index uint32, name string, setup ...func(*Agent)) *testAgent {
+	t.Helper()
 	dir, st, dev := newDevice(t, phrase, index, name)
-	a, err := New(Config{Home: dir, Listen: host + ":0", Heartbeat: 100 * time.Millisecond}, dev, st)
+	cfg.Home = dir
+	a, err := New(cfg, dev, st)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range setup {
 		f(a)
 	}
+	return serve(t, a, dir)
+}
+
+// restart starts a new agent on the stopped agent old's home, store and
+// keys, with cfg, whose Home it fills in.
+func restart(t testing.TB, old *testAgent, cfg Config) *testAgent {
+	t.Helper()
+	cfg.Home = old.home
+	a, err := New(cfg, old.dev, old.st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return serve(t, a, old.home)
+}
+
+// serve runs a until the test ends, or until its stop, and fails the test
+// if Run fails.
+func serve(t testing.TB, a *Agent, home string) *testAgent {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	ta := &testAgent{Agent: a, home: dir}
+	ta := &testAgent{Agent: a, home: home}
 	var once bool
 	ta.stop = func() {
 		if once {
@@ -188,15 +214,7 @@ func TestPairingSurvivesRestart(t *testing.T) {
 	pairAgents(t, a, b)
 	a.stop()
 	// Reopen alice's home as a new agent.
-	st := a.st
-	a2, err := New(Config{Home: a.home, Listen: a.Addr().String(), Heartbeat: 100 * time.Millisecond}, a.dev, st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a2.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	a2 := restart(t, a, Config{Listen: a.Addr().String(), Heartbeat: 100 * time.Millisecond})
 	fs := a2.friends()
 	if len(fs) != 1 || fs[0].UserID != b.dev.Identity.UserID || fs[0].Devices[0].Addr != b.Addr().String() {
 		t.Fatalf("after a restart alice's friends are %+v", fs)
@@ -360,14 +378,7 @@ func TestOwnRecordVersionSurvivesClockGoingBack(t *testing.T) {
 	_, before := a.presence.OwnRecord()
 	a.stop()
 	back := func() time.Time { return time.Now().Add(-time.Hour) }
-	a2, err := New(Config{Home: a.home, Listen: "127.0.0.2:0", Heartbeat: 100 * time.Millisecond, Now: back}, a.dev, a.st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a2.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	a2 := restart(t, a, Config{Listen: "127.0.0.2:0", Heartbeat: 100 * time.Millisecond, Now: back})
 	waitFor(t, "a record after the restart", func() bool { _, v := a2.presence.OwnRecord(); return v != 0 })
 	if _, after := a2.presence.OwnRecord(); after <= before {
 		t.Fatalf("after a restart with the clock an hour back, record version %d, was %d", after, before)

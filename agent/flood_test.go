@@ -99,23 +99,7 @@ func BenchmarkFlood(b *testing.B) {
 
 // startFloodAgent starts an agent with the heartbeat floodHeartbeat.
 func startFloodAgent(b *testing.B, name, host string) *testAgent {
-	dir, st, dev := newDevice(b, newPhrase(b), 0, name)
-	a, err := New(Config{Home: dir, Listen: host + ":0", Heartbeat: floodHeartbeat}, dev, st)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	ta := &testAgent{Agent: a, home: dir}
-	ta.stop = func() {
-		cancel()
-		if err := <-done; err != nil {
-			b.Errorf("Run: %v", err)
-		}
-	}
-	b.Cleanup(ta.stop)
-	return ta
+	return startWith(b, Config{Listen: host + ":0", Heartbeat: floodHeartbeat}, newPhrase(b), 0, name)
 }
 
 // measured is what measure saw.

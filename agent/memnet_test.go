@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
 	"testing"
@@ -20,28 +19,7 @@ func startOnMemnet(t *testing.T, n *memnet.Network, addr netip.AddrPort, name st
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pc.Close() })
-	dir, st, dev := newDevice(t, newPhrase(t), 0, name)
-	a, err := New(Config{Home: dir, PacketConn: pc, Heartbeat: hb}, dev, st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	ta := &testAgent{Agent: a, home: dir}
-	var once bool
-	ta.stop = func() {
-		if once {
-			return
-		}
-		once = true
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}
-	t.Cleanup(ta.stop)
-	return ta, pc
+	return startWith(t, Config{PacketConn: pc, Heartbeat: hb}, newPhrase(t), 0, name), pc
 }
 
 // awaitEvents reads events until want (device → event kind and address

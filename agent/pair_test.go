@@ -91,28 +91,7 @@ func (c *natConn) LocalAddr() net.Addr { return c.lan }
 // startBehindNAT starts an agent on a natConn.
 func startBehindNAT(t *testing.T, name string, pc *natConn) *testAgent {
 	t.Helper()
-	dir, st, dev := newDevice(t, newPhrase(t), 0, name)
-	a, err := New(Config{Home: dir, PacketConn: pc, Heartbeat: 100 * time.Millisecond}, dev, st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	ta := &testAgent{Agent: a, home: dir}
-	var once bool
-	ta.stop = func() {
-		if once {
-			return
-		}
-		once = true
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}
-	t.Cleanup(ta.stop)
-	return ta
+	return startWith(t, Config{PacketConn: pc, Heartbeat: 100 * time.Millisecond}, newPhrase(t), 0, name)
 }
 
 type waitResult struct {

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"net"
 	"net/netip"
 	"sync"
@@ -52,22 +51,13 @@ func TestCapturedHeartbeatsRefusedAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	tap := &tapConn{PacketConn: bpc, to: aliceAt}
-	dir, st, dev := newDevice(t, newPhrase(t), 0, "bob")
-	b, err := New(Config{Home: dir, PacketConn: tap, Heartbeat: hb}, dev, st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- b.Run(ctx) }()
-	bob := &testAgent{Agent: b, home: dir, stop: func() { cancel(); <-done }}
-	t.Cleanup(func() { cancel() })
+	bob := startWith(t, Config{PacketConn: tap, Heartbeat: hb}, newPhrase(t), 0, "bob")
 
 	pairAgents(t, alice, bob)
 	waitFor(t, "bob online", func() bool { return alice.onlineSet()[bob.dev.Cert.Device] })
 	waitFor(t, "eleven captured", func() bool { return len(tap.captured()) >= 11 })
 	bob.stop()
-	b.Close()
+	bob.Close()
 	bpc.Close()
 	captured := tap.captured()
 
@@ -79,14 +69,8 @@ func TestCapturedHeartbeatsRefusedAfterRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a2, err := New(Config{Home: alice.home, PacketConn: apc, Heartbeat: hb}, alice.dev, alice.st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx2, cancel2 := context.WithCancel(context.Background())
-	done2 := make(chan error, 1)
-	go func() { done2 <- a2.Run(ctx2) }()
-	defer func() { cancel2(); <-done2; a2.Close() }()
+	a2 := restart(t, alice, Config{PacketConn: apc, Heartbeat: hb})
+	defer a2.Close()
 
 	attacker, err := mn.Listen(netip.MustParseAddrPort("127.1.0.66:9999"))
 	if err != nil {
