@@ -99,6 +99,25 @@ func serve(t testing.TB, a *Agent, home string) *testAgent {
 	return ta
 }
 
+// scanFirst has a and b show their codes and a scan b's: the first half
+// of a pairing. It returns a's result and a's code, for b to scan.
+func scanFirst(t testing.TB, a, b *testAgent) (control.ScanResult, string) {
+	t.Helper()
+	sa, err := a.pair.show(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := b.pair.show(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := a.pair.scan(context.Background(), sb.Code)
+	if err != nil {
+		t.Fatalf("first scan: %v", err)
+	}
+	return first, sa.Code
+}
+
 func newPhrase(t testing.TB) seed.Phrase {
 	t.Helper()
 	p, err := seed.Generate(12)
@@ -111,20 +130,8 @@ func newPhrase(t testing.TB) seed.Phrase {
 // pairAgents runs the mutual scan between a and b and returns both results.
 func pairAgents(t testing.TB, a, b *testAgent) (control.ScanResult, control.ScanResult) {
 	t.Helper()
-	ctx := context.Background()
-	sa, err := a.pair.show(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sb, err := b.pair.show(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	first, err := a.pair.scan(ctx, sb.Code)
-	if err != nil {
-		t.Fatalf("first scan: %v", err)
-	}
-	second, err := b.pair.scan(ctx, sa.Code)
+	first, aCode := scanFirst(t, a, b)
+	second, err := b.pair.scan(context.Background(), aCode)
 	if err != nil {
 		t.Fatalf("second scan: %v", err)
 	}

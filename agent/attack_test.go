@@ -215,19 +215,9 @@ func TestStoreFailureToldAsSuch(t *testing.T) {
 	a := startAgent(t, newPhrase(t), 0, "alice", "127.0.0.2")
 	b := startAgent(t, newPhrase(t), 0, "bob", "127.0.0.3")
 	ctx := context.Background()
-	sa, err := a.pair.show(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sb, err := b.pair.show(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.pair.scan(ctx, sb.Code); err != nil {
-		t.Fatal(err)
-	}
+	_, aCode := scanFirst(t, a, b)
 	a.st.Close() // alice's disk fails
-	_, err = b.pair.scan(ctx, sa.Code)
+	_, err := b.pair.scan(ctx, aCode)
 	if err == nil {
 		t.Fatal("bob's scan succeeded though alice could not save the pairing")
 	}
@@ -256,19 +246,9 @@ func TestInterruptedPairingRepairedByScanningAgain(t *testing.T) {
 	a := startAgent(t, newPhrase(t), 0, "alice", "127.0.0.2")
 	b := startAgent(t, newPhrase(t), 0, "bob", "127.0.0.3")
 	ctx := context.Background()
-	sa, err := a.pair.show(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sb, err := b.pair.show(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.pair.scan(ctx, sb.Code); err != nil {
-		t.Fatal(err)
-	}
+	_, aCode := scanFirst(t, a, b)
 	// Bob's scan, up to alice's reply, which is then dropped.
-	inv, err := pairing.ParseInvite(sa.Code, time.Now())
+	inv, err := pairing.ParseInvite(aCode, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +265,7 @@ func TestInterruptedPairingRepairedByScanningAgain(t *testing.T) {
 		t.Fatalf("after the lost reply: alice has %d friends, bob %d; want 1 and 0", len(a.friends()), len(b.friends()))
 	}
 	// Bob scans again.
-	res, err := b.pair.scan(ctx, sa.Code)
+	res, err := b.pair.scan(ctx, aCode)
 	if err != nil || res.Status != pairing.StatusPaired {
 		t.Fatalf("bob's second scan: %+v, %v", res, err)
 	}
