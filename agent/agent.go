@@ -345,7 +345,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	service("presence", a.presence.Run)
 	service("persist", a.persist)
 	service("strangers", a.closeStrangers)
-	service("addresses", func(ctx context.Context) error { return a.book.run(ctx, persistEvery) })
+	service("addresses", func(ctx context.Context) error { return a.book.run(ctx) })
 	a.log.Info("agent running", "listen", a.Addr().String(), "user", a.dev.Identity.UserID, "device", a.dev.Identity.DeviceID)
 	<-ctx.Done()
 	// Closing the transport ends serveConns' Accept.

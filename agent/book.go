@@ -61,7 +61,6 @@ type book struct {
 	local  map[seed.DevicePublic]*Local            // guarded by mu
 	dirty  map[seed.DevicePublic]struct{}          // guarded by mu: local records not yet written
 	kick   chan struct{}                           // wakes the writer; buffered, one slot
-	wrote  chan struct{}                           // closed and replaced after every write (tests)
 	werr   error                                   // guarded by mu: the writer's last error
 	byUser map[seed.UserPublic][]seed.DevicePublic // guarded by mu: derived from roster
 	writes atomic.Uint64                           // transactions the writer made
@@ -83,7 +82,6 @@ func loadBook(st *store.Store, self seed.UserPublic) (*book, error) {
 		local: map[seed.DevicePublic]*Local{},
 		dirty: map[seed.DevicePublic]struct{}{},
 		kick:  make(chan struct{}, 1),
-		wrote: make(chan struct{}),
 	}
 	err := st.View(func(tx *store.Tx) error {
 		r, err := roster.Load(tx, self)
@@ -283,11 +281,13 @@ func (b *book) addPairing(f roster.Friend, p Peer, extra func(*store.Tx) error) 
 
 // setAddr moves device d to addr, as presence decided from a signed record
 // or an authenticated packet. The change is written by the book's writer,
-// not by the caller, which is presence's packet path.
+// not by the caller, which is presence's packet path. A blocked or revoked
+// device is not moved: nothing of theirs is stored, and the blocked set,
+// which holds their last addresses, stays as it is without a rebuild.
 func (b *book) setAddr(d seed.DevicePublic, addr netip.AddrPort, version uint64, now time.Time) (moved bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if _, ok := b.roster.Device(d); !ok {
+	if _, ok := b.roster.Reachable(d); !ok {
 		return false
 	}
 	l := b.local[d]
@@ -303,9 +303,6 @@ func (b *book) setAddr(d seed.DevicePublic, addr netip.AddrPort, version uint64,
 	}
 	l.LastSeen = now.UTC()
 	b.dirty[d] = struct{}{}
-	if moved {
-		b.refreshLocked()
-	}
 	b.wake()
 	return moved
 }
@@ -334,18 +331,16 @@ func (b *book) wake() {
 // many packets from changing addresses costs at most a few fsyncs a second.
 const minWriteGap = 250 * time.Millisecond
 
-// run is the book's writer: it persists local changes in batches, at most
-// one transaction every minWriteGap, and once more when ctx ends.
-func (b *book) run(ctx context.Context, flushEvery time.Duration) error {
-	t := time.NewTicker(flushEvery)
-	defer t.Stop()
+// run is the book's writer: woken by wake, it persists local changes in
+// batches, at most one transaction every minWriteGap, and once more when
+// ctx ends.
+func (b *book) run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
 			b.flush()
 			return nil
 		case <-b.kick:
-		case <-t.C:
 		}
 		b.flush()
 		select {
@@ -401,8 +396,6 @@ func (b *book) flush() {
 		}
 		b.ownVersionDirty = b.ownVersionDirty || ownDirty
 	}
-	close(b.wrote)
-	b.wrote = make(chan struct{})
 	b.mu.Unlock()
 }
 

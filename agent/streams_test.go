@@ -238,29 +238,37 @@ func TestAddressWrittenByTheBook(t *testing.T) {
 		t.Fatal(err)
 	}
 	to := netip.MustParseAddrPort("127.0.0.9:4242")
-	a.book.mu.Lock()
-	wrote := a.book.wrote
-	a.book.mu.Unlock()
 	if !a.book.setAddr(p.DeviceID, to, 9, time.Now()) {
 		t.Fatal("setAddr did not report a move")
 	}
-	// The writer may be in the middle of an earlier write (our own
-	// record's version, say): wait for the one that carries the move.
-	deadline := time.After(10 * time.Second)
-	for {
-		select {
-		case <-wrote:
-		case <-deadline:
-			t.Fatal("the book's writer did not write the move")
-		}
-		a.book.mu.Lock()
-		wrote = a.book.wrote // before reading: a later write closes it
-		a.book.mu.Unlock()
+	waitFor(t, "the book's writer to store the move", func() bool {
 		var l Local
 		ok, err := a.st.Get(store.BucketPeers, p.DeviceID.ID(), &l)
-		if ok && err == nil && l.Addr == to.String() && l.AddrVersion == 9 {
-			return
-		}
+		return ok && err == nil && l.Addr == to.String() && l.AddrVersion == 9
+	})
+}
+
+// A blocked device is not moved, and nothing of its is written.
+func TestBlockedDeviceNotMoved(t *testing.T) {
+	a := startAgent(t, newPhrase(t), 0, "alice", "127.0.0.2")
+	f := roster.Friend{UserID: [32]byte{1}, Name: "bob", Status: roster.StatusFriend, PairedAt: time.Now().UTC()}
+	p := Peer{Device: roster.Device{DeviceID: [32]byte{2}, UserID: f.UserID, Kind: roster.KindFriend, Name: "bob"}, Addr: "127.0.0.3:1"}
+	if err := a.book.addPairing(f, p, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.book.setStatus(f.UserID, roster.StatusBlocked); err != nil {
+		t.Fatal(err)
+	}
+	if a.book.setAddr(p.DeviceID, netip.MustParseAddrPort("127.0.0.9:4242"), 9, time.Now()) {
+		t.Fatal("a blocked device was moved")
+	}
+	if !a.book.blockedAddr(netip.MustParseAddrPort("127.0.0.3:1")) {
+		t.Fatal("the blocked device's last address is no longer dropped")
+	}
+	a.book.flush()
+	var l Local
+	if ok, _ := a.st.Get(store.BucketPeers, p.DeviceID.ID(), &l); !ok || l.Addr != "127.0.0.3:1" {
+		t.Fatalf("stored %+v for the blocked device", l)
 	}
 }
 
