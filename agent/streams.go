@@ -102,17 +102,16 @@ func (a *Agent) openerOf(c *transport.Conn) Openers {
 	if !ok {
 		return 0
 	}
-	if p, ok := a.book.peerFor(d); ok {
-		if p.Kind == roster.KindOwn {
+	// One look at the roster, which is immutable, for all three questions.
+	r := a.book.rosterNow()
+	if dv, ok := r.Reachable(d); ok {
+		if dv.Kind == roster.KindOwn {
 			return OpenOwn
 		}
 		return OpenFriend
 	}
-	if a.book.revoked(d) {
-		return 0
-	}
-	if _, known := a.book.rosterNow().Device(d); known {
-		return 0 // blocked
+	if _, known := r.Device(d); known || r.Revoked(d) {
+		return 0 // blocked or revoked
 	}
 	return OpenStranger
 }
