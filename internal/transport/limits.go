@@ -4,8 +4,8 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"golang.org/x/time/rate"
 	"net"
-	"sync"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -33,61 +33,34 @@ var errBusy = errors.New("transport: too many new handshakes")
 // addresses are verified first with a stateless Retry, so that a flood of
 // Initials from spoofed addresses creates no connection at all.
 type handshakeGate struct {
-	rate, burst float64 // constant; rate <= 0: no limit
+	// Constant after newHandshakeGate.
+	limit       *rate.Limiter // nil: no limit
+	burst       int
 	strangers   func() int
 	strangerCap int
-	now         func() time.Time
-
-	mu     sync.Mutex
-	tokens float64   // guarded by mu
-	last   time.Time // guarded by mu
 }
 
-func newHandshakeGate(rate float64, burst int, strangers func() int, strangerCap int) *handshakeGate {
-	if burst < 1 {
-		burst = 1
+func newHandshakeGate(perSecond float64, burst int, strangers func() int, strangerCap int) *handshakeGate {
+	burst = max(burst, 1)
+	g := &handshakeGate{burst: burst, strangers: strangers, strangerCap: strangerCap}
+	if perSecond > 0 {
+		g.limit = rate.NewLimiter(rate.Limit(perSecond), burst)
 	}
-	return &handshakeGate{rate: rate, burst: float64(burst), tokens: float64(burst), strangers: strangers, strangerCap: strangerCap, now: time.Now}
-}
-
-// refillLocked adds the tokens earned since the last call.
-func (g *handshakeGate) refillLocked() {
-	now := g.now()
-	if !g.last.IsZero() {
-		g.tokens = min(g.burst, g.tokens+now.Sub(g.last).Seconds()*g.rate)
-	}
-	g.last = now
+	return g
 }
 
 // underLoad reports whether a new connection attempt should prove its
-// source address first.
+// source address first: strangers hold half their cap, or the handshake
+// bucket is below half.
 func (g *handshakeGate) underLoad() bool {
 	if g.strangerCap > 0 && g.strangers() >= (g.strangerCap+1)/2 {
 		return true
 	}
-	if g.rate <= 0 {
-		return false
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.refillLocked()
-	return g.tokens < g.burst/2
+	return g.limit != nil && g.limit.Tokens() < float64(g.burst)/2
 }
 
 // take spends a token for a new handshake; false when there is none.
-func (g *handshakeGate) take() bool {
-	if g.rate <= 0 {
-		return true
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.refillLocked()
-	if g.tokens < 1 {
-		return false
-	}
-	g.tokens--
-	return true
-}
+func (g *handshakeGate) take() bool { return g.limit == nil || g.limit.Allow() }
 
 // verifySourceAddress is quic.Transport.VerifySourceAddress.
 func (t *Transport) verifySourceAddress(net.Addr) bool {
