@@ -55,6 +55,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/kith-project/kith/internal/ratelog"
 	"io"
 	"log/slog"
 	"net"
@@ -94,7 +95,9 @@ type Config struct {
 	PacketConn net.PacketConn
 	// Now is the agent's clock. Default time.Now.
 	Now func() time.Time
-	// Logger receives the agent's logs. Default: discard.
+	// Logger receives the agent's logs. Default: discard. Debug lines that
+	// peers can cause (refused handshakes and streams, bad packets) are
+	// rate-limited per message (internal/ratelog).
 	Logger *slog.Logger
 	// Version is the build's version, which the agent tells the local
 	// API ("kith version"). Default: none.
@@ -197,6 +200,7 @@ func New(cfg Config, dev *device.Device, st *store.Store) (*Agent, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
+	cfg.Logger = slog.New(ratelog.New(cfg.Logger.Handler(), cfg.Now))
 	a := &Agent{cfg: cfg, dev: dev, st: st, log: cfg.Logger, inviteWake: make(chan struct{}, 1)}
 	var err error
 	if a.book, err = loadBook(st, dev.Cert.User); err != nil {

@@ -1,13 +1,18 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"github.com/kith-project/kith/internal/ratelog"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -405,5 +410,50 @@ func TestAddressWritesAreBatched(t *testing.T) {
 	var l Local
 	if ok, err := a.st.Get(store.BucketPeers, b.dev.Cert.Device.ID(), &l); !ok || err != nil || l.Addr != "127.0.0.9:2999" {
 		t.Fatalf("the last move was not the one stored: %+v %v %v", l, ok, err)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer the agent's goroutines may log to while
+// the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// A stranger who opens stream after refused stream makes the agent write a
+// few debug lines, not one per stream.
+func TestRefusedStreamsLogBounded(t *testing.T) {
+	var logs lockedBuffer
+	cfg := Config{Listen: "127.0.0.2:0", Heartbeat: 100 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	a := startWith(t, cfg, newPhrase(t), 0, "alice")
+	stranger := startAgent(t, newPhrase(t), 0, "mallory", "127.0.0.5")
+	if _, err := a.pair.show(0); err != nil {
+		t.Fatal(err)
+	}
+	stranger.pair.mu.Lock()
+	stranger.pair.dialing[a.dev.Cert.Device]++
+	stranger.pair.mu.Unlock()
+	start := time.Now()
+	const streams = 200
+	for range streams {
+		refused(t, openRaw(t, stranger, a, []byte{0x7e}), "an unknown protocol")
+	}
+	elapsed := time.Since(start)
+	n := strings.Count(logs.String(), `msg="stream refused"`)
+	if limit := ratelog.Burst + int(elapsed.Seconds()*ratelog.PerSecond) + 1; n == 0 || n > limit {
+		t.Fatalf("%d refused streams in %v wrote %d debug lines; want 1..%d", streams, elapsed, n, limit)
 	}
 }

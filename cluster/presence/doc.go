@@ -113,8 +113,9 @@
 // it; a friend that roams during such a flood is followed once the flood
 // ends, or at once by its QUIC connections ([Presence.Observed]).
 //
-// Debug log lines are limited to 5 at once and 2 a second per message;
-// the next line that passes counts those suppressed.
+// Debug log lines are limited to 5 at once and 2 a second per message
+// (internal/ratelog, which the agent also puts in front of its own and the
+// transport's lines); the next line that passes counts those suppressed.
 //
 // # Address records
 //

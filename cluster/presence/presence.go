@@ -3,6 +3,7 @@ package presence
 import (
 	"context"
 	"crypto/ed25519"
+	"github.com/kith-project/kith/internal/ratelog"
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
@@ -23,7 +24,6 @@ type Presence struct {
 	cfg  Config
 	pub  seed.DevicePublic
 	log  *slog.Logger
-	dbg  debugLog      // rate-limited debug lines
 	kick chan struct{} // capacity 1: wakes Run to tell peers of a change
 
 	seq     atomic.Uint64 // the last sequence number sent
@@ -59,10 +59,10 @@ func New(cfg Config) (*Presence, error) {
 	}
 	now := cfg.Now()
 	p := &Presence{
-		cfg:       cfg,
-		pub:       seed.DevicePublic(cfg.Key.Public().(ed25519.PublicKey)),
-		log:       cfg.Logger,
-		dbg:       debugLog{log: cfg.Logger, now: cfg.Now},
+		cfg: cfg,
+		pub: seed.DevicePublic(cfg.Key.Public().(ed25519.PublicKey)),
+		// What peers send can cost debug lines: bounded per message.
+		log:       slog.New(ratelog.New(cfg.Logger.Handler(), cfg.Now)),
 		kick:      make(chan struct{}, 1),
 		rnd:       cfg.Rand,
 		peers:     map[seed.DevicePublic]*peerState{},
@@ -240,6 +240,6 @@ func (p *Presence) send(pkt []byte, to netip.AddrPort, ask bool) {
 	}
 	if err := p.cfg.Send(pkt, to); err != nil {
 		p.n.sendErrors.Add(1)
-		p.dbg.Debug("presence: sending", "to", to, "err", err)
+		p.log.Debug("presence: sending", "to", to, "err", err)
 	}
 }

@@ -30,7 +30,7 @@ func (p *Presence) handleKith(pkt []byte, from netip.AddrPort) {
 	pk, err := decodePacket(pkt)
 	if err != nil {
 		p.n.malformed.Add(1)
-		p.dbg.Debug("presence: dropping datagram", "from", from, "err", err)
+		p.log.Debug("presence: dropping datagram", "from", from, "err", err)
 		return
 	}
 	// No work for strangers: look the sender up before any signature.
@@ -51,13 +51,13 @@ func (p *Presence) handleKith(pkt []byte, from netip.AddrPort) {
 	ok, fromKnown := p.spend(pk.sender, from, info.Addr, now)
 	if !ok {
 		p.n.throttled.Add(1)
-		p.dbg.Debug("presence: signature budget spent, dropping unverified", "from", from, "device", short(pk.sender))
+		p.log.Debug("presence: signature budget spent, dropping unverified", "from", from, "device", short(pk.sender))
 		return
 	}
 	p.n.sigChecks.Add(1)
 	if !verifyPacket(pk, p.pub) {
 		p.n.badSig.Add(1)
-		p.dbg.Debug("presence: bad signature", "from", from, "device", short(pk.sender))
+		p.log.Debug("presence: bad signature", "from", from, "device", short(pk.sender))
 		return
 	}
 	p.refundSpent(pk.sender, fromKnown)
@@ -110,7 +110,7 @@ func (p *Presence) handleKith(pkt []byte, from netip.AddrPort) {
 		}
 		p.mu.Unlock()
 		p.n.unsynced.Add(1)
-		p.dbg.Debug("presence: sequence number out of window, asking for an echo", "from", from, "device", short(pk.sender))
+		p.log.Debug("presence: sequence number out of window, asking for an echo", "from", from, "device", short(pk.sender))
 		p.reply(info, pk, now, from)
 		if challenge {
 			p.sendBeatTo(TypeHeartbeat, info, from)
@@ -124,7 +124,7 @@ func (p *Presence) handleKith(pkt []byte, from netip.AddrPort) {
 	if stale {
 		p.mu.Unlock()
 		p.n.stale.Add(1)
-		p.dbg.Debug("presence: stale heartbeat, answering without believing it", "from", from, "device", short(pk.sender))
+		p.log.Debug("presence: stale heartbeat, answering without believing it", "from", from, "device", short(pk.sender))
 		p.reply(info, pk, now, from)
 		return
 	}
@@ -140,7 +140,7 @@ func (p *Presence) handleKith(pkt []byte, from netip.AddrPort) {
 	if from != info.Addr {
 		// An authenticated packet from a new address moves the peer at
 		// once, as WireGuard roams.
-		p.dbg.Debug("presence: peer moved", "device", short(pk.sender), "from", info.Addr, "to", from)
+		p.log.Debug("presence: peer moved", "device", short(pk.sender), "from", info.Addr, "to", from)
 		p.setAddr(info, from, version)
 	}
 	p.applyRecords(pk, from)
@@ -180,7 +180,7 @@ func (p *Presence) applyRecords(pk packet, from netip.AddrPort) {
 		if !verifyRecord(r) {
 			p.n.badSig.Add(1)
 			p.n.recIgnored.Add(1)
-			p.dbg.Debug("presence: forged address record", "device", short(r.device), "carried by", short(pk.sender))
+			p.log.Debug("presence: forged address record", "device", short(r.device), "carried by", short(pk.sender))
 			continue
 		}
 		p.mu.Lock()

@@ -42,7 +42,7 @@ func (p *Presence) noteLocals(locals []netip.AddrPort, now time.Time) {
 	first := !p.self.polled
 	p.self.polled, p.self.locals, p.self.localsAt = true, norm, now
 	if !first {
-		p.dbg.Debug("presence: our interface addresses changed", "addrs", norm)
+		p.log.Debug("presence: our interface addresses changed", "addrs", norm)
 		p.announce = true
 	}
 	p.updateOwnRecordLocked(now)
@@ -78,7 +78,7 @@ func (p *Presence) noteEvidenceLocked(prev, seen netip.AddrPort, trusted bool, n
 		return
 	}
 	if prev.IsValid() && prev != seen {
-		p.dbg.Debug("presence: a source sees our public address change", "from", prev, "to", seen)
+		p.log.Debug("presence: a source sees our public address change", "from", prev, "to", seen)
 		p.announce = true
 	}
 	if p.self.public == seen || (!trusted && p.sourcesLocked(seen, now) < 2) {

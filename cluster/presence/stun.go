@@ -47,7 +47,7 @@ func (p *Presence) answerSTUN(m *stun.Message, from netip.AddrPort) {
 		stun.Fingerprint,
 	)
 	if err != nil {
-		p.dbg.Debug("presence: building a STUN answer", "err", err)
+		p.log.Debug("presence: building a STUN answer", "err", err)
 		return
 	}
 	p.n.stunAnswered.Add(1)
@@ -124,7 +124,7 @@ func (p *Presence) askSTUN(peers []PeerInfo, now time.Time) {
 	for _, tx := range targets {
 		req, err := stun.Build(stun.TransactionID, stun.BindingRequest, stun.Fingerprint)
 		if err != nil {
-			p.dbg.Debug("presence: building a STUN request", "err", err)
+			p.log.Debug("presence: building a STUN request", "err", err)
 			return
 		}
 		tx.at = now
