@@ -48,7 +48,7 @@ func (pb presenceBook) Peers() []presence.PeerInfo {
 // memory and writes it from its own goroutine.
 func (pb presenceBook) SetAddr(device seed.DevicePublic, addr netip.AddrPort, version uint64) error {
 	if pb.a.book.setAddr(device, addr, version, pb.a.cfg.Now()) {
-		pb.a.log.Info("peer moved", "device", device.ID()[:12], "addr", addr.String())
+		pb.a.log.Info("peer moved", "device", device.Short(), "addr", addr.String())
 	}
 	return nil
 }

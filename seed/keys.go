@@ -359,6 +359,13 @@ func (p UserPublic) ID() string { return hex.EncodeToString(p[:]) }
 // String returns the user ID.
 func (p UserPublic) String() string { return p.ID() }
 
+// ShortLen is how many hex digits of an ID Short gives: what "kith status"
+// and "kith friends" show, and a prefix "kith friends block" accepts.
+const ShortLen = 12
+
+// Short is the first ShortLen hex digits of the ID, for people.
+func (p UserPublic) Short() string { return hex.EncodeToString(p[:ShortLen/2]) }
+
 // Equal reports whether p and q are the same key, in constant time.
 func (p UserPublic) Equal(q UserPublic) bool { return subtle.ConstantTimeCompare(p[:], q[:]) == 1 }
 
@@ -378,6 +385,9 @@ func (p DevicePublic) ID() string { return hex.EncodeToString(p[:]) }
 
 // String returns the device ID.
 func (p DevicePublic) String() string { return p.ID() }
+
+// Short is the first ShortLen hex digits of the ID, for people.
+func (p DevicePublic) Short() string { return hex.EncodeToString(p[:ShortLen/2]) }
 
 // Equal reports whether p and q are the same key, in constant time.
 func (p DevicePublic) Equal(q DevicePublic) bool { return subtle.ConstantTimeCompare(p[:], q[:]) == 1 }

@@ -431,3 +431,16 @@ func TestZeroKeys(t *testing.T) {
 		t.Error("the zero ArchiveKey made an age identity")
 	}
 }
+
+func TestShortIDs(t *testing.T) {
+	var d DevicePublic
+	for i := range d {
+		d[i] = byte(i)
+	}
+	if got := d.Short(); got != "000102030405" || len(got) != ShortLen || d.ID()[:ShortLen] != got {
+		t.Fatalf("DevicePublic.Short() = %q", got)
+	}
+	if got := UserPublic(d).Short(); got != "000102030405" {
+		t.Fatalf("UserPublic.Short() = %q", got)
+	}
+}

@@ -51,13 +51,13 @@ func (p *Presence) handleKith(pkt []byte, from netip.AddrPort) {
 	ok, fromKnown := p.spend(pk.sender, from, info.Addr, now)
 	if !ok {
 		p.n.throttled.Add(1)
-		p.log.Debug("presence: signature budget spent, dropping unverified", "from", from, "device", short(pk.sender))
+		p.log.Debug("presence: signature budget spent, dropping unverified", "from", from, "device", pk.sender.Short())
 		return
 	}
 	p.n.sigChecks.Add(1)
 	if !verifyPacket(pk, p.pub) {
 		p.n.badSig.Add(1)
-		p.log.Debug("presence: bad signature", "from", from, "device", short(pk.sender))
+		p.log.Debug("presence: bad signature", "from", from, "device", pk.sender.Short())
 		return
 	}
 	p.refundSpent(pk.sender, fromKnown)
@@ -110,7 +110,7 @@ func (p *Presence) handleKith(pkt []byte, from netip.AddrPort) {
 		}
 		p.mu.Unlock()
 		p.n.unsynced.Add(1)
-		p.log.Debug("presence: sequence number out of window, asking for an echo", "from", from, "device", short(pk.sender))
+		p.log.Debug("presence: sequence number out of window, asking for an echo", "from", from, "device", pk.sender.Short())
 		p.reply(info, pk, now, from)
 		if challenge {
 			p.sendBeatTo(TypeHeartbeat, info, from)
@@ -124,7 +124,7 @@ func (p *Presence) handleKith(pkt []byte, from netip.AddrPort) {
 	if stale {
 		p.mu.Unlock()
 		p.n.stale.Add(1)
-		p.log.Debug("presence: stale heartbeat, answering without believing it", "from", from, "device", short(pk.sender))
+		p.log.Debug("presence: stale heartbeat, answering without believing it", "from", from, "device", pk.sender.Short())
 		p.reply(info, pk, now, from)
 		return
 	}
@@ -140,7 +140,7 @@ func (p *Presence) handleKith(pkt []byte, from netip.AddrPort) {
 	if from != info.Addr {
 		// An authenticated packet from a new address moves the peer at
 		// once, as WireGuard roams.
-		p.log.Debug("presence: peer moved", "device", short(pk.sender), "from", info.Addr, "to", from)
+		p.log.Debug("presence: peer moved", "device", pk.sender.Short(), "from", info.Addr, "to", from)
 		p.setAddr(info, from, version)
 	}
 	p.applyRecords(pk, from)
@@ -180,7 +180,7 @@ func (p *Presence) applyRecords(pk packet, from netip.AddrPort) {
 		if !verifyRecord(r) {
 			p.n.badSig.Add(1)
 			p.n.recIgnored.Add(1)
-			p.log.Debug("presence: forged address record", "device", short(r.device), "carried by", short(pk.sender))
+			p.log.Debug("presence: forged address record", "device", r.device.Short(), "carried by", pk.sender.Short())
 			continue
 		}
 		p.mu.Lock()
@@ -207,7 +207,7 @@ func (p *Presence) applyRecords(pk packet, from netip.AddrPort) {
 // address the book gave in info, the peer moved.
 func (p *Presence) setAddr(info PeerInfo, addr netip.AddrPort, version uint64) {
 	if err := p.cfg.Book.SetAddr(info.Device, addr, version); err != nil {
-		p.log.Warn("presence: saving a peer's address", "device", short(info.Device), "addr", addr, "err", err)
+		p.log.Warn("presence: saving a peer's address", "device", info.Device.Short(), "addr", addr, "err", err)
 	}
 	if addr != info.Addr {
 		p.emit(Event{Kind: PeerMoved, Device: info.Device, Addr: addr, At: p.cfg.Now()})

@@ -2,7 +2,6 @@ package presence
 
 import (
 	"bytes"
-	"encoding/hex"
 	"net/netip"
 	"slices"
 	"sync/atomic"
@@ -112,9 +111,6 @@ func (p *Presence) Stats() Stats {
 }
 
 // short names a device in logs: the first bytes of its public key.
-func short(device seed.DevicePublic) string {
-	return hex.EncodeToString(device[:6])
-}
 
 // isZero reports whether device is the zero key, which names no device.
 func isZero(device seed.DevicePublic) bool {

@@ -94,7 +94,7 @@ func printFriends(w io.Writer, fs []control.FriendView) {
 				online++
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d (%d online)\n", short(f.UserID), clip(orDash(f.Name), 16), clip(string(f.Status), 7), clip(orDash(f.SAS), 20), len(f.Devices), online)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d (%d online)\n", f.UserID.Short(), clip(orDash(f.Name), 16), clip(string(f.Status), 7), clip(orDash(f.SAS), 20), len(f.Devices), online)
 	}
 	tw.Flush()
 }

@@ -108,10 +108,10 @@ func (g *globals) provision(req device.Request, onExists string, yes bool, secre
 		return id, before, err
 	}
 	if had && !req.Force {
-		return id, before, withHint(fmt.Errorf("%s already holds an identity (user %s)", h.dir, shortID(before.UserID.ID())), onExists)
+		return id, before, withHint(fmt.Errorf("%s already holds an identity (user %s)", h.dir, before.UserID.Short()), onExists)
 	}
 	if had && !yes {
-		if err := g.confirm(fmt.Sprintf("%s holds device %d of user %s. Replacing it loses its keys unless you have its phrase.", h.dir, before.DeviceIndex, shortID(before.UserID.ID())), "Replace it?"); err != nil {
+		if err := g.confirm(fmt.Sprintf("%s holds device %d of user %s. Replacing it loses its keys unless you have its phrase.", h.dir, before.DeviceIndex, before.UserID.Short()), "Replace it?"); err != nil {
 			return id, before, err
 		}
 	}

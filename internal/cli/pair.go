@@ -179,7 +179,7 @@ func printScan(w io.Writer, res control.ScanResult, final bool) {
 	}
 	switch {
 	case res.Status == control.PairPaired:
-		fmt.Fprintf(w, "Paired with %s %q (%s).\n", who, res.Name, short(res.UserID))
+		fmt.Fprintf(w, "Paired with %s %q (%s).\n", who, res.Name, res.UserID.Short())
 	case res.Unreachable != "":
 		fmt.Fprintf(w, "Scanned, but the other device cannot be reached from here yet (%s).\n", res.Unreachable)
 		fmt.Fprintln(w, "The pairing completes when the other person scans your code (kith pair show).")

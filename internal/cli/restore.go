@@ -125,9 +125,9 @@ func (g *globals) warnNewUser(id, before store.Identity) {
 	}
 	w := g.env.Stderr
 	if !before.UserID.Equal(seed.UserPublic{}) {
-		fmt.Fprintf(w, "kith: warning: user %s is not the user this home held (%s)\n", shortID(id.UserID.ID()), shortID(before.UserID.ID()))
+		fmt.Fprintf(w, "kith: warning: user %s is not the user this home held (%s)\n", id.UserID.Short(), before.UserID.Short())
 	} else {
-		fmt.Fprintf(w, "kith: warning: user %s is new to this home: check that it is your user ID\n", shortID(id.UserID.ID()))
+		fmt.Fprintf(w, "kith: warning: user %s is new to this home: check that it is your user ID\n", id.UserID.Short())
 	}
 	fmt.Fprintln(w, "kith: hint: \"kith id\" on another of your devices shows your user ID; a different one means another phrase or another BIP39 passphrase (KITH_SEED_PASSPHRASE, --seed-passphrase)")
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"github.com/kith-project/kith/seed"
 	"io"
 	"text/tabwriter"
 	"time"
@@ -57,7 +58,7 @@ func printStatus(w io.Writer, st control.Status, now time.Time) {
 			}
 			seen = fmtAgo(last, now)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", short(p.DeviceID), clip(orDash(p.Name), 10), clip(string(p.Kind), 6), clip(orDash(p.Addr), 21), seen, fmtMillis(p.RTTMillis, false), fmtMillis(p.ClockOffsetMillis, true))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.DeviceID.Short(), clip(orDash(p.Name), 10), clip(string(p.Kind), 6), clip(orDash(p.Addr), 21), seen, fmtMillis(p.RTTMillis, false), fmtMillis(p.ClockOffsetMillis, true))
 	}
 	tw.Flush()
 }
@@ -103,13 +104,11 @@ func orDash(s string) string {
 	return s
 }
 
-// short abbreviates a hex ID for text output.
-func short(id interface{ ID() string }) string { return shortID(id.ID()) }
-
-// shortID abbreviates a hex ID for text output.
+// shortID abbreviates a hex ID that is still a string (one typed, or a
+// cluster server ID) as seed's Short does a typed one.
 func shortID(s string) string {
-	if len(s) > 12 {
-		return s[:12]
+	if len(s) > seed.ShortLen {
+		return s[:seed.ShortLen]
 	}
 	return s
 }

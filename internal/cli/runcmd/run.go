@@ -130,7 +130,7 @@ command line wins over its variable.`,
 				DeviceID seed.DevicePublic `json:"device_id"`
 			}{a.Addr().String(), dev.Identity.UserID, dev.Identity.DeviceID}
 			h.Emit(info, func(w io.Writer) {
-				fmt.Fprintf(w, "kith agent for device %s listening on %s (Ctrl-C to stop)\n", short(info.DeviceID), info.Listen)
+				fmt.Fprintf(w, "kith agent for device %s listening on %s (Ctrl-C to stop)\n", info.DeviceID.Short(), info.Listen)
 			})
 			err = a.Run(ctx)
 			if err != nil && !errors.Is(err, context.Canceled) {
@@ -152,15 +152,6 @@ command line wins over its variable.`,
 // badInputf formats a bad-input error.
 func badInputf(h Host, format string, args ...any) error {
 	return h.BadInput(fmt.Errorf(format, args...))
-}
-
-// short abbreviates a hex ID for text output.
-func short(id interface{ ID() string }) string {
-	s := id.ID()
-	if len(s) > 12 {
-		return s[:12]
-	}
-	return s
 }
 
 // EnvVars maps each flag of the run command to the environment variable
