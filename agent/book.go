@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -470,7 +469,7 @@ func (b *book) snapshot() ([]roster.Friend, []Peer) {
 }
 
 // reachable returns every device that may talk to us, for heartbeats and
-// reconnects, sorted by device ID.
+// reconnects, sorted by device ID (as roster.Devices is).
 func (b *book) reachable() []Peer {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -480,7 +479,6 @@ func (b *book) reachable() []Peer {
 			ps = append(ps, b.peerLocked(d))
 		}
 	}
-	sort.Slice(ps, func(i, j int) bool { return ps[i].DeviceID.ID() < ps[j].DeviceID.ID() })
 	return ps
 }
 

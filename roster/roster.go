@@ -25,11 +25,12 @@
 package roster
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
-	"sort"
+	"slices"
 	"time"
 
 	"github.com/kith-project/kith/internal/store"
@@ -195,7 +196,8 @@ func (r *Roster) Friends() []Friend {
 	for _, f := range r.friends {
 		out = append(out, f)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].UserID.ID() < out[j].UserID.ID() })
+	// Byte order is the order of the lowercase hex IDs, without encoding.
+	slices.SortFunc(out, func(a, b Friend) int { return bytes.Compare(a.UserID[:], b.UserID[:]) })
 	return out
 }
 
@@ -205,7 +207,7 @@ func (r *Roster) Devices() []Device {
 	for _, d := range r.devices {
 		out = append(out, d)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].DeviceID.ID() < out[j].DeviceID.ID() })
+	slices.SortFunc(out, func(a, b Device) int { return bytes.Compare(a.DeviceID[:], b.DeviceID[:]) })
 	return out
 }
 

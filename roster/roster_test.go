@@ -216,3 +216,19 @@ func TestMalformedChanges(t *testing.T) {
 		}
 	}
 }
+
+// Devices and Friends come sorted as their hex IDs sort.
+func TestSortedByID(t *testing.T) {
+	f := newFixture(t)
+	for _, b := range []byte{0xf0, 0x0a, 0x9c, 0x10} {
+		if err := f.apply(t, pairChange(b, b, KindFriend)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ds, fs := f.r.Devices(), f.r.Friends()
+	for i := 1; i < len(ds); i++ {
+		if ds[i-1].DeviceID.ID() >= ds[i].DeviceID.ID() || fs[i-1].UserID.ID() >= fs[i].UserID.ID() {
+			t.Fatalf("not sorted by hex ID: %v / %v", ds, fs)
+		}
+	}
+}
