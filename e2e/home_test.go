@@ -45,6 +45,9 @@ func TestHomeLinksAreRefused(t *testing.T) {
 			if res.Code == 0 || !strings.Contains(res.Stderr, "link") {
 				t.Errorf("with %s a link: want a failure that names the link, got %s", c.file, res)
 			}
+			if !strings.Contains(res.Stderr, "kith: hint: someone may have planted it") {
+				t.Errorf("with %s a link: no hint says what to do: %s", c.file, res.Stderr)
+			}
 			got, err := os.ReadFile(target)
 			if err != nil || string(got) != content {
 				t.Fatalf("the link's target changed: %q, %v", got, err)
@@ -69,6 +72,9 @@ func TestForeignHomeIsRefused(t *testing.T) {
 	res := d.Run("", "init", "--name", "x")
 	if res.Code == 0 || !strings.Contains(res.Stderr, "may be written by any user") {
 		t.Fatalf("a world-writable home: %s", res)
+	}
+	if !strings.Contains(res.Stderr, "kith: hint: use a home folder of your own") {
+		t.Errorf("a world-writable home: no hint says what to do: %s", res.Stderr)
 	}
 	if es, _ := os.ReadDir(d.Home); len(es) != 0 {
 		t.Fatalf("kith wrote into a world-writable home: %v", es)

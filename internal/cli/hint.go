@@ -43,6 +43,9 @@ var hints = []hint{
 	{ofType[*home.InUseError], fixed(`is "kith run" running? stop it, or use another --home`)},
 	{ofType[*home.DefaultError], fixed("set --home or " + home.EnvHome)},
 	{ofType[*home.NotFolderError], fixed("choose another --home")},
+	{sentinel(home.ErrNotYours), fixed("use a home folder of your own that only you may write to (chmod 700), or choose another --home")},
+	{sentinel(home.ErrLink), fixed("someone may have planted it: remove the link, then restore the device from its seed phrase (\"kith restore --force --device I\")")},
+	{sentinel(store.ErrLink), fixed("someone may have planted it: remove the link and move the real database back, or start afresh with \"kith restore --force --device I\"")},
 	{ofType[*device.KeysError], fixed(`restore this device from its seed phrase: "kith restore --force --device I"`)},
 	{ofType[*control.SocketPathError], fixed("use a shorter --home")},
 	{ofType[*control.NoAgentError], func(err error) string {
