@@ -130,7 +130,7 @@ func Open(path string) (*Store, error) {
 	// bbolt follows links: a link planted where the database lives would
 	// make us write into the file it points to.
 	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSymlink != 0 {
-		return nil, fmt.Errorf("store: %s is a symbolic link: %w", path, ErrLink)
+		return nil, fmt.Errorf("store: %s: %w", path, ErrLink)
 	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: openTimeout})
 	switch {
