@@ -114,7 +114,7 @@ const (
 // Limits of Config.
 const (
 	MinHeartbeat = 10 * time.Millisecond
-	MaxInviteTTL = 24 * time.Hour
+	MaxInviteTTL = control.MaxInviteTTL // the local API's bound, so the CLI checks the same
 )
 
 // Validate reports what is wrong with c, if anything: a missing or unusable

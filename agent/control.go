@@ -30,7 +30,7 @@ func (c controlAPI) Status(context.Context) (control.Status, error) { return c.a
 func (c controlAPI) PairShow(_ context.Context, ttl time.Duration) (control.ShowResult, error) {
 	if ttl < 0 || ttl > MaxInviteTTL {
 		return control.ShowResult{}, &control.Error{Kind: control.KindBadInput,
-			Message: fmt.Sprintf("an invite lasts from a second up to %v; %v is outside that", MaxInviteTTL, ttl)}
+			Message: fmt.Sprintf("an invite lasts at most %v; %v is outside 0..%v (0 means the agent's default)", MaxInviteTTL, ttl, MaxInviteTTL)}
 	}
 	return c.a.pair.show(ttl)
 }

@@ -81,8 +81,8 @@ command line wins over its variable.`,
 				return badInputf(h, "--listen %q: %v (for example :7117, 0.0.0.0:7117 or localhost:7117)", cfg.Listen, err)
 			}
 			cfg.Listen = listen.String()
-			if cfg.Heartbeat < 10*time.Millisecond {
-				return badInputf(h, "--heartbeat %v is too short: use 10ms or more (15s is the default)", cfg.Heartbeat)
+			if cfg.Heartbeat < agent.MinHeartbeat {
+				return badInputf(h, "--heartbeat %v is too short: use %v or more (%v is the default)", cfg.Heartbeat, agent.MinHeartbeat, agent.DefaultHeartbeat)
 			}
 			for _, s := range stun {
 				ap, err := resolveAddr(cmd.Context(), s, "")
