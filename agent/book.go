@@ -56,13 +56,12 @@ type book struct {
 	st *store.Store
 
 	mu     sync.Mutex
-	roster *roster.Roster                          // guarded by mu; replaced whole on every change
-	local  map[seed.DevicePublic]*Local            // guarded by mu
-	dirty  map[seed.DevicePublic]struct{}          // guarded by mu: local records not yet written
-	kick   chan struct{}                           // wakes the writer; buffered, one slot
-	werr   error                                   // guarded by mu: the writer's last error
-	byUser map[seed.UserPublic][]seed.DevicePublic // guarded by mu: derived from roster
-	writes atomic.Uint64                           // transactions the writer made
+	roster *roster.Roster                 // guarded by mu; replaced whole on every change
+	local  map[seed.DevicePublic]*Local   // guarded by mu
+	dirty  map[seed.DevicePublic]struct{} // guarded by mu: local records not yet written
+	kick   chan struct{}                  // wakes the writer; buffered, one slot
+	werr   error                          // guarded by mu: the writer's last error
+	writes atomic.Uint64                  // transactions the writer made
 	// ownVersion is the version of this device's newest signed address
 	// record (presence.VersionBook), kept in bucket "meta" so that a
 	// restarted device numbers on from it whatever its clock says.
@@ -199,9 +198,7 @@ func (b *book) blockedAddr(from netip.AddrPort) bool {
 // state. Call with mu held, after every change.
 func (b *book) refreshLocked() {
 	m := map[netip.AddrPort]bool{}
-	byUser := map[seed.UserPublic][]seed.DevicePublic{}
 	for _, d := range b.roster.Devices() {
-		byUser[d.UserID] = append(byUser[d.UserID], d.DeviceID)
 		if !b.roster.Blocked(d.UserID) && !b.roster.Revoked(d.DeviceID) {
 			continue
 		}
@@ -211,7 +208,6 @@ func (b *book) refreshLocked() {
 			}
 		}
 	}
-	b.byUser = byUser
 	b.blocked.Store(&m)
 }
 
@@ -486,5 +482,9 @@ func (b *book) reachable() []Peer {
 func (b *book) devicesOf(user seed.UserPublic) []seed.DevicePublic {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return append([]seed.DevicePublic(nil), b.byUser[user]...)
+	var ids []seed.DevicePublic
+	for _, d := range b.roster.DevicesOf(user) {
+		ids = append(ids, d.DeviceID)
+	}
+	return ids
 }
