@@ -46,6 +46,26 @@
 //
 //	0x01  pairing: a Hello frame, answered by a Reply frame (package
 //	      pairing); own devices, friends and strangers; 30 s
+//	0x02  introduce: rendezvous through a device both ends reach
+//	      (introduce.go); own devices and friends
+//	0x03  relay: setting up a relayed path through this device (relay.go);
+//	      own devices and friends
+//	0x04  raft, for the own cluster; own devices only
+//
+// # Datagrams
+//
+// Datagrams that are neither QUIC nor STUN carry their type in their first
+// byte (0x04..0x3f):
+//
+//	0x10..0x12  presence: heartbeat, reply, address update
+//	0x13        keepalive: refreshes a NAT mapping, ignored on arrival
+//	0x20        LAN beacon (discover.go)
+//	0x30..0x31  relay: a relayed datagram, and a relay session's refresh
+//
+// # Paths
+//
+// Every peer is reached on a path (paths.go): direct, lan, punched (opened
+// through NATs after an introduction) or relay.
 package agent
 
 import (
@@ -176,6 +196,7 @@ type Agent struct {
 	pair    *pairer
 	ctl     net.Listener
 	streams registry
+	paths   *paths
 
 	presence *presence.Presence
 
@@ -201,7 +222,7 @@ func New(cfg Config, dev *device.Device, st *store.Store) (*Agent, error) {
 	}
 	cfg.setDefaults()
 	cfg.Logger = slog.New(ratelog.New(cfg.Logger.Handler(), cfg.Now))
-	a := &Agent{cfg: cfg, dev: dev, st: st, log: cfg.Logger, inviteWake: make(chan struct{}, 1)}
+	a := &Agent{cfg: cfg, dev: dev, st: st, log: cfg.Logger, inviteWake: make(chan struct{}, 1), paths: newPaths()}
 	var err error
 	if a.book, err = loadBook(st, dev.Cert.User); err != nil {
 		return nil, err

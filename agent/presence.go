@@ -87,3 +87,22 @@ func (a *Agent) localAddrs() []netip.AddrPort {
 	}
 	return out
 }
+
+// lanPrefixes are the networks of this device's interfaces, for telling a
+// peer on one of them (PathLAN). Loopback counts: two agents on one
+// machine are on the same network.
+func (a *Agent) lanPrefixes() []netip.Prefix {
+	ifaddrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var out []netip.Prefix
+	for _, ia := range ifaddrs {
+		pfx, err := netip.ParsePrefix(ia.String())
+		if err != nil {
+			continue
+		}
+		out = append(out, netip.PrefixFrom(pfx.Addr().Unmap(), pfx.Bits()).Masked())
+	}
+	return out
+}

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/kith-project/kith/internal/control"
@@ -42,6 +43,7 @@ func (a *Agent) status() control.Status {
 		}
 		live[ps.Device] = v
 	}
+	lans := a.lanPrefixes()
 	for _, p := range a.book.reachable() {
 		v := live[p.DeviceID]
 		v.DeviceID, v.UserID, v.Name, v.Kind = p.DeviceID, p.UserID, p.Name, p.Kind
@@ -51,6 +53,10 @@ func (a *Agent) status() control.Status {
 		if v.LastSeen == nil && !p.LastSeen.IsZero() {
 			t := p.LastSeen
 			v.LastSeen = &t
+		}
+		if cur, err := netip.ParseAddrPort(v.Addr); err == nil {
+			kind, via := a.paths.of(p.DeviceID, cur, lans)
+			v.Path, v.Via = string(kind), via
 		}
 		st.Peers = append(st.Peers, v)
 	}

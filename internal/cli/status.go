@@ -46,11 +46,19 @@ func printStatus(w io.Writer, st control.Status, now time.Time) {
 		fmt.Fprintln(w, "No known devices yet: pair with \"kith pair show\" and \"kith pair scan\".")
 		return
 	}
-	// Within 80 columns: 12 + 10 + 6 + 21 + 7 + 6 + 6, and the gaps.
+	// Within 80 columns: 12 + 10 + 6 + 21 + 7 + 6 + 6, and the gaps. An
+	// online peer's SEEN is the path it is reached by.
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "DEVICE\tNAME\tKIND\tADDRESS\tSEEN\tRTT\tCLOCK")
+	var relayed []control.PeerStatus
 	for _, p := range st.Peers {
 		seen := "online"
+		if p.Online && p.Path != "" {
+			seen = p.Path
+		}
+		if p.Online && p.Path == "relay" {
+			relayed = append(relayed, p)
+		}
 		if !p.Online {
 			var last time.Time
 			if p.LastSeen != nil {
@@ -58,9 +66,12 @@ func printStatus(w io.Writer, st control.Status, now time.Time) {
 			}
 			seen = fmtAgo(last, now)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.DeviceID.Short(), clip(orDash(p.Name), 10), clip(string(p.Kind), 6), clip(orDash(p.Addr), 21), seen, fmtMillis(p.RTTMillis, false), fmtMillis(p.ClockOffsetMillis, true))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.DeviceID.Short(), clip(orDash(p.Name), 10), clip(string(p.Kind), 6), clip(orDash(p.Addr), 21), clip(seen, 7), fmtMillis(p.RTTMillis, false), fmtMillis(p.ClockOffsetMillis, true))
 	}
 	tw.Flush()
+	for _, p := range relayed {
+		fmt.Fprintf(w, "%s is relayed via %s\n", p.DeviceID.Short(), clip(orDash(p.Via), 50))
+	}
 }
 
 // fmtMillis prints a duration in milliseconds in at most six characters

@@ -29,7 +29,7 @@ func TestTablesFitIn80ColumnsAndShowNamesSafely(t *testing.T) {
 		PublicAddrs: []string{"203.0.113.200:65535", "[2001:db8:ffff:ffff:ffff:ffff:ffff:ffff]:65535"},
 		Peers: []control.PeerStatus{
 			{DeviceID: dev, UserID: user, Name: evil, Kind: roster.KindFriend, Addr: "255.255.255.255:65535", LastSeen: &old, RTTMillis: ms(123456), ClockOffsetMillis: ms(-98765432)},
-			{DeviceID: dev, UserID: user, Name: "phone", Kind: roster.KindOwn, Addr: "[2001:db8:ffff:ffff:ffff:ffff:ffff:ffff]:65535", Online: true, RTTMillis: ms(0.42), ClockOffsetMillis: ms(3.5)},
+			{DeviceID: dev, UserID: user, Name: "phone", Kind: roster.KindOwn, Addr: "[2001:db8:ffff:ffff:ffff:ffff:ffff:ffff]:65535", Online: true, RTTMillis: ms(0.42), ClockOffsetMillis: ms(3.5), Path: "relay", Via: evil},
 			{DeviceID: dev, UserID: user, Kind: roster.KindOwn},
 		},
 		Cluster: control.ClusterView{State: "leader", Leader: dev.ID()},
@@ -51,7 +51,8 @@ func TestTablesFitIn80ColumnsAndShowNamesSafely(t *testing.T) {
 			}
 		}
 	}
-	if !strings.Contains(out.String(), "mallory[31mevil") || !strings.Contains(out.String(), "-27h") {
+	if !strings.Contains(out.String(), "mallory[31mevil") || !strings.Contains(out.String(), "-27h") ||
+		!strings.Contains(out.String(), "is relayed via mallory[31mevil") {
 		t.Errorf("the tables:\n%s", out.String())
 	}
 	t.Logf("\n%s", out.String())

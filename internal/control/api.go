@@ -61,6 +61,10 @@ type PeerStatus struct {
 	// measured them.
 	RTTMillis         *float64 `json:"rtt_ms"`
 	ClockOffsetMillis *float64 `json:"clock_offset_ms"`
+	// Path is how the peer is reached at Addr: "direct", "lan", "punched"
+	// or "relay" (through the device named in Via); empty with no address.
+	Path string `json:"path,omitempty"`
+	Via  string `json:"via,omitempty"`
 }
 
 // ClusterView is the own cluster's state. Until the own cluster runs Raft
