@@ -344,13 +344,18 @@ func TestCloseWaitsAndIsIdempotent(t *testing.T) {
 	if err := a.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
+	// Run closes ran as it returns; the goroutine's send of its result
+	// comes after, so it is not asserted to be there already.
+	a.mu.Lock()
+	ran := a.ran
+	a.mu.Unlock()
 	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run after Close: %v", err)
-		}
+	case <-ran:
 	default:
 		t.Fatal("Close returned before Run did")
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Run after Close: %v", err)
 	}
 	if err := a.Close(); err != nil {
 		t.Fatalf("a second Close: %v", err)
