@@ -119,6 +119,9 @@ type Config struct {
 	// peers can cause (refused handshakes and streams, bad packets) are
 	// rate-limited per message (internal/ratelog).
 	Logger *slog.Logger
+	// LAN lists the networks LAN beacons are broadcast on and accepted
+	// from (discover.go). Default: this machine's interface networks.
+	LAN []netip.Prefix
 	// Version is the build's version, which the agent tells the local
 	// API ("kith version"). Default: none.
 	Version string
@@ -197,6 +200,8 @@ type Agent struct {
 	ctl     net.Listener
 	streams registry
 	paths   *paths
+	disc    *discoverer
+	udp     net.PacketConn // the socket the agent bound (nil with Config.PacketConn); closed by release
 
 	presence *presence.Presence
 
@@ -228,6 +233,7 @@ func New(cfg Config, dev *device.Device, st *store.Store) (*Agent, error) {
 		return nil, err
 	}
 	a.pair = newPairer(a)
+	a.disc = newDiscoverer(a)
 	if err := a.registerProtocols(); err != nil {
 		return nil, err
 	}
@@ -246,10 +252,18 @@ func New(cfg Config, dev *device.Device, st *store.Store) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	pc := cfg.PacketConn
+	if pc == nil {
+		// The agent binds the socket itself, to let it send broadcasts
+		// (LAN beacons, discover_sock.go).
+		if a.udp, err = listenUDP(cfg.Listen); err != nil {
+			return nil, fmt.Errorf("opening the UDP port %s: %w", cfg.Listen, err)
+		}
+		pc = a.udp
+	}
 	a.tr, err = transport.Listen(transport.Config{
 		Key:                 dev.Device.Ed25519(),
-		Listen:              cfg.Listen,
-		PacketConn:          cfg.PacketConn,
+		PacketConn:          pc,
 		Authorize:           a.authorize,
 		Credential:          dev.Identity.Cert,
 		AuthorizeCredential: a.authorizeOwn,
@@ -260,13 +274,16 @@ func New(cfg Config, dev *device.Device, st *store.Store) (*Agent, error) {
 		Logger:              a.log.With("service", "transport"),
 	})
 	if err != nil {
-		if cfg.PacketConn != nil {
-			return nil, fmt.Errorf("starting the transport on %s: %w", cfg.PacketConn.LocalAddr(), err)
+		if a.udp != nil {
+			a.udp.Close()
 		}
-		return nil, fmt.Errorf("opening the UDP port %s: %w", cfg.Listen, err)
+		return nil, fmt.Errorf("starting the transport on %s: %w", pc.LocalAddr(), err)
 	}
 	if a.ctl, err = control.Listen(cfg.Home); err != nil {
 		a.tr.Close()
+		if a.udp != nil {
+			a.udp.Close()
+		}
 		return nil, err
 	}
 	a.started = cfg.Now()
@@ -320,10 +337,15 @@ func (a *Agent) Close() error {
 	return a.closeErr
 }
 
-// release closes the transport and the control socket; both are
-// idempotent.
+// release closes the transport, the socket the agent bound and the
+// control socket; all are idempotent.
 func (a *Agent) release() error {
 	terr := a.tr.Close()
+	if a.udp != nil {
+		if err := a.udp.Close(); err != nil && !errors.Is(err, net.ErrClosed) && terr == nil {
+			terr = fmt.Errorf("agent: closing the UDP socket: %w", err)
+		}
+	}
 	if err := a.ctl.Close(); err != nil && !errors.Is(err, net.ErrClosed) && terr == nil {
 		terr = fmt.Errorf("agent: closing the control socket: %w", err)
 	}
@@ -371,6 +393,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	service("persist", a.persist)
 	service("strangers", a.closeStrangers)
 	service("addresses", func(ctx context.Context) error { return a.book.run(ctx) })
+	service("discover", a.disc.run)
 	a.log.Info("agent running", "listen", a.Addr().String(), "user", a.dev.Identity.UserID, "device", a.dev.Identity.DeviceID)
 	<-ctx.Done()
 	// Closing the transport ends serveConns' Accept.
@@ -479,8 +502,13 @@ func (a *Agent) dropSource(from netip.AddrPort, quic bool) bool {
 	return !(quic && (a.pair.open() || a.pair.dialingAddr(from)))
 }
 
-// datagram hands non-QUIC packets, heartbeats and STUN, to presence.
+// datagram hands non-QUIC packets to their service: LAN beacons to
+// discovery, heartbeats and STUN to presence.
 func (a *Agent) datagram(pkt []byte, from netip.AddrPort) {
+	if len(pkt) > 0 && pkt[0] == typeBeacon {
+		a.disc.handle(pkt, from)
+		return
+	}
 	a.presence.HandleDatagram(pkt, from)
 }
 
