@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	filippo.io/age v1.3.2
+	github.com/jackpal/go-nat-pmp v1.1.0
 	github.com/makiuchi-d/gozxing v0.1.1
 	github.com/pion/stun/v2 v2.0.0
 	github.com/quic-go/quic-go v0.65.0
@@ -22,7 +23,6 @@ require (
 require (
 	filippo.io/hpke v0.4.0 // indirect
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect
-	github.com/jackpal/go-nat-pmp v1.1.0 // indirect
 	github.com/pion/dtls/v2 v2.2.7 // indirect
 	github.com/pion/logging v0.2.2 // indirect
 	github.com/pion/transport/v2 v2.2.1 // indirect
