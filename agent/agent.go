@@ -87,6 +87,7 @@ import (
 	"github.com/kith-project/kith/cluster/presence"
 	"github.com/kith-project/kith/internal/control"
 	"github.com/kith-project/kith/internal/device"
+	"github.com/kith-project/kith/internal/portmap"
 	"github.com/kith-project/kith/internal/store"
 	"github.com/kith-project/kith/internal/transport"
 	"github.com/kith-project/kith/roster"
@@ -122,6 +123,10 @@ type Config struct {
 	// LAN lists the networks LAN beacons are broadcast on and accepted
 	// from (discover.go). Default: this machine's interface networks.
 	LAN []netip.Prefix
+	// PortMap asks the home router for a mapping of the agent's UDP port
+	// (NAT-PMP, internal/portmap): PortMapOn (the default, "") or
+	// PortMapOff. It is off anyway on a given PacketConn or on loopback.
+	PortMap string
 	// Version is the build's version, which the agent tells the local
 	// API ("kith version"). Default: none.
 	Version string
@@ -163,6 +168,9 @@ func (c Config) Validate() error {
 	if c.Heartbeat != 0 && c.Heartbeat < MinHeartbeat {
 		return fmt.Errorf("agent: heartbeat %v is shorter than %v", c.Heartbeat, MinHeartbeat)
 	}
+	if err := validPortMap(c.PortMap); err != nil {
+		return err
+	}
 	if c.InviteTTL < 0 || c.InviteTTL > MaxInviteTTL {
 		return fmt.Errorf("agent: invite lifetime %v is outside 0..%v", c.InviteTTL, MaxInviteTTL)
 	}
@@ -190,18 +198,20 @@ func (c *Config) setDefaults() {
 // Agent is a running device. Create it with New, run it with Run.
 type Agent struct {
 	// Constant after New.
-	cfg     Config
-	dev     *device.Device
-	st      *store.Store
-	log     *slog.Logger
-	book    *book
-	tr      *transport.Transport
-	pair    *pairer
-	ctl     net.Listener
-	streams registry
-	paths   *paths
-	disc    *discoverer
-	udp     net.PacketConn // the socket the agent bound (nil with Config.PacketConn); closed by release
+	cfg        Config
+	dev        *device.Device
+	st         *store.Store
+	log        *slog.Logger
+	book       *book
+	tr         *transport.Transport
+	pair       *pairer
+	ctl        net.Listener
+	streams    registry
+	paths      *paths
+	disc       *discoverer
+	udp        net.PacketConn  // the socket the agent bound (nil with Config.PacketConn); closed by release
+	portmap    *portmap.Mapper // nil when off, for the reason in portmapOff
+	portmapOff string
 
 	presence *presence.Presence
 
@@ -286,6 +296,7 @@ func New(cfg Config, dev *device.Device, st *store.Store) (*Agent, error) {
 		}
 		return nil, err
 	}
+	a.portmap, a.portmapOff = a.newPortMapper()
 	a.started = cfg.Now()
 	return a, nil
 }
@@ -394,6 +405,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	service("strangers", a.closeStrangers)
 	service("addresses", func(ctx context.Context) error { return a.book.run(ctx) })
 	service("discover", a.disc.run)
+	if a.portmap != nil {
+		service("portmap", a.portmap.Run)
+	}
 	a.log.Info("agent running", "listen", a.Addr().String(), "user", a.dev.Identity.UserID, "device", a.dev.Identity.DeviceID)
 	<-ctx.Done()
 	// Closing the transport ends serveConns' Accept.

@@ -198,8 +198,8 @@ var _ = fmt.Sprint
 // own port, so their beacons go to both ports.
 func TestDiscoverOverUDPBroadcast(t *testing.T) {
 	alice := newPhrase(t)
-	a1 := startWith(t, Config{Listen: "0.0.0.0:0", Heartbeat: 200 * time.Millisecond}, alice, 0, "laptop")
-	a2 := startWith(t, Config{Listen: "0.0.0.0:0", Heartbeat: 200 * time.Millisecond}, alice, 1, "phone")
+	a1 := startWith(t, Config{Listen: "0.0.0.0:0", Heartbeat: 200 * time.Millisecond, PortMap: PortMapOff}, alice, 0, "laptop")
+	a2 := startWith(t, Config{Listen: "0.0.0.0:0", Heartbeat: 200 * time.Millisecond, PortMap: PortMapOff}, alice, 1, "phone")
 	ports := []uint16{a1.Addr().Port(), a2.Addr().Port()}
 	for _, a := range []*testAgent{a1, a2} {
 		a.disc.mu.Lock()
