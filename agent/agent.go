@@ -123,6 +123,9 @@ type Config struct {
 	// LAN lists the networks LAN beacons are broadcast on and accepted
 	// from (discover.go). Default: this machine's interface networks.
 	LAN []netip.Prefix
+	// BeaconPorts are the ports LAN beacons go to besides the agent's own.
+	// Default: DefaultPort.
+	BeaconPorts []uint16
 	// PortMap asks the home router for a mapping of the agent's UDP port
 	// (NAT-PMP, internal/portmap): PortMapOn (the default, "") or
 	// PortMapOff. It is off anyway on a given PacketConn or on loopback.

@@ -16,7 +16,8 @@ import (
 
 // LAN discovery: every few minutes, at start and whenever this machine's
 // networks change, the agent broadcasts a LAN beacon (discover_wire.go) on
-// each of its IPv4 networks, to its own port and to DefaultPort. A device
+// each of its IPv4 networks, to its own port and to DefaultPort (or
+// Config.BeaconPorts). A device
 // that recognises the beacon as one of its own devices' or a friend's
 //
 //   - answers with a beacon of its own, sent to where the beacon came from
@@ -192,14 +193,17 @@ func broadcastOf(p netip.Prefix) netip.Addr {
 	return netip.AddrFrom4(a)
 }
 
-// round broadcasts one fresh beacon.
+// round broadcasts a fresh beacon to each destination.
 func (d *discoverer) round() {
 	lans := d.a.lan()
 	d.mu.Lock()
 	ports := d.ports
 	d.mu.Unlock()
 	if ports == nil {
-		ports = []uint16{d.a.Addr().Port(), DefaultPort}
+		ports = append([]uint16{d.a.Addr().Port()}, d.a.cfg.BeaconPorts...)
+		if d.a.cfg.BeaconPorts == nil {
+			ports = append(ports, DefaultPort)
+		}
 	}
 	dests := destinations(lans, d.a.Addr().Addr().Unmap(), ports)
 	d.mu.Lock()
@@ -208,9 +212,8 @@ func (d *discoverer) round() {
 	if len(dests) == 0 {
 		return
 	}
-	pkt := d.beacon()
 	for _, to := range dests {
-		d.send(pkt, to)
+		d.send(d.beacon(), to) // a fresh one each: no two datagrams alike
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -155,6 +156,8 @@ nothing when it listens on loopback.`,
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	cmd.Flags().DurationVar(&skew, "clock-skew", 0, "testing: run the agent's clock this far ahead of the system clock")
 	cmd.Flags().MarkHidden("clock-skew")
+	cmd.Flags().Var(portList{&cfg.BeaconPorts}, "beacon-port", "testing: send LAN beacons to this port besides the agent's own, instead of 7117 (repeatable)")
+	cmd.Flags().MarkHidden("beacon-port")
 	return cmd
 }
 
@@ -195,3 +198,24 @@ func fromEnv(cmd *cobra.Command, getenv func(string) string) error {
 	}
 	return nil
 }
+
+// portList is a repeatable flag of UDP port numbers.
+type portList struct{ ports *[]uint16 }
+
+func (p portList) String() string {
+	if p.ports == nil {
+		return "[]"
+	}
+	return fmt.Sprint(*p.ports)
+}
+
+func (p portList) Set(s string) error {
+	n, err := strconv.ParseUint(s, 10, 16)
+	if err != nil || n == 0 {
+		return fmt.Errorf("%q is not a UDP port (1..65535)", s)
+	}
+	*p.ports = append(*p.ports, uint16(n))
+	return nil
+}
+
+func (p portList) Type() string { return "port" }
