@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"crypto/rand"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -142,4 +143,26 @@ func mustPrefix(t testing.TB, s string) netip.Prefix {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// BenchmarkRecogniseBeacon is what a beacon nobody knows costs a receiver
+// that knows 1, 10 or 100 devices: every tag computed, none matching.
+func BenchmarkRecogniseBeacon(b *testing.B) {
+	now := time.Now()
+	dev, win := randomKey(b)
+	bc, _ := decodeBeacon(newBeacon(win, dev, now))
+	for _, n := range []int{1, 10, 100} {
+		keys := make([]beaconKey, n)
+		for i := range keys {
+			d, w := randomKey(b)
+			keys[i] = beaconKey{d, w}
+		}
+		b.Run(fmt.Sprintf("devices=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				if _, ok := bc.recognise(keys, now); ok {
+					b.Fatal("recognised")
+				}
+			}
+		})
+	}
 }
