@@ -127,7 +127,7 @@ type Config struct {
 	// Default: DefaultPort.
 	BeaconPorts []uint16
 	// PortMap asks the home router for a mapping of the agent's UDP port
-	// (NAT-PMP, internal/portmap): PortMapOn (the default, "") or
+	// (NAT-PMP or UPnP IGD, internal/portmap): PortMapOn (the default, "") or
 	// PortMapOff. It is off anyway on a given PacketConn or on loopback.
 	PortMap string
 	// Version is the build's version, which the agent tells the local

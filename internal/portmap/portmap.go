@@ -1,13 +1,12 @@
 // Package portmap asks the home router for a UDP port mapping of the
-// agent's port, with NAT-PMP (RFC 6886, github.com/jackpal/go-nat-pmp), so
-// that peers outside can reach it at the router's public address. A
-// [Mapper] is a service: Run maps the port, renews the mapping halfway
-// through its lifetime, retries after a failure, and deletes the mapping
-// when it returns.
+// agent's port, so that peers outside can reach it at the router's public
+// address: with NAT-PMP (RFC 6886, github.com/jackpal/go-nat-pmp), else
+// with UPnP IGD (github.com/huin/goupnp). A [Mapper] is a service: Run maps
+// the port, renews the mapping halfway through its lifetime, retries after
+// a failure, and deletes the mapping when it returns.
 //
-// PCP (RFC 6887) and UPnP IGD are not spoken yet: a router that answers
-// NAT-PMP with a PCP version error, or speaks only UPnP, gives no mapping,
-// and Status says why.
+// PCP (RFC 6887) is not spoken: a router that speaks only PCP gives no
+// mapping, and Status says why.
 package portmap
 
 import (
@@ -38,8 +37,14 @@ type Config struct {
 	// Retry is how long to wait after a failure before asking again.
 	// Default 5 minutes.
 	Retry time.Duration
+	// NoUPnP leaves UPnP IGD out: only NAT-PMP is asked.
+	NoUPnP bool
 	// Logger receives what happens. Default: discard.
 	Logger *slog.Logger
+
+	// upnpRoot, in tests, is the URL of the gateway's UPnP description,
+	// instead of an SSDP search.
+	upnpRoot string
 }
 
 // Defaults.
@@ -57,7 +62,7 @@ const ProtoNATPMP = "nat-pmp"
 
 // Status is what a Mapper has, or why it has nothing.
 type Status struct {
-	Protocol string         // ProtoNATPMP when mapped
+	Protocol string         // ProtoNATPMP or ProtoUPnP when mapped
 	Gateway  netip.Addr     // the router asked, if any
 	External netip.AddrPort // the mapped public address; invalid when none
 	Lifetime time.Duration  // granted
@@ -115,10 +120,19 @@ func (m *Mapper) Status() Status {
 	return m.st
 }
 
+// mapping is one granted mapping, whichever the protocol.
+type mapping struct {
+	proto    string
+	external netip.AddrPort
+	lifetime time.Duration // 0: permanent (UPnP lease 0)
+	renew    time.Duration // when to ask again
+	remove   func() error  // deletes it, within Config.Timeout
+}
+
 // Run keeps the mapping until ctx ends, then deletes it and returns nil.
-// A request in flight when ctx ends finishes first (at most Timeout), and
-// the deletion takes at most Timeout more. It returns an error only if it
-// is running already.
+// A request in flight when ctx ends finishes first (at most Timeout, or
+// 2 s for a UPnP search), and the deletion takes at most Timeout more. It
+// returns an error only if it is running already.
 func (m *Mapper) Run(ctx context.Context) error {
 	m.mu.Lock()
 	if m.running {
@@ -134,27 +148,27 @@ func (m *Mapper) Run(ctx context.Context) error {
 	}()
 	t := time.NewTimer(0)
 	defer t.Stop()
-	var client *natpmp.Client
+	var held *mapping
 	for {
 		select {
 		case <-ctx.Done():
-			if client != nil {
-				m.unmap(client)
-			}
+			m.unmap(held)
 			return nil
 		case <-t.C:
 		}
-		c, wait := m.attempt()
-		if c != nil {
-			client = c
+		mp, wait := m.attempt(held)
+		if mp == nil && held != nil {
+			m.unmap(held) // lost or refused on renewal: let the router forget it too
 		}
+		held = mp
 		t.Reset(wait)
 	}
 }
 
-// attempt asks for (or renews) the mapping once, and returns the client
-// that holds it, if any, and when to ask next.
-func (m *Mapper) attempt() (*natpmp.Client, time.Duration) {
+// attempt asks for the mapping once, renewing held's protocol first if
+// there is one, and returns the mapping it got, if any, and when to ask
+// next.
+func (m *Mapper) attempt(held *mapping) (*mapping, time.Duration) {
 	gw := m.cfg.Gateway
 	if !gw.IsValid() {
 		var err error
@@ -163,34 +177,71 @@ func (m *Mapper) attempt() (*natpmp.Client, time.Duration) {
 			return nil, m.cfg.Retry
 		}
 	}
+	tries := []struct {
+		proto string
+		fn    func(netip.Addr) (*mapping, error)
+	}{{ProtoNATPMP, m.natpmpMap}, {ProtoUPnP, m.upnpMap}}
+	if m.cfg.NoUPnP {
+		tries = tries[:1]
+	}
+	if held != nil && held.proto == ProtoUPnP {
+		tries[0], tries[1] = tries[1], tries[0]
+	}
+	var errs []error
+	for _, tr := range tries {
+		mp, err := tr.fn(gw)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", tr.proto, err))
+			continue
+		}
+		m.granted(gw, mp, held)
+		return mp, mp.renew
+	}
+	m.fail(gw, errors.Join(errs...))
+	return nil, m.cfg.Retry
+}
+
+// natpmpMap asks the gateway gw for the mapping over NAT-PMP.
+func (m *Mapper) natpmpMap(gw netip.Addr) (*mapping, error) {
 	c := natpmp.NewClientWithTimeout(net.IP(gw.AsSlice()), m.cfg.Timeout)
 	ext, err := c.GetExternalAddress()
 	if err != nil {
-		m.fail(gw, fmt.Errorf("asking %s for its external address: %w", gw, err))
-		return nil, m.cfg.Retry
+		return nil, fmt.Errorf("asking %s for its external address: %w", gw, err)
 	}
 	res, err := c.AddPortMappingWithDuration("udp", int(m.cfg.Port), int(m.cfg.Port), m.cfg.Lifetime)
 	if err != nil {
-		m.fail(gw, fmt.Errorf("asking %s to map UDP port %d: %w", gw, m.cfg.Port, err))
-		return nil, m.cfg.Retry
+		return nil, fmt.Errorf("asking %s to map UDP port %d: %w", gw, m.cfg.Port, err)
 	}
 	ip := netip.AddrFrom4(ext.ExternalIPAddress)
 	life := time.Duration(res.PortMappingLifetimeInSeconds) * time.Second
-	if res.MappedExternalPort == 0 || life <= 0 || !ip.IsValid() || ip.IsUnspecified() || res.InternalPort != m.cfg.Port {
-		m.fail(gw, fmt.Errorf("%s granted an unusable mapping (external %s:%d for internal port %d, %v)", gw, ip, res.MappedExternalPort, res.InternalPort, life))
-		return nil, m.cfg.Retry
+	if res.MappedExternalPort == 0 || life <= 0 || ip.IsUnspecified() || res.InternalPort != m.cfg.Port {
+		return nil, fmt.Errorf("%s granted an unusable mapping (external %s:%d for internal port %d, %v)", gw, ip, res.MappedExternalPort, res.InternalPort, life)
 	}
-	extAddr := netip.AddrPortFrom(ip, res.MappedExternalPort)
+	port := m.cfg.Port
+	return &mapping{
+		proto: ProtoNATPMP, external: netip.AddrPortFrom(ip, res.MappedExternalPort), lifetime: life,
+		renew: max(life/2, minRenew),
+		remove: func() error {
+			_, err := c.AddPortMapping("udp", int(port), 0, 0)
+			return err
+		},
+	}, nil
+}
+
+// granted records a new or renewed mapping.
+func (m *Mapper) granted(gw netip.Addr, mp *mapping, held *mapping) {
+	expires := time.Now().Add(mp.lifetime)
+	if mp.lifetime == 0 {
+		expires = time.Now().Add(2 * mp.renew)
+	}
 	m.mu.Lock()
-	renewed := m.st.External == extAddr
-	m.st = Status{Protocol: ProtoNATPMP, Gateway: gw, External: extAddr, Lifetime: life, Expires: time.Now().Add(life)}
+	m.st = Status{Protocol: mp.proto, Gateway: gw, External: mp.external, Lifetime: mp.lifetime, Expires: expires}
 	m.mu.Unlock()
-	if renewed {
-		m.log.Debug("portmap: mapping renewed", "external", extAddr.String(), "lifetime", life)
-	} else {
-		m.log.Info("portmap: port mapped", "gateway", gw.String(), "external", extAddr.String(), "lifetime", life)
+	if held != nil && held.external == mp.external && held.proto == mp.proto {
+		m.log.Debug("portmap: mapping renewed", "protocol", mp.proto, "external", mp.external.String(), "lifetime", mp.lifetime)
+		return
 	}
-	return c, max(life/2, minRenew)
+	m.log.Info("portmap: port mapped", "protocol", mp.proto, "gateway", gw.String(), "external", mp.external.String(), "lifetime", mp.lifetime)
 }
 
 // fail records why there is no mapping.
@@ -206,18 +257,19 @@ func (m *Mapper) fail(gw netip.Addr, err error) {
 	}
 }
 
-// unmap deletes the mapping (NAT-PMP: lifetime 0).
-func (m *Mapper) unmap(c *natpmp.Client) {
+// unmap deletes held, if any.
+func (m *Mapper) unmap(held *mapping) {
 	m.mu.Lock()
-	had := m.st.External.IsValid()
-	m.st = Status{Err: "stopped"}
+	if m.st.External.IsValid() {
+		m.st = Status{Gateway: m.st.Gateway, Err: "stopped"}
+	}
 	m.mu.Unlock()
-	if !had {
+	if held == nil {
 		return
 	}
-	if _, err := c.AddPortMapping("udp", int(m.cfg.Port), 0, 0); err != nil {
-		m.log.Debug("portmap: deleting the mapping", "err", err)
+	if err := held.remove(); err != nil {
+		m.log.Debug("portmap: deleting the mapping", "protocol", held.proto, "err", err)
 		return
 	}
-	m.log.Info("portmap: mapping deleted")
+	m.log.Info("portmap: mapping deleted", "protocol", held.proto)
 }

@@ -17,10 +17,17 @@ func startMapper(t *testing.T, r *fakeRouter, cfg Config) (*Mapper, func()) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 300 * time.Millisecond
 	}
+	cfg.NoUPnP = true
 	m, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return m, runMapper(t, m)
+}
+
+// runMapper runs m until the returned stop (or the test's end), which
+// fails the test if Run does not return within 30 s.
+func runMapper(t *testing.T, m *Mapper) func() {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }()
@@ -41,7 +48,7 @@ func startMapper(t *testing.T, r *fakeRouter, cfg Config) (*Mapper, func()) {
 		}
 	}
 	t.Cleanup(stop)
-	return m, stop
+	return stop
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

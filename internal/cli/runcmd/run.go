@@ -73,7 +73,7 @@ spaces), KITH_QUIET (true or false), KITH_PORTMAP (on or off) and
 KITH_LOG_LEVEL. A flag given on the command line wins over its variable.
 
 With --portmap=on (the default) the agent asks the default gateway for a
-mapping of its UDP port with NAT-PMP, renews it and deletes it when it
+mapping of its UDP port with NAT-PMP or UPnP IGD, renews it and deletes it when it
 stops; "kith netcheck" shows the mapping or why there is none. It asks
 nothing when it listens on loopback.`,
 		Example: `  kith run --listen 0.0.0.0:7117
@@ -152,7 +152,7 @@ nothing when it listens on loopback.`,
 	cmd.Flags().DurationVar(&cfg.Heartbeat, "heartbeat", agent.DefaultHeartbeat, "mean heartbeat interval T; heartbeats go at random between T/2 and 3T/2")
 	cmd.Flags().StringArrayVar(&stun, "stun", nil, "a STUN server to learn the public address from, HOST:PORT with a name or an address (repeatable)")
 	cmd.Flags().BoolVar(&cfg.Quiet, "quiet", false, "quiet mode: outside short windows, strangers get no answer at all")
-	cmd.Flags().StringVar(&cfg.PortMap, "portmap", agent.PortMapOn, "ask the router for a mapping of the UDP port (NAT-PMP): on or off")
+	cmd.Flags().StringVar(&cfg.PortMap, "portmap", agent.PortMapOn, "ask the router for a mapping of the UDP port (NAT-PMP, UPnP IGD): on or off")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	cmd.Flags().DurationVar(&skew, "clock-skew", 0, "testing: run the agent's clock this far ahead of the system clock")
 	cmd.Flags().MarkHidden("clock-skew")
