@@ -130,8 +130,9 @@ type mapping struct {
 }
 
 // Run keeps the mapping until ctx ends, then deletes it and returns nil.
-// A request in flight when ctx ends finishes first (at most Timeout, or
-// 2 s for a UPnP search), and the deletion takes at most Timeout more. It
+// A request in flight when ctx ends finishes first (at most Timeout for
+// NAT-PMP; a 2 s search and Timeout for UPnP), and the deletion takes at
+// most Timeout more. It
 // returns an error only if it is running already.
 func (m *Mapper) Run(ctx context.Context) error {
 	m.mu.Lock()

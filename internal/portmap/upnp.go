@@ -31,6 +31,7 @@ const ProtoUPnP = "upnp"
 const (
 	igdSearchTarget = "urn:schemas-upnp-org:device:InternetGatewayDevice:1"
 	maxUPnPBody     = 256 << 10
+	ssdpWait        = 2 * time.Second
 	upnpDescription = "kith"
 	// upnpPermanentRenew is how often a permanent mapping (a router that
 	// grants only lease 0) is asked for again.
@@ -49,12 +50,12 @@ type igd interface {
 
 // upnpMap asks the gateway gw for the mapping over UPnP IGD.
 func (m *Mapper) upnpMap(gw netip.Addr) (*mapping, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), max(m.cfg.Timeout, 2*time.Second))
-	defer cancel()
-	loc, err := m.igdLocation(ctx, gw)
+	loc, err := m.igdLocation(gw)
 	if err != nil {
 		return nil, err
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.Timeout)
+	defer cancel()
 	c, err := igdService(ctx, loc)
 	if err != nil {
 		return nil, err
@@ -97,10 +98,14 @@ func (m *Mapper) upnpMap(gw netip.Addr) (*mapping, error) {
 
 // igdLocation finds the URL of the gateway's IGD description: the test's
 // override, or the answer to an SSDP search that comes from gw.
-func (m *Mapper) igdLocation(ctx context.Context, gw netip.Addr) (*url.URL, error) {
+// The search listens for ssdpWait: SSDP answers come within the MX
+// seconds the search names, and the search waits until its context ends.
+func (m *Mapper) igdLocation(gw netip.Addr) (*url.URL, error) {
 	if m.cfg.upnpRoot != "" {
 		return url.Parse(m.cfg.upnpRoot)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), ssdpWait)
+	defer cancel()
 	hc, err := httpu.NewHTTPUClient()
 	if err != nil {
 		return nil, fmt.Errorf("opening an SSDP socket: %w", err)
