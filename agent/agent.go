@@ -87,6 +87,7 @@ import (
 	"github.com/kith-project/kith/cluster/presence"
 	"github.com/kith-project/kith/internal/control"
 	"github.com/kith-project/kith/internal/device"
+	"github.com/kith-project/kith/internal/portmap"
 	"github.com/kith-project/kith/internal/store"
 	"github.com/kith-project/kith/internal/transport"
 	"github.com/kith-project/kith/roster"
@@ -119,6 +120,16 @@ type Config struct {
 	// peers can cause (refused handshakes and streams, bad packets) are
 	// rate-limited per message (internal/ratelog).
 	Logger *slog.Logger
+	// LAN lists the networks LAN beacons are broadcast on and accepted
+	// from (discover.go). Default: this machine's interface networks.
+	LAN []netip.Prefix
+	// BeaconPorts are the ports LAN beacons go to besides the agent's own.
+	// Default: DefaultPort.
+	BeaconPorts []uint16
+	// PortMap asks the home router for a mapping of the agent's UDP port
+	// (NAT-PMP or UPnP IGD, internal/portmap): PortMapOn (the default, "") or
+	// PortMapOff. It is off anyway on a given PacketConn or on loopback.
+	PortMap string
 	// Version is the build's version, which the agent tells the local
 	// API ("kith version"). Default: none.
 	Version string
@@ -160,6 +171,9 @@ func (c Config) Validate() error {
 	if c.Heartbeat != 0 && c.Heartbeat < MinHeartbeat {
 		return fmt.Errorf("agent: heartbeat %v is shorter than %v", c.Heartbeat, MinHeartbeat)
 	}
+	if err := validPortMap(c.PortMap); err != nil {
+		return err
+	}
 	if c.InviteTTL < 0 || c.InviteTTL > MaxInviteTTL {
 		return fmt.Errorf("agent: invite lifetime %v is outside 0..%v", c.InviteTTL, MaxInviteTTL)
 	}
@@ -187,16 +201,20 @@ func (c *Config) setDefaults() {
 // Agent is a running device. Create it with New, run it with Run.
 type Agent struct {
 	// Constant after New.
-	cfg     Config
-	dev     *device.Device
-	st      *store.Store
-	log     *slog.Logger
-	book    *book
-	tr      *transport.Transport
-	pair    *pairer
-	ctl     net.Listener
-	streams registry
-	paths   *paths
+	cfg        Config
+	dev        *device.Device
+	st         *store.Store
+	log        *slog.Logger
+	book       *book
+	tr         *transport.Transport
+	pair       *pairer
+	ctl        net.Listener
+	streams    registry
+	paths      *paths
+	disc       *discoverer
+	udp        net.PacketConn  // the socket the agent bound (nil with Config.PacketConn); closed by release
+	portmap    *portmap.Mapper // nil when off, for the reason in portmapOff
+	portmapOff string
 
 	presence *presence.Presence
 
@@ -228,6 +246,7 @@ func New(cfg Config, dev *device.Device, st *store.Store) (*Agent, error) {
 		return nil, err
 	}
 	a.pair = newPairer(a)
+	a.disc = newDiscoverer(a)
 	if err := a.registerProtocols(); err != nil {
 		return nil, err
 	}
@@ -246,10 +265,18 @@ func New(cfg Config, dev *device.Device, st *store.Store) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	pc := cfg.PacketConn
+	if pc == nil {
+		// The agent binds the socket itself, to let it send broadcasts
+		// (LAN beacons, discover_sock.go).
+		if a.udp, err = listenUDP(cfg.Listen); err != nil {
+			return nil, fmt.Errorf("opening the UDP port %s: %w", cfg.Listen, err)
+		}
+		pc = a.udp
+	}
 	a.tr, err = transport.Listen(transport.Config{
 		Key:                 dev.Device.Ed25519(),
-		Listen:              cfg.Listen,
-		PacketConn:          cfg.PacketConn,
+		PacketConn:          pc,
 		Authorize:           a.authorize,
 		Credential:          dev.Identity.Cert,
 		AuthorizeCredential: a.authorizeOwn,
@@ -260,15 +287,19 @@ func New(cfg Config, dev *device.Device, st *store.Store) (*Agent, error) {
 		Logger:              a.log.With("service", "transport"),
 	})
 	if err != nil {
-		if cfg.PacketConn != nil {
-			return nil, fmt.Errorf("starting the transport on %s: %w", cfg.PacketConn.LocalAddr(), err)
+		if a.udp != nil {
+			a.udp.Close()
 		}
-		return nil, fmt.Errorf("opening the UDP port %s: %w", cfg.Listen, err)
+		return nil, fmt.Errorf("starting the transport on %s: %w", pc.LocalAddr(), err)
 	}
 	if a.ctl, err = control.Listen(cfg.Home); err != nil {
 		a.tr.Close()
+		if a.udp != nil {
+			a.udp.Close()
+		}
 		return nil, err
 	}
+	a.portmap, a.portmapOff = a.newPortMapper()
 	a.started = cfg.Now()
 	return a, nil
 }
@@ -320,10 +351,15 @@ func (a *Agent) Close() error {
 	return a.closeErr
 }
 
-// release closes the transport and the control socket; both are
-// idempotent.
+// release closes the transport, the socket the agent bound and the
+// control socket; all are idempotent.
 func (a *Agent) release() error {
 	terr := a.tr.Close()
+	if a.udp != nil {
+		if err := a.udp.Close(); err != nil && !errors.Is(err, net.ErrClosed) && terr == nil {
+			terr = fmt.Errorf("agent: closing the UDP socket: %w", err)
+		}
+	}
 	if err := a.ctl.Close(); err != nil && !errors.Is(err, net.ErrClosed) && terr == nil {
 		terr = fmt.Errorf("agent: closing the control socket: %w", err)
 	}
@@ -371,6 +407,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	service("persist", a.persist)
 	service("strangers", a.closeStrangers)
 	service("addresses", func(ctx context.Context) error { return a.book.run(ctx) })
+	service("discover", a.disc.run)
+	if a.portmap != nil {
+		service("portmap", a.portmap.Run)
+	}
 	a.log.Info("agent running", "listen", a.Addr().String(), "user", a.dev.Identity.UserID, "device", a.dev.Identity.DeviceID)
 	<-ctx.Done()
 	// Closing the transport ends serveConns' Accept.
@@ -479,8 +519,13 @@ func (a *Agent) dropSource(from netip.AddrPort, quic bool) bool {
 	return !(quic && (a.pair.open() || a.pair.dialingAddr(from)))
 }
 
-// datagram hands non-QUIC packets, heartbeats and STUN, to presence.
+// datagram hands non-QUIC packets to their service: LAN beacons to
+// discovery, heartbeats and STUN to presence.
 func (a *Agent) datagram(pkt []byte, from netip.AddrPort) {
+	if len(pkt) > 0 && pkt[0] == typeBeacon {
+		a.disc.handle(pkt, from)
+		return
+	}
 	a.presence.HandleDatagram(pkt, from)
 }
 

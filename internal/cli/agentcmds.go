@@ -58,6 +58,8 @@ func addAgentCommands(root *cobra.Command, g *globals) {
 		newPairCmd(g),
 		newFriendsCmd(g),
 		newStatusCmd(g),
+		newDiscoverCmd(g),
+		newNetcheckCmd(g),
 		newDemoCmd(g),
 		newServiceCmd(g),
 	)

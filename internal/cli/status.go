@@ -41,6 +41,9 @@ func printStatus(w io.Writer, st control.Status, now time.Time) {
 	for _, a := range st.PublicAddrs {
 		fmt.Fprintf(w, "\npublic  %s", clip(a, 70))
 	}
+	if st.NAT != "" {
+		fmt.Fprintf(w, "\nnat     %s", clip(st.NAT, 70))
+	}
 	fmt.Fprintf(w, "\ncluster %s (leader %s, %d voters, %d non-voters)\n\n", st.Cluster.State, shortID(st.Cluster.Leader), len(st.Cluster.Voters), len(st.Cluster.Nonvoters))
 	if len(st.Peers) == 0 {
 		fmt.Fprintln(w, "No known devices yet: pair with \"kith pair show\" and \"kith pair scan\".")

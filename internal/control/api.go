@@ -36,6 +36,9 @@ type Status struct {
 	Uptime      string            `json:"uptime"`
 	Peers       []PeerStatus      `json:"peers"`
 	Cluster     ClusterView       `json:"cluster"`
+	// NAT is the NAT type this device sees: "none", "easy", "hard" or
+	// "unknown" (see [Netcheck]).
+	NAT string `json:"nat"`
 }
 
 // Peer returns the peer with the device ID, if the status lists it.

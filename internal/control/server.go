@@ -63,6 +63,7 @@ func NewHandler(b Backend) http.Handler {
 			return b.FriendAction(ctx, action, in.UserID)
 		}))
 	}
+	registerNet(mux, b)
 	return mux
 }
 

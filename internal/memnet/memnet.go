@@ -95,6 +95,7 @@ type Network struct {
 	nextPort uint16                   // guarded by mu
 	stats    Stats                    // guarded by mu
 	closed   bool                     // guarded by mu
+	lans     []netip.Prefix           // guarded by mu: segments with broadcast (broadcast.go)
 }
 
 // hostPair is an unordered pair of hosts, the smaller address first.
@@ -283,6 +284,9 @@ func (n *Network) send(data []byte, from, to netip.AddrPort) {
 // deliverLocked puts pkt in the queue of the Conn bound at to. Called with mu
 // held.
 func (n *Network) deliverLocked(pkt packet, to netip.AddrPort) {
+	if n.broadcastLocked(pkt, to) {
+		return
+	}
 	c := n.conns[to]
 	if c == nil {
 		n.stats.NoRoute++

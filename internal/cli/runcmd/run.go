@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -68,8 +69,13 @@ KITH_PASSPHRASE or a prompt.
 
 Every flag can also be set in the environment, as a service unit does:
 KITH_LISTEN, KITH_HEARTBEAT, KITH_STUN (several separated by commas or
-spaces), KITH_QUIET (true or false) and KITH_LOG_LEVEL. A flag given on the
-command line wins over its variable.`,
+spaces), KITH_QUIET (true or false), KITH_PORTMAP (on or off) and
+KITH_LOG_LEVEL. A flag given on the command line wins over its variable.
+
+With --portmap=on (the default) the agent asks the default gateway for a
+mapping of its UDP port with NAT-PMP or UPnP IGD, renews it and deletes it when it
+stops; "kith netcheck" shows the mapping or why there is none. It asks
+nothing when it listens on loopback.`,
 		Example: `  kith run --listen 0.0.0.0:7117
   kith --home /tmp/b run --listen 127.0.0.3:7117 --heartbeat 5s`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -93,6 +99,9 @@ command line wins over its variable.`,
 					return badInputf(h, "--stun %q: %v (for example stun.example.org:3478)", s, err)
 				}
 				cfg.STUN = append(cfg.STUN, ap)
+			}
+			if cfg.PortMap != agent.PortMapOn && cfg.PortMap != agent.PortMapOff {
+				return badInputf(h, "--portmap %q: use on or off", cfg.PortMap)
 			}
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
@@ -143,9 +152,12 @@ command line wins over its variable.`,
 	cmd.Flags().DurationVar(&cfg.Heartbeat, "heartbeat", agent.DefaultHeartbeat, "mean heartbeat interval T; heartbeats go at random between T/2 and 3T/2")
 	cmd.Flags().StringArrayVar(&stun, "stun", nil, "a STUN server to learn the public address from, HOST:PORT with a name or an address (repeatable)")
 	cmd.Flags().BoolVar(&cfg.Quiet, "quiet", false, "quiet mode: outside short windows, strangers get no answer at all")
+	cmd.Flags().StringVar(&cfg.PortMap, "portmap", agent.PortMapOn, "ask the router for a mapping of the UDP port (NAT-PMP, UPnP IGD): on or off")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	cmd.Flags().DurationVar(&skew, "clock-skew", 0, "testing: run the agent's clock this far ahead of the system clock")
 	cmd.Flags().MarkHidden("clock-skew")
+	cmd.Flags().Var(portList{&cfg.BeaconPorts}, "beacon-port", "testing: send LAN beacons to this port besides the agent's own, instead of 7117 (repeatable)")
+	cmd.Flags().MarkHidden("beacon-port")
 	return cmd
 }
 
@@ -161,6 +173,7 @@ var EnvVars = map[string]string{
 	"heartbeat": "KITH_HEARTBEAT",
 	"stun":      "KITH_STUN",
 	"quiet":     "KITH_QUIET",
+	"portmap":   "KITH_PORTMAP",
 	"log-level": "KITH_LOG_LEVEL",
 }
 
@@ -185,3 +198,24 @@ func fromEnv(cmd *cobra.Command, getenv func(string) string) error {
 	}
 	return nil
 }
+
+// portList is a repeatable flag of UDP port numbers.
+type portList struct{ ports *[]uint16 }
+
+func (p portList) String() string {
+	if p.ports == nil {
+		return "[]"
+	}
+	return fmt.Sprint(*p.ports)
+}
+
+func (p portList) Set(s string) error {
+	n, err := strconv.ParseUint(s, 10, 16)
+	if err != nil || n == 0 {
+		return fmt.Errorf("%q is not a UDP port (1..65535)", s)
+	}
+	*p.ports = append(*p.ports, uint16(n))
+	return nil
+}
+
+func (p portList) Type() string { return "port" }
