@@ -95,6 +95,7 @@ type discoverer struct {
 	probes   sync.WaitGroup                   // probes and introductions in flight; Add under mu while running
 	inflight int                              // guarded by mu: probes in flight
 	intro    introducer                       // guarded by mu: introductions (discover_intro.go)
+	ciphers  *beaconCiphers                   // its own lock
 	nonces   map[[beaconNonce]byte]time.Time  // guarded by mu: taken beacons and ours, until they expire
 	sources  map[netip.Addr]*rate.Limiter     // guarded by mu
 	answered map[seed.DevicePublic]time.Time  // guarded by mu: our last answer to each device
@@ -141,6 +142,7 @@ func newDiscoverer(a *Agent) *discoverer {
 		probed:   map[seed.DevicePublic]time.Time{},
 		found:    map[seed.DevicePublic]foundOnLAN{},
 		intro:    newIntroducer(),
+		ciphers:  newBeaconCiphers(),
 	}
 }
 
@@ -328,7 +330,7 @@ func (d *discoverer) handle(pkt []byte, from netip.AddrPort) {
 		return
 	}
 	users := d.a.beaconUsers()
-	user, dev, ok := bc.recognise(users, now)
+	user, dev, ok := bc.recognise(users, now, d.ciphers)
 	act := actNone
 	if ok && !dev.Equal(d.a.dev.Cert.Device) {
 		act = d.a.beaconAction(user, dev)

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/kith-project/kith/seed"
@@ -142,9 +143,10 @@ type beaconUser struct {
 
 // recognise returns the user among users whose beacon bc is, made in a
 // slot within beaconSkewMax of now's, and the device key it carries. It
-// tries at most beaconTries·len(users) keys; each AEAD Open compares its
-// tag in constant time and decrypts nothing unless the tag matches.
-func (bc beacon) recognise(users []beaconUser, now time.Time) (seed.UserPublic, seed.DevicePublic, bool) {
+// tries at most beaconTries·len(users) keys, derived anew or taken from
+// ciphers (which may be nil); each AEAD Open compares its tag in constant
+// time and decrypts nothing unless the tag matches.
+func (bc beacon) recognise(users []beaconUser, now time.Time, ciphers *beaconCiphers) (seed.UserPublic, seed.DevicePublic, bool) {
 	slot := beaconSlotOf(now)
 	var dev seed.DevicePublic
 	for _, u := range users {
@@ -152,7 +154,7 @@ func (bc beacon) recognise(users []beaconUser, now time.Time) (seed.UserPublic, 
 			continue
 		}
 		for s := slot - beaconSkewMax; s <= slot+beaconSkewMax; s++ {
-			aead, err := beaconAEAD(u.window, s)
+			aead, err := ciphers.get(u.window, s)
 			if err != nil {
 				continue
 			}
@@ -162,4 +164,66 @@ func (bc beacon) recognise(users []beaconUser, now time.Time) (seed.UserPublic, 
 		}
 	}
 	return seed.UserPublic{}, seed.DevicePublic{}, false
+}
+
+// beaconCiphers caches the cipher of each window secret and slot around
+// now: deriving the key is two thirds of what a try costs, and depends
+// only on the user and the slot, not on the beacon. It holds the ciphers
+// of at most cipherSlots consecutive slots, and at most maxCiphers in all.
+// Its methods are safe for concurrent use (an AEAD keeps no state), and a
+// nil cache derives every key anew.
+type beaconCiphers struct {
+	mu     sync.Mutex
+	m      map[cipherKey]beaconCipher // guarded by mu
+	newest int64                      // guarded by mu: the newest slot asked for
+}
+
+type cipherKey struct {
+	window string
+	slot   int64
+}
+
+// Bounds of beaconCiphers.
+const (
+	cipherSlots = beaconTries + 2 // the slots tried now, and one either side for a clock at a slot's edge
+	maxCiphers  = 8192
+)
+
+func newBeaconCiphers() *beaconCiphers { return &beaconCiphers{m: map[cipherKey]beaconCipher{}} }
+
+// get returns the cipher of window's beacons in slot.
+func (c *beaconCiphers) get(window []byte, slot int64) (beaconCipher, error) {
+	if c == nil {
+		return beaconAEAD(window, slot)
+	}
+	k := cipherKey{string(window), slot}
+	c.mu.Lock()
+	aead, ok := c.m[k]
+	c.mu.Unlock()
+	if ok {
+		return aead, nil
+	}
+	aead, err := beaconAEAD(window, slot)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case slot > c.newest:
+		c.newest = slot
+		for k := range c.m {
+			if k.slot <= slot-cipherSlots {
+				delete(c.m, k)
+			}
+		}
+	case slot <= c.newest-cipherSlots: // the clock went back: start over
+		clear(c.m)
+		c.newest = slot
+	}
+	if len(c.m) >= maxCiphers {
+		clear(c.m)
+	}
+	c.m[k] = aead
+	return aead, nil
 }

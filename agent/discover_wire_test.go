@@ -55,23 +55,23 @@ func TestBeaconRecognisedOnlyWithTheSecret(t *testing.T) {
 	alice, bob := randomUser(t), randomUser(t)
 	bc := mustDecode(t, mustBeacon(t, win, dev, now))
 	// Bob, a friend of alice's, holds her secret besides his own.
-	user, got, ok := bc.recognise([]beaconUser{{bob, otherWin}, {alice, win}}, now)
+	user, got, ok := bc.recognise([]beaconUser{{bob, otherWin}, {alice, win}}, now, nil)
 	if !ok || user != alice || got != dev {
 		t.Fatalf("a holder of the secret: %v %v %v, want alice and the device", user, got, ok)
 	}
 	stranger := []beaconUser{{bob, otherWin}, {alice, nil}, {alice, win[:31]}}
-	if _, _, ok := bc.recognise(stranger, now); ok {
+	if _, _, ok := bc.recognise(stranger, now, nil); ok {
 		t.Fatal("the beacon was recognised with a stranger's secrets")
 	}
 	// Made a few slots ago (a replay from another network, later): old.
 	old := mustDecode(t, mustBeacon(t, win, dev, now.Add(-3*beaconSlot)))
-	if _, _, ok := old.recognise([]beaconUser{{alice, win}}, now); ok {
+	if _, _, ok := old.recognise([]beaconUser{{alice, win}}, now, nil); ok {
 		t.Fatal("a beacon three slots old was recognised")
 	}
 	// A clock a slot off either way still counts.
 	for _, skew := range []time.Duration{-beaconSlot, beaconSlot} {
 		skewed := mustDecode(t, mustBeacon(t, win, dev, now.Add(skew)))
-		if _, got, ok := skewed.recognise([]beaconUser{{alice, win}}, now); !ok || got != dev {
+		if _, got, ok := skewed.recognise([]beaconUser{{alice, win}}, now, nil); !ok || got != dev {
 			t.Fatalf("a beacon from a clock %v off was not recognised", skew)
 		}
 	}
@@ -93,12 +93,12 @@ func TestBeaconTamperedNotRecognised(t *testing.T) {
 		for bit := range 8 {
 			b := append([]byte(nil), good...)
 			b[i] ^= 1 << bit
-			if _, _, ok := mustDecode(t, b).recognise(users, now); ok {
+			if _, _, ok := mustDecode(t, b).recognise(users, now, nil); ok {
 				t.Fatalf("recognised with bit %d of byte %d flipped", bit, i)
 			}
 		}
 	}
-	if _, got, ok := mustDecode(t, good).recognise(users, now); !ok || got != dev {
+	if _, got, ok := mustDecode(t, good).recognise(users, now, nil); !ok || got != dev {
 		t.Fatal("the untouched beacon was not recognised")
 	}
 }
@@ -138,6 +138,39 @@ func TestBeaconsShareNothing(t *testing.T) {
 	}
 	if dup > 6 {
 		t.Fatalf("%d repeated four-byte runs among %d beacons", dup, n)
+	}
+}
+
+// The cache of ciphers recognises what derivation anew does, slot after
+// slot, and keeps only the slots around the newest asked for.
+func TestBeaconCiphersCache(t *testing.T) {
+	dev, win := randomKey(t)
+	_, otherWin := randomKey(t)
+	alice, bob := randomUser(t), randomUser(t)
+	users := []beaconUser{{bob, otherWin}, {alice, win}}
+	c := newBeaconCiphers()
+	start := time.Unix(1_800_000_000, 0)
+	for i := range 20 {
+		now := start.Add(time.Duration(i) * beaconSlot)
+		for _, made := range []time.Time{now, now.Add(-beaconSlot), now.Add(beaconSlot), now.Add(-2 * beaconSlot)} {
+			bc := mustDecode(t, mustBeacon(t, win, dev, made))
+			u1, d1, ok1 := bc.recognise(users, now, nil)
+			u2, d2, ok2 := bc.recognise(users, now, c)
+			if u1 != u2 || d1 != d2 || ok1 != ok2 || ok1 != (made.Sub(now).Abs() <= beaconSlot) {
+				t.Fatalf("slot %d, made %v off: anew %v %v, cached %v %v", i, made.Sub(now), u1, ok1, u2, ok2)
+			}
+		}
+		c.mu.Lock()
+		n := len(c.m)
+		c.mu.Unlock()
+		if n > len(users)*cipherSlots {
+			t.Fatalf("%d ciphers cached for %d users", n, len(users))
+		}
+	}
+	// A clock gone back an hour is served too.
+	bc := mustDecode(t, mustBeacon(t, win, dev, start))
+	if _, got, ok := bc.recognise(users, start, c); !ok || got != dev {
+		t.Fatal("not recognised after the clock went back")
 	}
 }
 
@@ -195,7 +228,7 @@ func FuzzDecodeBeacon(f *testing.F) {
 		if len(b) != beaconSize {
 			t.Fatalf("decoded %d bytes", len(b))
 		}
-		if user, _, ok := bc.recognise(users, now); ok && user != alice {
+		if user, _, ok := bc.recognise(users, now, nil); ok && user != alice {
 			t.Fatalf("recognised as %v, whose secret is empty", user)
 		}
 	})
@@ -212,7 +245,9 @@ func mustPrefix(t testing.TB, s string) netip.Prefix {
 
 // BenchmarkRecogniseBeacon is what a beacon nobody knows costs a receiver
 // that knows 1, 10 or 100 users (its own and friends): every key tried,
-// none matching. The number of devices does not matter.
+// none matching, with each key derived anew (cold) or taken from the
+// agent's cache (warm, as in every beacon but the first of a minute). The
+// number of devices does not matter.
 func BenchmarkRecogniseBeacon(b *testing.B) {
 	now := time.Now()
 	dev, win := randomKey(b)
@@ -223,12 +258,20 @@ func BenchmarkRecogniseBeacon(b *testing.B) {
 			_, w := randomKey(b)
 			users[i] = beaconUser{randomUser(b), w}
 		}
-		b.Run(fmt.Sprintf("users=%d", n), func(b *testing.B) {
-			for b.Loop() {
-				if _, _, ok := bc.recognise(users, now); ok {
-					b.Fatal("recognised")
-				}
+		for _, warm := range []bool{false, true} {
+			var c *beaconCiphers
+			name := fmt.Sprintf("users=%d/cold", n)
+			if warm {
+				c, name = newBeaconCiphers(), fmt.Sprintf("users=%d/warm", n)
+				bc.recognise(users, now, c)
 			}
-		})
+			b.Run(name, func(b *testing.B) {
+				for b.Loop() {
+					if _, _, ok := bc.recognise(users, now, c); ok {
+						b.Fatal("recognised")
+					}
+				}
+			})
+		}
 	}
 }

@@ -79,7 +79,7 @@ func TestDiscoverFindsFriendWithNoKnownAddress(t *testing.T) {
 
 // What a stranger on the LAN hears: a socket of the test's own on
 // 0.0.0.0 collects the beacons of an agent across three restarts. Every
-// beacon is 33 bytes of type 0x20, no two are alike, and none holds the
+// beacon is 73 bytes of type 0x20, no two are alike, and none holds the
 // device's ID or any four bytes of it, nor shares a run of four bytes with
 // another beacon.
 func TestBeaconsUnlinkableAcrossRestarts(t *testing.T) {
@@ -100,12 +100,12 @@ func TestBeaconsUnlinkableAcrossRestarts(t *testing.T) {
 		got := 0
 		ear.SetReadDeadline(time.Now().Add(30 * time.Second))
 		for got < 2 {
-			b := make([]byte, 64)
+			b := make([]byte, 128)
 			n, _, err := ear.ReadFromUDP(b)
 			if err != nil {
 				t.Fatalf("after %d beacons of this run: %v", got, err)
 			}
-			if n != 33 || b[0] != 0x20 {
+			if n != 73 || b[0] != 0x20 {
 				t.Fatalf("a beacon of %d bytes: % x", n, b[:n])
 			}
 			beacons = append(beacons, b[:n])
