@@ -38,11 +38,11 @@ import (
 //     probe as above. A revoked device is never dialed (and authorizeOwn
 //     refuses it anyway). Dials are rate-limited per device, per source
 //     address and in all (introGap, introRate, maxIntros).
-//   - an unknown device of a friend: nothing. We cannot authenticate it
-//     (it carries no certificate we can check; a friend's devices are
-//     signed by the friend's user key, which we learn only with the
-//     friend's roster), and it reaches us once our friend's roster
-//     names it.
+//   - an unknown device of a friend: nothing. Its certificate, signed by
+//     the friend's user key, would prove it is the friend's, but not that
+//     the friend has not revoked it: that only the friend's roster tells
+//     (DESIGN §6, "friends see the roster"), and the device reaches us once
+//     our friend's roster names it.
 //
 // What a beacon costs a receiver is bounded before any key is tried: a
 // beacon must come from an address on one of this device's networks, pass
