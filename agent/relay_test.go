@@ -1,0 +1,358 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kith-project/kith/internal/memnet"
+	"github.com/kith-project/kith/internal/transport"
+	"github.com/kith-project/kith/roster"
+	"github.com/kith-project/kith/seed"
+)
+
+// protoSink is a test protocol: the handler reads the stream to its end
+// and answers with the number of bytes it read, as a frame.
+const protoSink byte = 0x7e
+
+// sink counts what protoSink streams carried, and keeps the first bytes.
+type sink struct {
+	mu   sync.Mutex
+	got  []byte // up to 1 MiB
+	seen int
+}
+
+func (k *sink) register(a *Agent) {
+	if err := a.streams.register(Protocol{ID: protoSink, Name: "sink", Openers: OpenOwn | OpenFriend, Handle: func(_ context.Context, s *transport.Stream) {
+		buf := make([]byte, 32<<10)
+		n := 0
+		for {
+			m, err := s.Read(buf)
+			n += m
+			k.mu.Lock()
+			k.seen += m
+			if len(k.got) < 1<<20 {
+				k.got = append(k.got, buf[:m]...)
+			}
+			k.mu.Unlock()
+			if err != nil {
+				break
+			}
+		}
+		_ = transport.WriteFrame(s, []byte(strings.Repeat("x", min(n, 16))))
+	}}); err != nil {
+		panic(err)
+	}
+}
+
+func (k *sink) contains(b []byte) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return bytes.Contains(k.got, b)
+}
+
+// spyConn records whether any packet through a socket, either way,
+// contains a marker, and counts the packets.
+type spyConn struct {
+	net.PacketConn
+	marker []byte
+	mu     sync.Mutex
+	hits   int
+	n      int
+}
+
+func (c *spyConn) look(b []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n++
+	if bytes.Contains(b, c.marker) {
+		c.hits++
+	}
+}
+
+func (c *spyConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	n, addr, err := c.PacketConn.ReadFrom(b)
+	if n > 0 {
+		c.look(b[:n])
+	}
+	return n, addr, err
+}
+
+func (c *spyConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	c.look(b)
+	return c.PacketConn.WriteTo(b, addr)
+}
+
+func (c *spyConn) counts() (packets, hits int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n, c.hits
+}
+
+// waitLong polls cond for up to a minute: agents on a loaded machine.
+func waitLong(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 60 s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// relayLab is three agents on memnet: alice and bob, friends, who cannot
+// reach each other, and rita, a friend of both, who relays.
+type relayLab struct {
+	net              *memnet.Network
+	alice, bob, rita *testAgent
+	spy              *spyConn
+	ritaLog          *lockedBuffer
+	bobSink          *sink
+	marker           []byte
+}
+
+var (
+	aliceAddr = netip.MustParseAddrPort("10.1.0.1:7117")
+	bobAddr   = netip.MustParseAddrPort("10.2.0.1:7117")
+	ritaAddr  = netip.MustParseAddrPort("10.9.0.1:7117")
+)
+
+func newRelayLab(t *testing.T, ritaCfg Config) *relayLab {
+	t.Helper()
+	var mk [8]byte
+	rand.Read(mk[:])
+	l := &relayLab{net: memnet.New(memnet.Options{Seed: 11}), ritaLog: &lockedBuffer{}, bobSink: &sink{},
+		marker: []byte("KITH-PLAINTEXT-MARKER-" + hex.EncodeToString(mk[:]))}
+	t.Cleanup(func() { l.net.Close() })
+	hb := 100 * time.Millisecond
+	listen := func(addr netip.AddrPort) net.PacketConn {
+		pc, err := l.net.Listen(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pc.Close() })
+		return pc
+	}
+	l.alice = startWith(t, Config{PacketConn: listen(aliceAddr), Heartbeat: hb}, newPhrase(t), 0, "alice")
+	l.bob = startWith(t, Config{PacketConn: listen(bobAddr), Heartbeat: hb}, newPhrase(t), 0, "bob", l.bobSink.register)
+	l.spy = &spyConn{PacketConn: listen(ritaAddr), marker: l.marker}
+	ritaCfg.PacketConn, ritaCfg.Heartbeat = l.spy, hb
+	ritaCfg.Logger = slog.New(slog.NewTextHandler(l.ritaLog, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	l.rita = startWith(t, ritaCfg, newPhrase(t), 0, "rita")
+	pairAgents(t, l.alice, l.bob)
+	pairAgents(t, l.alice, l.rita)
+	pairAgents(t, l.bob, l.rita)
+	waitLong(t, "everyone online", func() bool {
+		return l.alice.onlineSet()[l.rita.dev.Cert.Device] && l.bob.onlineSet()[l.rita.dev.Cert.Device] &&
+			l.rita.onlineSet()[l.alice.dev.Cert.Device] && l.rita.onlineSet()[l.bob.dev.Cert.Device]
+	})
+	// Now alice and bob lose each other, as behind two symmetric NATs.
+	l.net.Partition(aliceAddr.Addr(), bobAddr.Addr())
+	return l
+}
+
+// peerStatus returns how a shows the device d.
+func peerStatus(t *testing.T, a *testAgent, d seed.DevicePublic) (path, via string, online bool) {
+	t.Helper()
+	for _, p := range a.status().Peers {
+		if p.DeviceID.Equal(d) {
+			return p.Path, p.Via, p.Online
+		}
+	}
+	t.Fatalf("%s does not list %s", a.dev.Identity.Name, d.Short())
+	return
+}
+
+// send writes data on a sink stream from a to b's address in a's book and
+// waits for the sink's answer.
+func send(t *testing.T, a, b *testAgent, data []byte, timeout time.Duration) error {
+	t.Helper()
+	p, _ := a.book.peerFor(b.dev.Cert.Device)
+	addr, err := netip.ParseAddrPort(p.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	s, err := a.tr.OpenStream(ctx, addr, b.dev.Cert.Device.Ed25519(), protoSink)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	s.SetDeadline(time.Now().Add(timeout))
+	if _, err := s.Write(data); err != nil {
+		return err
+	}
+	if err := s.CloseWrite(); err != nil {
+		return err
+	}
+	_, err = transport.ReadFrame(s, 64)
+	return err
+}
+
+// Alice and bob cannot reach each other; rita relays. A stream alice → bob
+// carries a marker through rita, who never sees it in any packet or log
+// line; presence shows both online on the relay path via rita; a spoofed
+// relay datagram is dropped.
+func TestRelayCarriesOnlyCiphertext(t *testing.T) {
+	l := newRelayLab(t, Config{Relay: RelayFriends})
+	ab, ba := l.bob.dev.Cert.Device, l.alice.dev.Cert.Device
+	ok, err := l.alice.relayTo(context.Background(), ab)
+	if !ok || err != nil {
+		t.Fatalf("relayTo = %v, %v", ok, err)
+	}
+	p, _ := l.alice.book.peerFor(ab)
+	virt, _ := netip.ParseAddrPort(p.Addr)
+	if !transport.IsRelayAddr(virt) {
+		t.Fatalf("alice holds bob at %s, not a virtual address", p.Addr)
+	}
+	data := bytes.Repeat(append(append([]byte{}, l.marker...), ' '), 4000) // ~160 KB of plaintext
+	if err := send(t, l.alice, l.bob, data, 60*time.Second); err != nil {
+		t.Fatalf("stream through the relay: %v", err)
+	}
+	if !l.bobSink.contains(l.marker) {
+		t.Fatal("bob did not get the marker")
+	}
+	waitLong(t, "both online through rita", func() bool {
+		pa, va, oa := peerStatus(t, l.alice, ab)
+		pb, vb, ob := peerStatus(t, l.bob, ba)
+		return pa == string(PathRelay) && va == "rita" && oa && pb == string(PathRelay) && vb == "rita" && ob
+	})
+	packets, hits := l.spy.counts()
+	st := l.rita.relay.stats()
+	if hits != 0 {
+		t.Fatalf("%d of the %d packets through rita's socket hold the plaintext marker", hits, packets)
+	}
+	if st.Forwarded < 100 || st.Bytes < uint64(len(data)) || st.Sessions != 1 {
+		t.Fatalf("rita forwarded %+v for %d bytes", st, len(data))
+	}
+	if strings.Contains(l.ritaLog.String(), string(l.marker)) {
+		t.Fatal("rita's log holds the marker")
+	}
+	if !strings.Contains(l.ritaLog.String(), "relay: session open") {
+		t.Fatalf("rita's log does not say a session opened:\n%s", l.ritaLog.String())
+	}
+
+	// A relay datagram for the session from an address that is neither
+	// end is dropped and counted, and reaches nobody.
+	routes := l.alice.tr.RelayRoutes()
+	if len(routes) != 1 {
+		t.Fatalf("alice's relay routes: %+v", routes)
+	}
+	mallory, err := l.net.Listen(netip.MustParseAddrPort("10.3.0.1:7117"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mallory.Close()
+	spoof := append(transport.AppendRelayHeader(nil, transport.RelayData, routes[0].Session), 0x10, 1, 2, 3)
+	before := l.rita.relay.stats().Spoofed
+	if _, err := mallory.WriteTo(spoof, net.UDPAddrFromAddrPort(ritaAddr)); err != nil {
+		t.Fatal(err)
+	}
+	waitLong(t, "the spoofed datagram counted", func() bool { return l.rita.relay.stats().Spoofed > before })
+}
+
+// Rita refuses what her policy does not allow, past her quota, and for a
+// device that blocked the one asking.
+func TestRelayRefusals(t *testing.T) {
+	l := newRelayLab(t, Config{Relay: RelayOff, RelayQuota: 64 << 10})
+	ab := l.bob.dev.Cert.Device
+	ctx := context.Background()
+	ok, err := l.alice.relayTo(ctx, ab)
+	if ok || err == nil || !strings.Contains(err.Error(), "does not relay") {
+		t.Fatalf("relay off: relayTo = %v, %v", ok, err)
+	}
+	l.rita.relay.setLimits(RelayOwn, 0, 0)
+	ok, err = l.alice.relayTo(ctx, ab)
+	if ok || err == nil || !strings.Contains(err.Error(), "--relay friends") {
+		t.Fatalf("relay own, two friends: relayTo = %v, %v", ok, err)
+	}
+	l.rita.relay.setLimits(RelayFriends, 0, 0)
+
+	// Within the quota a session opens; the bytes past it are dropped,
+	// and the next session is refused with the reason.
+	ok, err = l.alice.relayTo(ctx, ab)
+	if !ok || err != nil {
+		t.Fatalf("relayTo = %v, %v", ok, err)
+	}
+	_ = send(t, l.alice, l.bob, make([]byte, 256<<10), 5*time.Second) // stalls once the quota is spent
+	waitLong(t, "datagrams dropped over quota", func() bool { return l.rita.relay.stats().OverQuota > 0 })
+	l.alice.relay.mu.Lock()
+	id := l.alice.relay.peers[ab].id
+	l.alice.relay.mu.Unlock()
+	l.alice.relay.release(ab, id)
+	ok, err = l.alice.relayTo(ctx, ab)
+	if ok || err == nil || !strings.Contains(err.Error(), "quota") {
+		t.Fatalf("past the quota: relayTo = %v, %v", ok, err)
+	}
+	if st := l.rita.relay.stats(); st.Refused != 3 || st.Bytes > 64<<10 {
+		t.Fatalf("rita's relay: %+v", st)
+	}
+	l.rita.relay.setLimits("", 0, 1<<30)
+
+	// Bob blocks alice: he refuses the offer.
+	if _, err := l.bob.book.setStatus(l.alice.dev.Cert.User, roster.StatusBlocked); err != nil {
+		t.Fatal(err)
+	}
+	ok, err = l.alice.relayTo(ctx, ab)
+	if ok || err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("blocked by bob: relayTo = %v, %v", ok, err)
+	}
+}
+
+// A device rita does not know (or has blocked) gets no session: its
+// stream is refused before any request is read.
+func TestRelayBlockedAsker(t *testing.T) {
+	l := newRelayLab(t, Config{Relay: RelayFriends})
+	if _, err := l.rita.book.setStatus(l.alice.dev.Cert.User, roster.StatusBlocked); err != nil {
+		t.Fatal(err)
+	}
+	l.rita.closeDevices([]seed.DevicePublic{l.alice.dev.Cert.Device})
+	rp, _ := l.alice.book.peerFor(l.rita.dev.Cert.Device)
+	if err := l.alice.relay.ask(context.Background(), rp, l.bob.dev.Cert.Device); err == nil {
+		t.Fatal("a blocked friend got a session")
+	}
+	if st := l.rita.relay.stats(); st.Sessions != 0 {
+		t.Fatalf("rita relays %+v", st)
+	}
+}
+
+func FuzzDecodeRelayMsg(f *testing.F) {
+	d := seed.DevicePublic{1, 2, 3}
+	for _, m := range []relayMsg{{Op: relayOpOpen, To: &d}, {Op: relayOpOffer, From: &d, Session: "0102030405060708"}} {
+		b, _ := json.Marshal(m)
+		f.Add(b)
+	}
+	f.Add([]byte(`{"op":"offer","from":"zz","session":"01"}`))
+	f.Add([]byte(`{"ok":true,"session":"ffffffffffffffff"}`))
+	f.Add([]byte(`{"ok":false,"reason":"\u001b[31mred"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if m, id, err := decodeRelayMsg(b); err == nil {
+			if (m.Op == relayOpOpen) == (m.To == nil) || (m.Op == relayOpOffer && (m.From == nil || sessionString(id) != strings.ToLower(m.Session))) {
+				t.Fatalf("decodeRelayMsg(%q) = %+v, %x", b, m, id)
+			}
+		}
+		for _, want := range []bool{false, true} {
+			ans, id, err := decodeRelayAnswer(b, want)
+			if err != nil {
+				continue
+			}
+			if ans.Reason != clipReason(ans.Reason) || len(ans.Reason) > 200 {
+				t.Fatalf("reason %q is not clipped", ans.Reason)
+			}
+			if ans.OK && want && sessionString(id) != strings.ToLower(ans.Session) {
+				t.Fatalf("session %q decoded as %x", ans.Session, id)
+			}
+		}
+	})
+}
