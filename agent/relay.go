@@ -256,22 +256,26 @@ type RelayStats struct {
 type relayService struct {
 	a *Agent
 
-	mu         sync.Mutex
-	policy     RelayPolicy                        // guarded by mu
-	rate       float64                            // guarded by mu
-	quota      uint64                             // guarded by mu
-	sessions   map[uint64]*relaySession           // guarded by mu
-	peers      map[seed.DevicePublic]*relayedPeer // guarded by mu
-	quotaStart time.Time                          // guarded by mu
-	quotaUsed  uint64                             // guarded by mu
-	quotaHit   bool                               // guarded by mu: a datagram was dropped over the quota this window
-	st         RelayStats                         // guarded by mu
+	mu     sync.Mutex
+	policy RelayPolicy // guarded by mu
+	rate   float64     // guarded by mu
+	quota  uint64      // guarded by mu
+	// How long a silent session lives here, and an unused route at an
+	// end: relaySessionIdle and relayReleaseIdle, shorter in tests.
+	sessionIdle, releaseIdle time.Duration                      // guarded by mu
+	sessions                 map[uint64]*relaySession           // guarded by mu
+	peers                    map[seed.DevicePublic]*relayedPeer // guarded by mu
+	quotaStart               time.Time                          // guarded by mu
+	quotaUsed                uint64                             // guarded by mu
+	quotaHit                 bool                               // guarded by mu: a datagram was dropped over the quota this window
+	st                       RelayStats                         // guarded by mu
 }
 
 func newRelayService(a *Agent, cfg Config) *relayService {
 	return &relayService{
 		a: a, policy: cfg.Relay, rate: float64(cfg.RelayRate), quota: uint64(cfg.RelayQuota),
 		sessions: map[uint64]*relaySession{}, peers: map[seed.DevicePublic]*relayedPeer{},
+		sessionIdle: relaySessionIdle, releaseIdle: relayReleaseIdle,
 	}
 }
 
@@ -290,6 +294,13 @@ func (r *relayService) setLimits(policy RelayPolicy, rate, quota int64) {
 		r.quota = uint64(quota)
 		r.quotaHit = r.quotaHit && r.quotaUsed >= r.quota
 	}
+}
+
+// setIdle changes how long silent sessions and unused routes last.
+func (r *relayService) setIdle(session, release time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sessionIdle, r.releaseIdle = session, release
 }
 
 // stats returns the counters.
@@ -556,10 +567,42 @@ func (r *relayService) install(d seed.DevicePublic, id uint64, relayAddr netip.A
 	r.peers[d] = &relayedPeer{id: id, virt: virt, relay: relay.DeviceID, via: relay.Name, lastRefresh: now}
 	r.mu.Unlock()
 	r.a.paths.set(d, virt, PathRelay, relay.Name, now)
-	// Moved in the book, not marked seen: only d's own packets, arriving
-	// through the relay, say it is online.
-	_ = presenceBook{r.a}.SetAddr(d, virt, 0)
+	r.moveTo(d, virt)
 	return nil
+}
+
+// moveTo moves d to the virtual address virt in the book, as only the
+// relay service may (mayMove). It is moved, not marked seen: only d's own
+// packets, arriving through the relay, say it is online.
+func (r *relayService) moveTo(d seed.DevicePublic, virt netip.AddrPort) {
+	if r.a.book.setAddr(d, virt, 0, r.a.cfg.Now()) {
+		r.a.log.Info("peer moved", "device", d.Short(), "addr", virt.String())
+	}
+}
+
+// mayMove tells presence whether an authenticated packet from addr may
+// move d there. A real address always may: a direct or punched path wins
+// over a relayed one as soon as one packet comes over it. A virtual one
+// only replaces another virtual address with the current session's: the
+// relay service moves peers onto relayed paths (install), and the other
+// end's packets still coming through the relay after a direct path won
+// must not move it back, or the two paths would take turns.
+func (r *relayService) mayMove(d seed.DevicePublic, addr netip.AddrPort) bool {
+	if !transport.IsRelayAddr(addr) {
+		return true
+	}
+	r.mu.Lock()
+	p := r.peers[d]
+	r.mu.Unlock()
+	if p == nil || p.virt != addr {
+		return false
+	}
+	cur, ok := r.a.book.peerFor(d)
+	if !ok {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(cur.Addr)
+	return err != nil || transport.IsRelayAddr(ap)
 }
 
 // relayTo sets up a relayed path to d through the best relay: an own
@@ -572,7 +615,7 @@ func (a *Agent) relayTo(ctx context.Context, d seed.DevicePublic) (bool, error) 
 		return false, fmt.Errorf("relay: %s is not a known device", d.Short())
 	}
 	if a.relay.live(d) {
-		return true, nil
+		return true, nil // the path in use, or one still carrying d's packets: back onto it
 	}
 	cands := a.relayCandidates(d)
 	if len(cands) == 0 {
@@ -592,21 +635,19 @@ func (a *Agent) relayTo(ctx context.Context, d seed.DevicePublic) (bool, error) 
 	return false, fmt.Errorf("relay: no relay took a session to %s: %w", d.Short(), errors.Join(errs...))
 }
 
-// live reports whether d is on a relayed path that heard from it lately.
+// live reports whether d has a relayed path that heard from it lately,
+// and if so moves d onto it (a direct path that won may have died since).
 func (r *relayService) live(d seed.DevicePublic) bool {
 	r.mu.Lock()
-	p := r.peers[d]
+	p, idle := r.peers[d], r.releaseIdle
 	r.mu.Unlock()
 	if p == nil {
 		return false
 	}
-	cur, ok := r.a.book.peerFor(d)
-	if !ok || cur.Addr != p.virt.String() {
-		return false
-	}
 	for _, rt := range r.a.tr.RelayRoutes() {
-		if rt.Session == p.id {
-			return !rt.LastIn.IsZero() && time.Since(rt.LastIn) < relayReleaseIdle
+		if rt.Session == p.id && !rt.LastIn.IsZero() && time.Since(rt.LastIn) < idle {
+			r.moveTo(d, p.virt)
+			return true
 		}
 	}
 	return false
@@ -686,8 +727,9 @@ func (r *relayService) run(ctx context.Context) error {
 
 func (r *relayService) tick(now time.Time) {
 	r.mu.Lock()
+	releaseIdle := r.releaseIdle
 	for id, s := range r.sessions {
-		if s.ready && now.Sub(s.last) >= relaySessionIdle {
+		if s.ready && now.Sub(s.last) >= r.sessionIdle {
 			delete(r.sessions, id)
 			r.a.log.Info("relay: session ended", "session", sessionString(id)[:8], "from", s.ends[0].dev.Short(), "to", s.ends[1].dev.Short(),
 				"bytes", s.bytes, "dropped", s.dropped, "lasted", now.Sub(s.created).Round(time.Second).String())
@@ -727,7 +769,7 @@ func (r *relayService) tick(now time.Time) {
 				q.lastRefresh = now
 			}
 			r.mu.Unlock()
-		case !inUse && (!routed || !known || time.Since(last) >= relayReleaseIdle):
+		case !inUse && (!routed || !known || time.Since(last) >= releaseIdle):
 			r.release(d, p.id)
 		}
 	}

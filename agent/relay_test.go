@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/kith-project/kith/internal/memnet"
+	"github.com/kith-project/kith/internal/store"
 	"github.com/kith-project/kith/internal/transport"
 	"github.com/kith-project/kith/roster"
 	"github.com/kith-project/kith/seed"
@@ -243,6 +244,14 @@ func TestRelayCarriesOnlyCiphertext(t *testing.T) {
 		t.Fatalf("rita's log does not say a session opened:\n%s", l.ritaLog.String())
 	}
 
+	// The store keeps bob at his last real address: the virtual one means
+	// nothing after a restart.
+	waitLong(t, "bob's real address stored", func() bool {
+		var lo Local
+		ok, err := l.alice.st.Get(store.BucketPeers, ab.ID(), &lo)
+		return ok && err == nil && lo.Addr == bobAddr.String()
+	})
+
 	// A relay datagram for the session from an address that is neither
 	// end is dropped and counted, and reaches nobody.
 	routes := l.alice.tr.RelayRoutes()
@@ -355,4 +364,58 @@ func FuzzDecodeRelayMsg(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestStorableAddr(t *testing.T) {
+	virt := transport.RelayAddr(7)
+	l := Local{Addr: "10.0.0.1:7117", Addrs: []string{"192.168.1.2:7117", "10.0.0.1:7117"}}
+	keepRealAddr(&l, virt)
+	l.Addr = virt.String()
+	if s := storable(l); s.Addr != "10.0.0.1:7117" || len(s.Addrs) != 2 || s.Addrs[0] != "10.0.0.1:7117" {
+		t.Fatalf("stored as %+v", s)
+	}
+	keepRealAddr(&l, transport.RelayAddr(8)) // virtual to virtual: nothing to keep
+	if len(l.Addrs) != 2 {
+		t.Fatalf("addrs %v", l.Addrs)
+	}
+	if s := storable(Local{Addr: "10.0.0.1:7117"}); s.Addr != "10.0.0.1:7117" {
+		t.Fatalf("a real address stored as %q", s.Addr)
+	}
+}
+
+// When a direct path wins (the rendezvous engineer's punching moves the
+// peer to a real address), the relayed path is released on both ends once
+// unused, and the relay forgets the session.
+func TestRelayReleasedWhenDirect(t *testing.T) {
+	l := newRelayLab(t, Config{Relay: RelayFriends})
+	for _, a := range []*testAgent{l.alice, l.bob, l.rita} {
+		a.relay.setIdle(time.Second, time.Second)
+	}
+	ab := l.bob.dev.Cert.Device
+	if ok, err := l.alice.relayTo(context.Background(), ab); !ok || err != nil {
+		t.Fatalf("relayTo = %v, %v", ok, err)
+	}
+	if err := send(t, l.alice, l.bob, []byte("hello"), 60*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := l.alice.relayTo(context.Background(), ab); !ok || err != nil || len(l.alice.tr.RelayRoutes()) != 1 {
+		t.Fatalf("relayTo again = %v, %v with routes %+v: want the live path kept", ok, err, l.alice.tr.RelayRoutes())
+	}
+	l.net.Heal(aliceAddr.Addr(), bobAddr.Addr())
+	_ = presenceBook{l.alice.Agent}.SetAddr(ab, bobAddr, 0) // as a punched path would
+	deadline := time.Now().Add(20 * time.Second)
+	waitLong(t, "the relayed paths released", func() bool {
+		if time.Now().After(deadline) {
+			pa, _ := l.alice.book.peerFor(ab)
+			pb, _ := l.bob.book.peerFor(l.alice.dev.Cert.Device)
+			t.Fatalf("alice: bob at %s, routes %+v; bob: alice at %s, routes %+v; rita %+v", pa.Addr, l.alice.tr.RelayRoutes(), pb.Addr, l.bob.tr.RelayRoutes(), l.rita.relay.stats())
+		}
+		return len(l.alice.tr.RelayRoutes()) == 0 && len(l.bob.tr.RelayRoutes()) == 0 && l.rita.relay.stats().Sessions == 0
+	})
+	if path, _, _ := peerStatus(t, l.alice, ab); path != string(PathLAN) && path != string(PathDirect) {
+		t.Fatalf("alice reaches bob on path %q", path)
+	}
+	if err := send(t, l.alice, l.bob, []byte("direct"), 60*time.Second); err != nil {
+		t.Fatal(err)
+	}
 }
