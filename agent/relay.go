@@ -16,6 +16,10 @@ package agent
 //	B → R  {"ok":true} or {"ok":false,"reason":"..."}
 //	R → A  {"ok":true,"session":"..."} or {"ok":false,"reason":"..."}
 //
+// An end may also send {"op":"echo","text":"..."} to the other end over
+// the relayed path, answered {"ok":true,"echo":"..."} ("kith relay
+// --echo": a check that the path carries data end to end).
+//
 // R relays only if its policy (Config.Relay) allows the pair, both are
 // known and neither is blocked or revoked, it has room (maxRelaySessions)
 // and quota left; B consents only if it knows A (own device or friend, not
@@ -62,6 +66,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kith-project/kith/internal/control"
 	"github.com/kith-project/kith/internal/transport"
 	"github.com/kith-project/kith/roster"
 	"github.com/kith-project/kith/seed"
@@ -125,6 +130,7 @@ type relayMsg struct {
 	To      *seed.DevicePublic `json:"to,omitempty"`
 	From    *seed.DevicePublic `json:"from,omitempty"`
 	Session string             `json:"session,omitempty"`
+	Text    string             `json:"text,omitempty"`
 }
 
 // relayAnswer answers a relayMsg.
@@ -132,13 +138,20 @@ type relayAnswer struct {
 	OK      bool   `json:"ok"`
 	Session string `json:"session,omitempty"`
 	Reason  string `json:"reason,omitempty"`
+	Echo    string `json:"echo,omitempty"`
 }
 
 // Ops of relayMsg.
 const (
 	relayOpOpen  = "open"
 	relayOpOffer = "offer"
+	// relayOpEcho asks an end to send text back, over whatever path it
+	// came (kith relay --echo).
+	relayOpEcho = "echo"
 )
+
+// maxEcho bounds the text of an echo.
+const maxEcho = control.MaxRelayEcho
 
 // decodeRelayMsg parses and checks a relay stream's first frame.
 func decodeRelayMsg(b []byte) (relayMsg, uint64, error) {
@@ -146,7 +159,15 @@ func decodeRelayMsg(b []byte) (relayMsg, uint64, error) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		return relayMsg{}, 0, fmt.Errorf("relay request: %w", err)
 	}
+	if m.Op != relayOpEcho && m.Text != "" {
+		return relayMsg{}, 0, errors.New("relay request: only an echo carries text")
+	}
 	switch m.Op {
+	case relayOpEcho:
+		if m.To != nil || m.From != nil || m.Session != "" || m.Text == "" || len(m.Text) > maxEcho {
+			return relayMsg{}, 0, fmt.Errorf("relay request: an echo carries only text, 1 to %d bytes", maxEcho)
+		}
+		return m, 0, nil
 	case relayOpOpen:
 		if m.To == nil || m.From != nil || m.Session != "" {
 			return relayMsg{}, 0, errors.New("relay request: open takes exactly a device to reach")
@@ -396,10 +417,13 @@ func (r *relayService) serve(ctx context.Context, s *transport.Stream) {
 		return
 	}
 	var ans relayAnswer
-	if m.Op == relayOpOpen {
+	switch m.Op {
+	case relayOpOpen:
 		ans = r.open(ctx, peer, s.Conn().RemoteAddr(), *m.To)
-	} else {
+	case relayOpOffer:
 		ans = r.consent(peer, s.Conn().RemoteAddr(), *m.From, id)
+	default:
+		ans = relayAnswer{OK: true, Echo: m.Text}
 	}
 	_ = writeJSON(s, ans)
 	_ = s.CloseWrite()

@@ -58,6 +58,7 @@ func addAgentCommands(root *cobra.Command, g *globals) {
 		newPairCmd(g),
 		newFriendsCmd(g),
 		newStatusCmd(g),
+		newRelayCmd(g),
 		newDemoCmd(g),
 		newServiceCmd(g),
 	)

@@ -167,3 +167,30 @@ type FriendStatus struct {
 	UserID seed.UserPublic `json:"user_id"`
 	Status string          `json:"status"`
 }
+
+// RelayRequest asks for a relayed path to a device ([RouteRelay], "kith
+// relay"). Device and Via are what the person typed: a device's name, the
+// start of its ID, or its full ID.
+type RelayRequest struct {
+	Device string `json:"device"`
+	// Via names the relay; empty means the best one (own devices that are
+	// online first, then friends').
+	Via string `json:"via,omitempty"`
+	// Echo, if set, is sent over the path to the device, which sends it
+	// back: a check that the path carries data end to end.
+	Echo string `json:"echo,omitempty"`
+}
+
+// MaxRelayEcho bounds RelayRequest.Echo, in bytes.
+const MaxRelayEcho = 1024
+
+// RelayResult is the path set up: the device, the relay's name, the path
+// ("relay") and the virtual address the device is reached at, and, for an
+// echo, its round trip.
+type RelayResult struct {
+	DeviceID   seed.DevicePublic `json:"device_id"`
+	Via        string            `json:"via"`
+	Path       string            `json:"path"`
+	Addr       string            `json:"addr"`
+	EchoMillis *float64          `json:"echo_ms"`
+}

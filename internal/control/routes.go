@@ -13,6 +13,7 @@ const (
 	RouteFriendBlock   = "POST /v1/friends/block"
 	RouteFriendUnblock = "POST /v1/friends/unblock"
 	RouteFriendRemove  = "POST /v1/friends/remove"
+	RouteRelay         = "POST /v1/relay"
 )
 
 // friendRoutes maps each friend action to its route.
