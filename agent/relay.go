@@ -434,7 +434,8 @@ func (r *relayService) refuse(from, to seed.DevicePublic, reason string) relayAn
 	r.mu.Lock()
 	r.st.Refused++
 	r.mu.Unlock()
-	r.a.log.Info("relay: refused a session", "from", from.Short(), "to", to.Short(), "reason", reason)
+	// Debug, which the agent's logger rate-limits: peers cause these.
+	r.a.log.Debug("relay: refused a session", "from", from.Short(), "to", to.Short(), "reason", reason)
 	return relayAnswer{Reason: reason}
 }
 
@@ -555,7 +556,7 @@ func (r *relayService) offer(ctx context.Context, addr netip.AddrPort, to, from 
 func (r *relayService) consent(via seed.DevicePublic, viaAddr netip.AddrPort, from seed.DevicePublic, id uint64) relayAnswer {
 	p, ok := r.a.book.peerFor(from)
 	if !ok || from.Equal(r.a.dev.Cert.Device) {
-		r.a.log.Info("relay: refused an offer from an unknown or blocked device", "via", via.Short(), "from", from.Short())
+		r.a.log.Debug("relay: refused an offer from an unknown or blocked device", "via", via.Short(), "from", from.Short())
 		return relayAnswer{Reason: "the device asked for does not know the device that asked"}
 	}
 	relay, ok := r.a.book.peerFor(via)
@@ -750,10 +751,13 @@ func (r *relayService) run(ctx context.Context) error {
 }
 
 func (r *relayService) tick(now time.Time) {
+	ros := r.a.book.rosterNow()
 	r.mu.Lock()
 	releaseIdle := r.releaseIdle
 	for id, s := range r.sessions {
-		if s.ready && now.Sub(s.last) >= r.sessionIdle {
+		_, okA := ros.Reachable(s.ends[0].dev)
+		_, okB := ros.Reachable(s.ends[1].dev)
+		if s.ready && (now.Sub(s.last) >= r.sessionIdle || !okA || !okB) {
 			delete(r.sessions, id)
 			r.a.log.Info("relay: session ended", "session", sessionString(id)[:8], "from", s.ends[0].dev.Short(), "to", s.ends[1].dev.Short(),
 				"bytes", s.bytes, "dropped", s.dropped, "lasted", now.Sub(s.created).Round(time.Second).String())
