@@ -317,6 +317,18 @@ func (r *relayService) setLimits(policy RelayPolicy, rate, quota int64) {
 	}
 }
 
+// status is the relay service as "kith status" shows it.
+func (r *relayService) status() control.RelayStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.rollQuotaLocked(r.a.cfg.Now())
+	return control.RelayStatus{
+		Policy: string(r.policy), Sessions: len(r.sessions), Forwarded: r.st.Bytes,
+		Dropped:   r.st.Spoofed + r.st.Unknown + r.st.OverRate + r.st.OverQuota,
+		RateBytes: uint64(r.rate), QuotaBytes: r.quota, QuotaUsed: r.quotaUsed,
+	}
+}
+
 // setIdle changes how long silent sessions and unused routes last.
 func (r *relayService) setIdle(session, release time.Duration) {
 	r.mu.Lock()

@@ -36,6 +36,21 @@ type Status struct {
 	Uptime      string            `json:"uptime"`
 	Peers       []PeerStatus      `json:"peers"`
 	Cluster     ClusterView       `json:"cluster"`
+	// Relay is what this device relays for others (kith run --relay).
+	Relay RelayStatus `json:"relay"`
+}
+
+// RelayStatus is this device's relay service in "kith status": its
+// policy, the sessions it relays now, and the bytes it forwarded and
+// dropped since it started; QuotaUsed counts towards QuotaBytes per day.
+type RelayStatus struct {
+	Policy     string `json:"policy"`
+	Sessions   int    `json:"sessions"`
+	Forwarded  uint64 `json:"forwarded_bytes"`
+	Dropped    uint64 `json:"dropped"`
+	RateBytes  uint64 `json:"rate_bytes"`
+	QuotaBytes uint64 `json:"quota_bytes"`
+	QuotaUsed  uint64 `json:"quota_used_bytes"`
 }
 
 // Peer returns the peer with the device ID, if the status lists it.
