@@ -228,3 +228,46 @@ func FuzzParseRelayHeader(f *testing.F) {
 		}
 	})
 }
+
+// admit with a relay route: a packet is unwrapped only when it is a relay
+// datagram of the route's session from the route's relay, carrying QUIC;
+// a relay datagram inside one is never handed up.
+func FuzzRelayAdmit(f *testing.F) {
+	relay := netip.MustParseAddrPort("192.0.2.1:7117")
+	other := netip.MustParseAddrPort("192.0.2.2:7117")
+	const id = 0x0102030405060708
+	f.Add(append(AppendRelayHeader(nil, RelayData, id), 0xc0, 0, 0, 0, 1), true)
+	f.Add(append(AppendRelayHeader(nil, RelayData, id), 0x10, 1), true)
+	f.Add(append(AppendRelayHeader(nil, RelayData, id), AppendRelayHeader(nil, RelayData, id)...), true)
+	f.Add(append(AppendRelayHeader(nil, RelayData, id), 0x40), false)
+	f.Add([]byte{0x30, 1, 2}, true)
+	f.Fuzz(func(t *testing.T, pkt []byte, fromRelay bool) {
+		var handed [][]byte
+		tr := &Transport{datagram: func(p []byte, from netip.AddrPort) {
+			if IsRelayAddr(from) && len(p) > 0 && (p[0] == RelayData || p[0] == RelayRefresh) {
+				t.Fatalf("a relay datagram inside one was handed up: %x", p)
+			}
+			handed = append(handed, p)
+		}}
+		if _, err := tr.AddRelayRoute(id, relay); err != nil {
+			t.Fatal(err)
+		}
+		from := other
+		if fromRelay {
+			from = relay
+		}
+		ok, virt := tr.admit(pkt, from)
+		if virt.IsValid() {
+			if !ok || !fromRelay || len(pkt) < RelayHeaderSize || pkt[0] != RelayData ||
+				binary.BigEndian.Uint64(pkt[1:9]) != id || Classify(pkt[RelayHeaderSize:]) != KindQUIC || virt != RelayAddr(id) {
+				t.Fatalf("admit(%x, %s) unwrapped to %s", pkt, from, virt)
+			}
+		}
+		if ok && !virt.IsValid() && Classify(pkt) != KindQUIC {
+			t.Fatalf("admit(%x) handed a non-QUIC packet to quic-go", pkt)
+		}
+		if len(handed) > 1 {
+			t.Fatalf("one packet handed up %d times", len(handed))
+		}
+	})
+}
