@@ -67,6 +67,7 @@ import (
 	"time"
 
 	"github.com/kith-project/kith/internal/control"
+	"github.com/kith-project/kith/internal/store"
 	"github.com/kith-project/kith/internal/transport"
 	"github.com/kith-project/kith/roster"
 	"github.com/kith-project/kith/seed"
@@ -289,15 +290,49 @@ type relayService struct {
 	quotaStart               time.Time                          // guarded by mu
 	quotaUsed                uint64                             // guarded by mu
 	quotaHit                 bool                               // guarded by mu: a datagram was dropped over the quota this window
+	quotaSaved               relayQuotaRecord                   // guarded by mu: what the store holds
 	st                       RelayStats                         // guarded by mu
 }
 
 func newRelayService(a *Agent, cfg Config) *relayService {
-	return &relayService{
+	r := &relayService{
 		a: a, policy: cfg.Relay, rate: float64(cfg.RelayRate), quota: uint64(cfg.RelayQuota),
 		sessions: map[uint64]*relaySession{}, peers: map[seed.DevicePublic]*relayedPeer{},
 		sessionIdle: relaySessionIdle, releaseIdle: relayReleaseIdle,
 	}
+	// The day's quota survives a restart.
+	var q relayQuotaRecord
+	if ok, err := a.st.Get(store.BucketMeta, relayQuotaKey, &q); err == nil && ok {
+		r.quotaStart, r.quotaUsed, r.quotaHit, r.quotaSaved = q.Start, q.Used, q.Used >= r.quota, q
+	}
+	return r
+}
+
+// relayQuotaKey is where bucket "meta" keeps the quota window.
+const relayQuotaKey = "relay_quota"
+
+// relayQuotaRecord is the stored quota window.
+type relayQuotaRecord struct {
+	Start time.Time `json:"start"`
+	Used  uint64    `json:"used"`
+}
+
+// saveQuota stores the quota window if it changed.
+func (r *relayService) saveQuota() {
+	r.mu.Lock()
+	q := relayQuotaRecord{Start: r.quotaStart, Used: r.quotaUsed}
+	same := q.Used == r.quotaSaved.Used && q.Start.Equal(r.quotaSaved.Start)
+	r.mu.Unlock()
+	if same || q.Start.IsZero() {
+		return
+	}
+	if err := r.a.st.Put(store.BucketMeta, relayQuotaKey, q); err != nil {
+		r.a.log.Warn("relay: saving the quota used", "err", err)
+		return
+	}
+	r.mu.Lock()
+	r.quotaSaved = q
+	r.mu.Unlock()
 }
 
 // setLimits changes the policy, rate and quota (0: leave as it is); new
@@ -752,13 +787,20 @@ func (r *relayService) ask(ctx context.Context, relay Peer, d seed.DevicePublic)
 func (r *relayService) run(ctx context.Context) error {
 	t := time.NewTicker(relayTick)
 	defer t.Stop()
+	defer r.saveQuota()
+	var saved time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 		}
-		r.tick(r.a.cfg.Now())
+		now := r.a.cfg.Now()
+		r.tick(now)
+		if now.Sub(saved) >= persistEvery || now.Before(saved) {
+			r.saveQuota() // at most one write per persistEvery, and at the end
+			saved = now
+		}
 	}
 }
 

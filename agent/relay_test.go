@@ -499,3 +499,24 @@ func BenchmarkRelayThroughput(b *testing.B) {
 		}
 	})
 }
+
+// The day's quota used survives a restart.
+func TestRelayQuotaSurvivesRestart(t *testing.T) {
+	r := startAgent(t, newPhrase(t), 0, "rita", "127.0.0.4")
+	r.relay.mu.Lock()
+	start := time.Now().Add(-time.Hour)
+	r.relay.quotaStart, r.relay.quotaUsed = start, 12345
+	r.relay.mu.Unlock()
+	r.stop()
+	again := restart(t, r, Config{Listen: "127.0.0.4:0", RelayQuota: 10000})
+	st := again.status().Relay
+	if st.QuotaUsed != 12345 || st.QuotaBytes != 10000 {
+		t.Fatalf("after a restart: %+v", st)
+	}
+	again.relay.mu.Lock()
+	hit, got := again.relay.quotaHit, again.relay.quotaStart
+	again.relay.mu.Unlock()
+	if !hit || !got.Equal(start) {
+		t.Fatalf("quota window after a restart: start %v (want %v), spent %v", got, start, hit)
+	}
+}
