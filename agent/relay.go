@@ -354,13 +354,17 @@ func (r *relayService) setLimits(policy RelayPolicy, rate, quota int64) {
 
 // status is the relay service as "kith status" shows it.
 func (r *relayService) status() control.RelayStatus {
+	now := r.a.cfg.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.rollQuotaLocked(r.a.cfg.Now())
+	used := r.quotaUsed
+	if r.quotaStart.IsZero() || now.Sub(r.quotaStart) >= RelayQuotaWindow || now.Before(r.quotaStart) {
+		used = 0 // the window is over; the next datagram starts a new one
+	}
 	return control.RelayStatus{
 		Policy: string(r.policy), Sessions: len(r.sessions), Forwarded: r.st.Bytes,
 		Dropped:   r.st.Spoofed + r.st.Unknown + r.st.OverRate + r.st.OverQuota,
-		RateBytes: uint64(r.rate), QuotaBytes: r.quota, QuotaUsed: r.quotaUsed,
+		RateBytes: uint64(r.rate), QuotaBytes: r.quota, QuotaUsed: used,
 	}
 }
 
