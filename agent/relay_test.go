@@ -520,3 +520,48 @@ func TestRelayQuotaSurvivesRestart(t *testing.T) {
 		t.Fatalf("quota window after a restart: start %v (want %v), spent %v", got, start, hit)
 	}
 }
+
+// An own always-on device relays before a friend's, with the default
+// policy: between its user's device and a friend's.
+func TestRelayPrefersOwnDevice(t *testing.T) {
+	n := memnet.New(memnet.Options{Seed: 5})
+	t.Cleanup(func() { n.Close() })
+	listen := func(s string) net.PacketConn {
+		pc, err := n.Listen(netip.MustParseAddrPort(s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pc.Close() })
+		return pc
+	}
+	hb := 100 * time.Millisecond
+	phrase := newPhrase(t)
+	k := &sink{}
+	alice := startWith(t, Config{PacketConn: listen("10.1.0.1:7117"), Heartbeat: hb}, phrase, 0, "alice")
+	home := startWith(t, Config{PacketConn: listen("10.5.0.1:7117"), Heartbeat: hb}, phrase, 1, "alice-home")
+	bob := startWith(t, Config{PacketConn: listen("10.2.0.1:7117"), Heartbeat: hb}, newPhrase(t), 0, "bob", k.register)
+	rita := startWith(t, Config{PacketConn: listen("10.9.0.1:7117"), Heartbeat: hb, Relay: RelayFriends}, newPhrase(t), 0, "rita")
+	for _, p := range [][2]*testAgent{{alice, home}, {alice, bob}, {alice, rita}, {home, bob}, {bob, rita}} {
+		pairAgents(t, p[0], p[1])
+	}
+	waitLong(t, "relays online", func() bool {
+		on := alice.onlineSet()
+		return on[home.dev.Cert.Device] && on[rita.dev.Cert.Device] && home.onlineSet()[bob.dev.Cert.Device]
+	})
+	if c := alice.relayCandidates(bob.dev.Cert.Device); len(c) < 2 || c[0].Name != "alice-home" {
+		t.Fatalf("candidates %+v: want alice-home first", c)
+	}
+	n.Partition(netip.MustParseAddr("10.1.0.1"), netip.MustParseAddr("10.2.0.1"))
+	if ok, err := alice.relayTo(context.Background(), bob.dev.Cert.Device); !ok || err != nil {
+		t.Fatalf("relayTo = %v, %v", ok, err)
+	}
+	if err := send(t, alice, bob, []byte("through my own device"), 60*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, via, _ := peerStatus(t, alice, bob.dev.Cert.Device); via != "alice-home" {
+		t.Fatalf("relayed via %q, want alice-home", via)
+	}
+	if home.relay.stats().Forwarded == 0 || rita.relay.stats().Forwarded != 0 {
+		t.Fatalf("home forwarded %+v, rita %+v", home.relay.stats(), rita.relay.stats())
+	}
+}
