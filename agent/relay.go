@@ -548,7 +548,10 @@ func (r *relayService) open(ctx context.Context, from seed.DevicePublic, fromAdd
 		_, _ = rand.Read(b[:])
 		id = binary.BigEndian.Uint64(b[:])
 	}
-	burst := max(int(r.rate), relayMinBurst)
+	burst := relayMinBurst
+	if r.rate > relayMinBurst {
+		burst = int(min(r.rate, 1<<30)) // an int on 32-bit platforms too
+	}
 	s := &relaySession{
 		id: id, created: now, last: now,
 		ends:    [2]relayEndpoint{{dev: from, addr: fromAddr}, {dev: to}},
@@ -573,28 +576,34 @@ func (r *relayService) open(ctx context.Context, from seed.DevicePublic, fromAdd
 }
 
 // offer asks the device to, at addr, whether it takes a session with from;
-// it returns the address to answered from.
+// it returns the address to answered from. Its errors go back to from, so
+// they never carry to's address (friends do not learn each other's
+// addresses through a relay); the details are logged here.
 func (r *relayService) offer(ctx context.Context, addr netip.AddrPort, to, from seed.DevicePublic, id uint64) (netip.AddrPort, error) {
 	ctx, cancel := context.WithTimeout(ctx, relayAskTimeout)
 	defer cancel()
+	fail := func(what string, err error) (netip.AddrPort, error) {
+		r.a.log.Debug("relay: asking the other end failed", "to", to.Short(), "what", what, "err", err)
+		return netip.AddrPort{}, errors.New(what)
+	}
 	s, err := r.a.tr.OpenStream(ctx, addr, to.Ed25519(), protoRelay)
 	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("the relay could not reach the device asked for: %w", err)
+		return fail("the relay could not reach the device asked for", err)
 	}
 	defer s.Close()
 	if dl, ok := ctx.Deadline(); ok {
 		s.SetDeadline(dl)
 	}
 	if err := writeJSON(s, relayMsg{Op: relayOpOffer, From: &from, Session: sessionString(id)}); err != nil {
-		return netip.AddrPort{}, fmt.Errorf("the relay could not ask the device asked for: %w", err)
+		return fail("the relay could not ask the device asked for", err)
 	}
 	b, err := transport.ReadFrame(s, relayFrameMax)
 	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("the device asked for did not answer the relay: %w", err)
+		return fail("the device asked for did not answer the relay", err)
 	}
 	ans, _, err := decodeRelayAnswer(b, false)
 	if err != nil {
-		return netip.AddrPort{}, err
+		return fail("the device asked for answered the relay with nonsense", err)
 	}
 	if !ans.OK {
 		return netip.AddrPort{}, fmt.Errorf("the device asked for refused: %s", ans.Reason)
@@ -615,7 +624,8 @@ func (r *relayService) consent(via seed.DevicePublic, viaAddr netip.AddrPort, fr
 		return relayAnswer{Reason: "unknown relay"}
 	}
 	if err := r.install(from, id, viaAddr, relay); err != nil {
-		return relayAnswer{Reason: err.Error()}
+		r.a.log.Debug("relay: could not take a relayed path", "from", from.Short(), "via", via.Short(), "err", err)
+		return relayAnswer{Reason: "the device asked for cannot take another relayed path now"}
 	}
 	r.a.log.Info("relay: path through a relay", "peer", p.DeviceID.Short(), "via", relay.Name)
 	return relayAnswer{OK: true}
