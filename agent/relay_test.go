@@ -362,6 +362,9 @@ func FuzzDecodeRelayMsg(f *testing.F) {
 	f.Add([]byte(`{"ok":false,"reason":"\u001b[31mred"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if m, id, err := decodeRelayMsg(b); err == nil {
+			if m.Op == relayOpEcho && (m.Text == "" || len(m.Text) > maxEcho || m.To != nil || m.From != nil) || m.Op != relayOpEcho && m.Text != "" {
+				t.Fatalf("decodeRelayMsg(%q) = %+v: a bad echo", b, m)
+			}
 			if (m.Op == relayOpOpen) == (m.To == nil) || (m.Op == relayOpOffer && (m.From == nil || sessionString(id) != strings.ToLower(m.Session))) {
 				t.Fatalf("decodeRelayMsg(%q) = %+v, %x", b, m, id)
 			}
