@@ -143,6 +143,9 @@ func testRelayPath(t *testing.T, a, b, c *Transport, r *testRelay, relayAddr net
 	if err := a.WriteDatagram([]byte{0x10}, virt); err == nil {
 		t.Fatal("a datagram to a virtual address without a route was sent")
 	}
+	// and a connection still on it ends at its next write.
+	_, _ = s.Write([]byte("after the route went"))
+	waitDone(t, s.Conn(), "the connection on a removed route")
 }
 
 // A and B reach each other only through R, on real UDP sockets (where
