@@ -133,6 +133,15 @@ type Config struct {
 	// Version is the build's version, which the agent tells the local
 	// API ("kith version"). Default: none.
 	Version string
+	// Relay says whose datagrams this device relays for others (relay.go):
+	// RelayOwn (the default), RelayFriends or RelayOff.
+	Relay RelayPolicy
+	// RelayRate is the bytes per second one relayed session may carry.
+	// Default DefaultRelayRate.
+	RelayRate int64
+	// RelayQuota is the bytes all relayed sessions may carry per
+	// RelayQuotaWindow (24 h). Default DefaultRelayQuota.
+	RelayQuota int64
 }
 
 // Defaults.
@@ -177,6 +186,12 @@ func (c Config) Validate() error {
 	if c.InviteTTL < 0 || c.InviteTTL > MaxInviteTTL {
 		return fmt.Errorf("agent: invite lifetime %v is outside 0..%v", c.InviteTTL, MaxInviteTTL)
 	}
+	if _, err := ParseRelayPolicy(string(c.Relay)); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	if c.RelayRate < 0 || c.RelayQuota < 0 {
+		return fmt.Errorf("agent: relay rate %d and quota %d must not be negative", c.RelayRate, c.RelayQuota)
+	}
 	return nil
 }
 
@@ -195,6 +210,13 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	c.Relay, _ = ParseRelayPolicy(string(c.Relay))
+	if c.RelayRate == 0 {
+		c.RelayRate = DefaultRelayRate
+	}
+	if c.RelayQuota == 0 {
+		c.RelayQuota = DefaultRelayQuota
 	}
 }
 
@@ -215,6 +237,7 @@ type Agent struct {
 	udp        net.PacketConn  // the socket the agent bound (nil with Config.PacketConn); closed by release
 	portmap    *portmap.Mapper // nil when off, for the reason in portmapOff
 	portmapOff string
+	relay      *relayService
 
 	presence *presence.Presence
 
@@ -247,6 +270,7 @@ func New(cfg Config, dev *device.Device, st *store.Store) (*Agent, error) {
 	}
 	a.pair = newPairer(a)
 	a.disc = newDiscoverer(a)
+	a.relay = newRelayService(a, cfg)
 	if err := a.registerProtocols(); err != nil {
 		return nil, err
 	}
@@ -311,13 +335,22 @@ var handshakeRate float64
 
 // registerProtocols fills the stream table.
 func (a *Agent) registerProtocols() error {
-	return a.streams.register(Protocol{
-		ID: protoPairing, Name: "pairing",
-		Openers:    OpenOwn | OpenFriend | OpenStranger,
-		Deadline:   30 * time.Second,
-		MaxStreams: 16,
-		Handle:     a.pair.serve,
-	})
+	return errors.Join(
+		a.streams.register(Protocol{
+			ID: protoPairing, Name: "pairing",
+			Openers:    OpenOwn | OpenFriend | OpenStranger,
+			Deadline:   30 * time.Second,
+			MaxStreams: 16,
+			Handle:     a.pair.serve,
+		}),
+		a.streams.register(Protocol{
+			ID: protoRelay, Name: "relay",
+			Openers:    OpenOwn | OpenFriend,
+			Deadline:   3 * relayAskTimeout,
+			MaxStreams: 16,
+			Handle:     a.relay.serve,
+		}),
+	)
 }
 
 // Addr is the agent's UDP address.
@@ -411,6 +444,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.portmap != nil {
 		service("portmap", a.portmap.Run)
 	}
+	service("relay", a.relay.run)
 	a.log.Info("agent running", "listen", a.Addr().String(), "user", a.dev.Identity.UserID, "device", a.dev.Identity.DeviceID)
 	<-ctx.Done()
 	// Closing the transport ends serveConns' Accept.
@@ -520,10 +554,19 @@ func (a *Agent) dropSource(from netip.AddrPort, quic bool) bool {
 }
 
 // datagram hands non-QUIC packets to their service: LAN beacons to
-// discovery, heartbeats and STUN to presence.
+// discovery, relay datagrams of sessions this device relays to the relay
+// (those of our own relayed paths the transport unwrapped already),
+// heartbeats and STUN to presence.
 func (a *Agent) datagram(pkt []byte, from netip.AddrPort) {
-	if len(pkt) > 0 && pkt[0] == typeBeacon {
+	if len(pkt) == 0 {
+		return
+	}
+	switch pkt[0] {
+	case typeBeacon:
 		a.disc.handle(pkt, from)
+		return
+	case transport.RelayData, transport.RelayRefresh:
+		a.relay.datagram(pkt, from)
 		return
 	}
 	a.presence.HandleDatagram(pkt, from)

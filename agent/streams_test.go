@@ -104,7 +104,7 @@ func TestFriendStreamsAdmitted(t *testing.T) {
 	a := startAgent(t, newPhrase(t), 0, "alice", "127.0.0.2", func(a *Agent) {
 		register(t, a, Protocol{ID: 0x02, Name: "friends", Openers: OpenFriend,
 			Handle: func(_ context.Context, s *transport.Stream) { s.Write([]byte("hello friend")) }})
-		register(t, a, Protocol{ID: 0x03, Name: "own-only", Openers: OpenOwn,
+		register(t, a, Protocol{ID: 0x7d, Name: "own-only", Openers: OpenOwn,
 			Handle: func(_ context.Context, s *transport.Stream) { s.Write([]byte("own")) }})
 	})
 	b := startAgent(t, newPhrase(t), 0, "bob", "127.0.0.3")
@@ -116,7 +116,7 @@ func TestFriendStreamsAdmitted(t *testing.T) {
 	if err != nil || string(got) != "hello friend" {
 		t.Fatalf("a friend's admitted stream: %q, %v", got, err)
 	}
-	refused(t, openRaw(t, b, a, []byte{0x03}), "an own-devices protocol from a friend")
+	refused(t, openRaw(t, b, a, []byte{0x7d}), "an own-devices protocol from a friend")
 }
 
 // A protocol with a listener hands its streams to Accept, and the limit on
