@@ -122,6 +122,10 @@ type Config struct {
 	// Version is the build's version, which the agent tells the local
 	// API ("kith version"). Default: none.
 	Version string
+	// Introduce is whom this device introduces to each other for hole
+	// punching (introduce.go): IntroduceOwn (the default), IntroduceFriends
+	// or IntroduceOff (kith run --introduce).
+	Introduce string
 }
 
 // Defaults.
@@ -160,6 +164,11 @@ func (c Config) Validate() error {
 	if c.Heartbeat != 0 && c.Heartbeat < MinHeartbeat {
 		return fmt.Errorf("agent: heartbeat %v is shorter than %v", c.Heartbeat, MinHeartbeat)
 	}
+	switch c.Introduce {
+	case "", IntroduceOwn, IntroduceFriends, IntroduceOff:
+	default:
+		return fmt.Errorf("agent: introduce policy %q is not own, friends or off", c.Introduce)
+	}
 	if c.InviteTTL < 0 || c.InviteTTL > MaxInviteTTL {
 		return fmt.Errorf("agent: invite lifetime %v is outside 0..%v", c.InviteTTL, MaxInviteTTL)
 	}
@@ -179,6 +188,9 @@ func (c *Config) setDefaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.Introduce == "" {
+		c.Introduce = IntroduceOwn
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -197,6 +209,12 @@ type Agent struct {
 	ctl     net.Listener
 	streams registry
 	paths   *paths
+	intro   introducer // introductions asked of us, and candidate sets taken
+	reach   *reacher   // when to punch (reach.go)
+	keep    keepaliveCounters
+	// keepEvery is the keepalive interval; zero means keepaliveEvery.
+	// Tests shorten it before Run.
+	keepEvery time.Duration
 
 	presence *presence.Presence
 
@@ -228,6 +246,7 @@ func New(cfg Config, dev *device.Device, st *store.Store) (*Agent, error) {
 		return nil, err
 	}
 	a.pair = newPairer(a)
+	a.reach = newReacher(a)
 	if err := a.registerProtocols(); err != nil {
 		return nil, err
 	}
@@ -280,12 +299,21 @@ var handshakeRate float64
 
 // registerProtocols fills the stream table.
 func (a *Agent) registerProtocols() error {
-	return a.streams.register(Protocol{
+	if err := a.streams.register(Protocol{
 		ID: protoPairing, Name: "pairing",
 		Openers:    OpenOwn | OpenFriend | OpenStranger,
 		Deadline:   30 * time.Second,
 		MaxStreams: 16,
 		Handle:     a.pair.serve,
+	}); err != nil {
+		return err
+	}
+	return a.streams.register(Protocol{
+		ID: protoIntroduce, Name: "introduce",
+		Openers:    OpenOwn | OpenFriend,
+		Deadline:   2 * introTimeout,
+		MaxStreams: 16,
+		Handle:     a.serveIntroduce,
 	})
 }
 
@@ -371,6 +399,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	service("persist", a.persist)
 	service("strangers", a.closeStrangers)
 	service("addresses", func(ctx context.Context) error { return a.book.run(ctx) })
+	service("reach", a.reach.run)
+	service("keepalive", a.keepalive)
 	a.log.Info("agent running", "listen", a.Addr().String(), "user", a.dev.Identity.UserID, "device", a.dev.Identity.DeviceID)
 	<-ctx.Done()
 	// Closing the transport ends serveConns' Accept.
@@ -479,8 +509,12 @@ func (a *Agent) dropSource(from netip.AddrPort, quic bool) bool {
 	return !(quic && (a.pair.open() || a.pair.dialingAddr(from)))
 }
 
-// datagram hands non-QUIC packets, heartbeats and STUN, to presence.
+// datagram hands non-QUIC packets, heartbeats and STUN, to presence;
+// keepalives are dropped.
 func (a *Agent) datagram(pkt []byte, from netip.AddrPort) {
+	if len(pkt) > 0 && pkt[0] == typeKeepalive {
+		return
+	}
 	a.presence.HandleDatagram(pkt, from)
 }
 

@@ -1,0 +1,368 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kith-project/kith/internal/memnet"
+	"github.com/kith-project/kith/internal/transport"
+	"github.com/kith-project/kith/seed"
+)
+
+// The NAT lab on the in-memory network: two homes behind routers, and a
+// public friend of both that may introduce them.
+var (
+	labPubA   = netip.MustParseAddr("198.51.100.1")
+	labPubB   = netip.MustParseAddr("198.51.100.2")
+	labHomeA  = netip.MustParsePrefix("10.201.1.0/24")
+	labHomeB  = netip.MustParsePrefix("10.201.2.0/24")
+	labInA    = netip.MustParseAddrPort("10.201.1.2:7117")
+	labInB    = netip.MustParseAddrPort("10.201.2.2:7117")
+	labServer = netip.MustParseAddrPort("203.0.113.10:7117")
+)
+
+// protoEcho is a test protocol that echoes one frame.
+const protoEcho byte = 0x7e
+
+type natLab struct {
+	net          *memnet.Network
+	natA, natB   *memnet.NAT
+	pub, hA, hB  *testAgent
+	connA, connB *memnet.Conn
+}
+
+// fastReach makes the reach service quick enough for tests, and adds the
+// echo protocol.
+func fastReach(a *Agent) {
+	a.reach.backoff = []time.Duration{300 * time.Millisecond, 600 * time.Millisecond, time.Second}
+	a.reach.punchFor = 2 * time.Second
+	a.streams.register(Protocol{ID: protoEcho, Name: "echo", Openers: OpenOwn | OpenFriend, Deadline: 10 * time.Second,
+		Handle: func(_ context.Context, s *transport.Stream) {
+			if b, err := transport.ReadFrame(s, 64); err == nil {
+				transport.WriteFrame(s, b)
+			}
+		}})
+}
+
+func labAgent(t *testing.T, n *memnet.Network, addr netip.AddrPort, name, introduce string) (*testAgent, *memnet.Conn) {
+	t.Helper()
+	pc, err := n.Listen(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	cfg := Config{PacketConn: pc, Heartbeat: 200 * time.Millisecond, Introduce: introduce}
+	return startWith(t, cfg, newPhrase(t), 0, name, fastReach), pc
+}
+
+// newNATLab pairs hA, hB and pub (three users, all friends) on an open
+// network, then moves hA and hB behind their NATs: from then on the two
+// can meet only through pub.
+func newNATLab(t *testing.T, mappingB memnet.Mapping, pubPolicy string) *natLab {
+	t.Helper()
+	l := &natLab{net: memnet.New(memnet.Options{Seed: 3})}
+	t.Cleanup(func() { l.net.Close() })
+	var err error
+	if l.natA, err = l.net.AddNAT(memnet.NATConfig{Public: labPubA, Inside: labHomeA}); err != nil {
+		t.Fatal(err)
+	}
+	if l.natB, err = l.net.AddNAT(memnet.NATConfig{Public: labPubB, Inside: labHomeB, Mapping: mappingB}); err != nil {
+		t.Fatal(err)
+	}
+	l.pub, _ = labAgent(t, l.net, labServer, "pub", pubPolicy)
+	l.hA, l.connA = labAgent(t, l.net, netip.MustParseAddrPort("203.0.113.1:7117"), "hA", "")
+	l.hB, l.connB = labAgent(t, l.net, netip.MustParseAddrPort("203.0.113.2:7117"), "hB", "")
+	pairAgents(t, l.hA, l.hB)
+	pairAgents(t, l.hA, l.pub)
+	pairAgents(t, l.hB, l.pub)
+	if err := l.connA.Rebind(labInA); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.connB.Rebind(labInB); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func dev(a *testAgent) seed.DevicePublic { return a.dev.Cert.Device }
+
+// pathTo is a's path to b now, and whether b is online.
+func pathTo(a, b *testAgent) (PathKind, bool) {
+	for _, ps := range a.presence.Status() {
+		if ps.Device.Equal(dev(b)) {
+			kind, _ := a.paths.of(ps.Device, ps.Addr, a.lanPrefixes())
+			return kind, ps.Online
+		}
+	}
+	return "", false
+}
+
+func punched(a, b *testAgent) bool {
+	k, on := pathTo(a, b)
+	return on && k == PathPunched
+}
+
+// echo opens a stream from a to b at the address a's book holds and
+// checks that one frame comes back.
+func echo(t *testing.T, a, b *testAgent) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	s, err := a.tr.OpenStream(ctx, a.bookAddr(dev(b)), dev(b).Ed25519(), protoEcho)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	s.SetDeadline(time.Now().Add(15 * time.Second))
+	if err := transport.WriteFrame(s, []byte("ping")); err != nil {
+		return err
+	}
+	got, err := transport.ReadFrame(s, 64)
+	if err != nil {
+		return err
+	}
+	if string(got) != "ping" {
+		return errors.New("echo came back wrong")
+	}
+	return nil
+}
+
+func waitLong(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not after %v", what, d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Two homes behind port-preserving NATs, a public friend that introduces
+// friends: a punched path, streams over it, and it outlives the
+// introducer; a renumbered home is found again and punched again.
+func TestPunchThroughPortPreservingNATs(t *testing.T) {
+	l := newNATLab(t, memnet.EndpointIndependent, IntroduceFriends)
+	at := time.Now()
+	waitLong(t, "hA and hB on a punched path both ways", 60*time.Second, func() bool {
+		return punched(l.hA, l.hB) && punched(l.hB, l.hA)
+	})
+	t.Logf("punched %v after both moved behind their NATs", time.Since(at).Round(time.Millisecond))
+	if got := l.hA.bookAddr(dev(l.hB)); got != netip.AddrPortFrom(labPubB, 7117) {
+		t.Errorf("hA keeps hB at %s, want its NAT's mapping %s:7117", got, labPubB)
+	}
+	if err := echo(t, l.hA, l.hB); err != nil {
+		t.Fatalf("stream hA → hB over the punched path: %v", err)
+	}
+	if err := echo(t, l.hB, l.hA); err != nil {
+		t.Fatalf("stream hB → hA over the punched path: %v", err)
+	}
+
+	// The introducer goes away; the path stays.
+	l.pub.stop()
+	since := time.Now()
+	waitLong(t, "three seconds with pub stopped", 10*time.Second, func() bool { return time.Since(since) > 3*time.Second })
+	if !punched(l.hA, l.hB) || !punched(l.hB, l.hA) {
+		t.Fatal("the punched path was lost when the introducer stopped")
+	}
+	if err := echo(t, l.hA, l.hB); err != nil {
+		t.Fatalf("stream with pub stopped: %v", err)
+	}
+}
+
+func TestPunchedPathComesBackAfterRenumbering(t *testing.T) {
+	l := newNATLab(t, memnet.EndpointIndependent, IntroduceFriends)
+	waitLong(t, "first punched path", 60*time.Second, func() bool { return punched(l.hA, l.hB) && punched(l.hB, l.hA) })
+	renumbered := netip.MustParseAddr("198.51.100.11")
+	l.natA.Renumber(renumbered)
+	at := time.Now()
+	waitLong(t, "hB follows hA to its new address on a punched path", 60*time.Second, func() bool {
+		return punched(l.hB, l.hA) && punched(l.hA, l.hB) && l.hB.bookAddr(dev(l.hA)).Addr() == renumbered
+	})
+	t.Logf("punched again %v after renumbering; hB's NAT filtered %d packets", time.Since(at).Round(time.Millisecond), l.natB.Stats().Filtered)
+	if err := echo(t, l.hB, l.hA); err != nil {
+		t.Fatalf("stream after renumbering: %v", err)
+	}
+	if got := l.pub.bookAddr(dev(l.hA)); got.Addr() != renumbered {
+		t.Errorf("pub keeps hA at %s, want %s", got, renumbered)
+	}
+}
+
+// One side symmetric: each try fails, and after three the fallback is
+// called; no punched path is claimed.
+func TestPunchFailsCleanlyThroughSymmetricNAT(t *testing.T) {
+	l := newNATLab(t, memnet.EndpointDependent, IntroduceFriends)
+	waitLong(t, "fallback called after three tries", 90*time.Second, func() bool {
+		return l.hA.reachStats().Fallbacks >= 1 && l.hB.reachStats().Fallbacks >= 1
+	})
+	if k, on := pathTo(l.hA, l.hB); on || k == PathPunched {
+		t.Fatalf("hA reports hB %s online=%v through a symmetric NAT", k, on)
+	}
+	if l.hA.reachStats().PunchesSent == 0 {
+		t.Fatal("no punch packet was sent")
+	}
+	if l.natB.Stats().Filtered == 0 {
+		t.Fatal("the symmetric NAT filtered nothing: the test did not punch")
+	}
+}
+
+// askIntroduction has from ask via to introduce it to target.
+func askIntroduction(t *testing.T, from, via, target *testAgent) error {
+	t.Helper()
+	p, ok := from.book.peerFor(dev(via))
+	if !ok {
+		p = Peer{Addr: via.Addr().String()}
+		p.DeviceID = dev(via)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := from.introduce(ctx, p, dev(target))
+	return err
+}
+
+// Introducer policies, on an open network: own refuses two friends, off
+// refuses all, friends introduces; strangers, blocked friends and
+// unknown targets are refused.
+func TestIntroducerPolicy(t *testing.T) {
+	n := memnet.New(memnet.Options{})
+	t.Cleanup(func() { n.Close() })
+	own, _ := labAgent(t, n, netip.MustParseAddrPort("203.0.113.20:7117"), "own", IntroduceOwn)
+	off, _ := labAgent(t, n, netip.MustParseAddrPort("203.0.113.21:7117"), "off", IntroduceOff)
+	fr, _ := labAgent(t, n, netip.MustParseAddrPort("203.0.113.22:7117"), "friends", IntroduceFriends)
+	a, _ := labAgent(t, n, netip.MustParseAddrPort("203.0.113.1:7117"), "a", "")
+	b, _ := labAgent(t, n, netip.MustParseAddrPort("203.0.113.2:7117"), "b", "")
+	stranger, _ := labAgent(t, n, netip.MustParseAddrPort("203.0.113.3:7117"), "stranger", "")
+	for _, via := range []*testAgent{own, off, fr} {
+		pairAgents(t, a, via)
+		pairAgents(t, b, via)
+	}
+	pairAgents(t, a, b)
+	pairAgents(t, stranger, b)
+	waitLong(t, "everyone online at the introducers", 30*time.Second, func() bool {
+		for _, via := range []*testAgent{own, off, fr} {
+			on := via.onlineSet()
+			if !on[dev(a)] || !on[dev(b)] {
+				return false
+			}
+		}
+		return true
+	})
+	cases := []struct {
+		via  *testAgent
+		from *testAgent
+		want string // in the error; "" for success
+	}{
+		{own, a, "--introduce own"},
+		{off, a, "--introduce off"},
+		{fr, a, ""},
+		{fr, stranger, "stranger"}, // never paired with fr: no connection at all
+	}
+	for _, c := range cases {
+		err := askIntroduction(t, c.from, c.via, b)
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s through %s: %v", c.from.dev.Identity.Name, c.via.dev.Identity.Name, err)
+		case c.want == "stranger" && err == nil:
+			t.Errorf("a stranger was introduced by %s", c.via.dev.Identity.Name)
+		case c.want != "" && c.want != "stranger" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%s through %s: err %v, want a refusal naming %q", c.from.dev.Identity.Name, c.via.dev.Identity.Name, err, c.want)
+		}
+	}
+	// A target the introducer does not know.
+	if err := askIntroduction(t, b, fr, stranger); err == nil || !strings.Contains(err.Error(), "does not know") {
+		t.Errorf("introduction to a device the introducer does not know: %v", err)
+	}
+	// A blocked friend cannot use the introducer.
+	if _, err := fr.friendAction("block", a.dev.Identity.UserID.ID()); err != nil {
+		t.Fatal(err)
+	}
+	if err := askIntroduction(t, a, fr, b); err == nil {
+		t.Error("a blocked friend was introduced")
+	}
+}
+
+func TestCandidateSetsForgedOrReplayedAreRefused(t *testing.T) {
+	_, _, da := newDevice(t, newPhrase(t), 0, "a")
+	_, _, db := newDevice(t, newPhrase(t), 0, "b")
+	_, _, dc := newDevice(t, newPhrase(t), 0, "c")
+	now := time.Now()
+	addrs := []netip.AddrPort{netip.MustParseAddrPort("198.51.100.1:7117"), netip.MustParseAddrPort("[2001:db8::1]:7117")}
+	keyA, pa, pb, pc := da.Device.Ed25519(), da.Cert.Device, db.Cert.Device, dc.Cert.Device
+	set := signCandidates(keyA, pb, now, addrs)
+	var g candidateGuard
+	c, err := g.accept(set, pa, pb, now)
+	if err != nil || !slices.Equal(c.Addrs, addrs) {
+		t.Fatalf("a good set: %+v %v", c, err)
+	}
+	if _, err := g.accept(set, pa, pb, now); err == nil || !strings.Contains(err.Error(), "replayed") {
+		t.Errorf("the same set again: %v", err)
+	}
+	older := signCandidates(keyA, pb, now.Add(-time.Second), addrs)
+	if _, err := g.accept(older, pa, pb, now); err == nil {
+		t.Error("an older set was taken after a newer one")
+	}
+	forged := slices.Clone(signCandidates(keyA, pb, now.Add(time.Second), addrs))
+	forged[candHeader] ^= 1 // another address
+	if _, err := g.accept(forged, pa, pb, now); err == nil || !strings.Contains(err.Error(), "signature") {
+		t.Errorf("a changed address: %v", err)
+	}
+	if _, err := g.accept(signCandidates(keyA, pc, now.Add(2*time.Second), addrs), pa, pb, now); err == nil {
+		t.Error("a set made for another device was taken")
+	}
+	if _, err := g.accept(signCandidates(keyA, pb, now.Add(3*time.Second), addrs), pc, pb, now); err == nil {
+		t.Error("a set signed by another device than the one introduced was taken")
+	}
+	if _, err := g.accept(signCandidates(keyA, pb, now.Add(-time.Hour), addrs), pa, pb, now); err == nil {
+		t.Error("an hour-old set was taken")
+	}
+	if _, err := g.accept(signCandidates(keyA, pb, now.Add(4*time.Second), addrs), pa, pb, now); err != nil {
+		t.Errorf("a newer good set: %v", err)
+	}
+}
+
+func FuzzCandidates(f *testing.F) {
+	key := seed.DevicePublic{}
+	_, _, d := newDevice(f, newPhrase(f), 0, "f")
+	f.Add(signCandidates(d.Device.Ed25519(), key, time.Unix(1e9, 0), []netip.AddrPort{netip.MustParseAddrPort("192.0.2.1:1")}))
+	f.Add([]byte{1})
+	f.Add(make([]byte, candHeader+candAddrLen+candSigLen))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := decodeCandidates(b)
+		if err != nil {
+			return
+		}
+		if len(c.Addrs) == 0 || len(c.Addrs) > maxCandidates {
+			t.Fatalf("decoded %d addresses", len(c.Addrs))
+		}
+		c.verify()
+	})
+}
+
+func FuzzIntroFrame(f *testing.F) {
+	f.Add([]byte(`{"op":"request","peer":"` + strings.Repeat("ab", 32) + `","cands":"AQI="}`))
+	f.Add([]byte(`{"op":"reply","cands":"AQI=","seen":"198.51.100.1:7117","at":1}`))
+	f.Add([]byte(`{"op":"answer","code":"policy","error":"no"}`))
+	f.Add([]byte(`{"op":"offer"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fr, err := decodeIntroFrame(b)
+		if err != nil {
+			return
+		}
+		if len(fr.Error) > maxIntroError {
+			t.Fatal("long error accepted")
+		}
+		if fr.Op == "offer" {
+			if _, err := netip.ParseAddrPort(fr.Seen); err != nil {
+				t.Fatal("offer without an address accepted")
+			}
+		}
+	})
+}
+
+
+
