@@ -363,6 +363,3 @@ func FuzzIntroFrame(f *testing.F) {
 		}
 	})
 }
-
-
-
