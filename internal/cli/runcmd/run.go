@@ -68,8 +68,14 @@ KITH_PASSPHRASE or a prompt.
 
 Every flag can also be set in the environment, as a service unit does:
 KITH_LISTEN, KITH_HEARTBEAT, KITH_STUN (several separated by commas or
-spaces), KITH_QUIET (true or false) and KITH_LOG_LEVEL. A flag given on the
-command line wins over its variable.`,
+spaces), KITH_QUIET (true or false), KITH_INTRODUCE and KITH_LOG_LEVEL. A
+flag given on the command line wins over its variable.
+
+--introduce says whom this device introduces to each other, so that two
+devices behind NATs can open a direct path (hole punching): "own" (the
+default) introduces two devices of which at least one is your own; "friends"
+also introduces two of your friends' devices to each other, which tells each
+that the other knows you and where it is; "off" introduces nobody.`,
 		Example: `  kith run --listen 0.0.0.0:7117
   kith --home /tmp/b run --listen 127.0.0.3:7117 --heartbeat 5s`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -97,6 +103,11 @@ command line wins over its variable.`,
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 				return badInputf(h, "--log-level %q: use debug, info, warn or error", logLevel)
+			}
+			switch cfg.Introduce {
+			case agent.IntroduceOwn, agent.IntroduceFriends, agent.IntroduceOff:
+			default:
+				return badInputf(h, "--introduce %q: use own, friends or off", cfg.Introduce)
 			}
 			cfg.Version = h.Version()
 			cfg.Logger = slog.New(slog.NewTextHandler(h.Stderr(), &slog.HandlerOptions{Level: level}))
@@ -143,6 +154,7 @@ command line wins over its variable.`,
 	cmd.Flags().DurationVar(&cfg.Heartbeat, "heartbeat", agent.DefaultHeartbeat, "mean heartbeat interval T; heartbeats go at random between T/2 and 3T/2")
 	cmd.Flags().StringArrayVar(&stun, "stun", nil, "a STUN server to learn the public address from, HOST:PORT with a name or an address (repeatable)")
 	cmd.Flags().BoolVar(&cfg.Quiet, "quiet", false, "quiet mode: outside short windows, strangers get no answer at all")
+	cmd.Flags().StringVar(&cfg.Introduce, "introduce", agent.IntroduceOwn, "whom this device introduces to each other for hole punching: own, friends or off")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	cmd.Flags().DurationVar(&skew, "clock-skew", 0, "testing: run the agent's clock this far ahead of the system clock")
 	cmd.Flags().MarkHidden("clock-skew")
@@ -161,6 +173,7 @@ var EnvVars = map[string]string{
 	"heartbeat": "KITH_HEARTBEAT",
 	"stun":      "KITH_STUN",
 	"quiet":     "KITH_QUIET",
+	"introduce": "KITH_INTRODUCE",
 	"log-level": "KITH_LOG_LEVEL",
 }
 
