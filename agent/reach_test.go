@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"math"
 	"net/netip"
 	"slices"
 	"strings"
@@ -49,7 +50,7 @@ func fastReach(a *Agent) {
 		}})
 }
 
-func labAgent(t *testing.T, n *memnet.Network, addr netip.AddrPort, name, introduce string) (*testAgent, *memnet.Conn) {
+func labAgent(t testing.TB, n *memnet.Network, addr netip.AddrPort, name, introduce string) (*testAgent, *memnet.Conn) {
 	t.Helper()
 	return labAgentWith(t, n, addr, name, introduce, labOptions{})
 }
@@ -60,7 +61,7 @@ type labOptions struct {
 	heartbeat, natTimeout, keepEvery time.Duration
 }
 
-func labAgentWith(t *testing.T, n *memnet.Network, addr netip.AddrPort, name, introduce string, o labOptions) (*testAgent, *memnet.Conn) {
+func labAgentWith(t testing.TB, n *memnet.Network, addr netip.AddrPort, name, introduce string, o labOptions) (*testAgent, *memnet.Conn) {
 	t.Helper()
 	hb := o.heartbeat
 	if hb == 0 {
@@ -78,12 +79,12 @@ func labAgentWith(t *testing.T, n *memnet.Network, addr netip.AddrPort, name, in
 // newNATLab pairs hA, hB and pub (three users, all friends) on an open
 // network, then moves hA and hB behind their NATs: from then on the two
 // can meet only through pub.
-func newNATLab(t *testing.T, mappingB memnet.Mapping, pubPolicy string) *natLab {
+func newNATLab(t testing.TB, mappingB memnet.Mapping, pubPolicy string) *natLab {
 	t.Helper()
 	return newNATLabWith(t, mappingB, pubPolicy, labOptions{})
 }
 
-func newNATLabWith(t *testing.T, mappingB memnet.Mapping, pubPolicy string, o labOptions) *natLab {
+func newNATLabWith(t testing.TB, mappingB memnet.Mapping, pubPolicy string, o labOptions) *natLab {
 	t.Helper()
 	l := &natLab{net: memnet.New(memnet.Options{Seed: 3})}
 	t.Cleanup(func() { l.net.Close() })
@@ -152,7 +153,7 @@ func echo(t *testing.T, a, b *testAgent) error {
 	return nil
 }
 
-func waitLong(t *testing.T, what string, d time.Duration, cond func() bool) {
+func waitLong(t testing.TB, what string, d time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
@@ -431,4 +432,55 @@ func TestNoKeepaliveWithoutNAT(t *testing.T) {
 	if got := a.keep.sent.Load() + b.keep.sent.Load(); got != 0 {
 		t.Fatalf("%d keepalives between two public devices", got)
 	}
+}
+
+// BenchmarkPunchedPath measures the time from both agents (re)starting
+// behind their NATs, both renumbered (so that neither's stored address of
+// the other is any use and they must meet through pub), to a punched path
+// both ways, with the default heartbeat (15 s) and reach settings. Run it
+// as
+//
+//	go test -run '^$' -bench BenchmarkPunchedPath -benchtime 20x ./agent
+func BenchmarkPunchedPath(b *testing.B) {
+	l := newNATLab(b, memnet.EndpointIndependent, IntroduceFriends)
+	waitLong(b, "first punched path", 60*time.Second, func() bool { return punched(l.hA, l.hB) && punched(l.hB, l.hA) })
+	var took []time.Duration
+	i := 0
+	for b.Loop() {
+		i++
+		l.hA.stop()
+		l.hB.stop()
+		l.connA.Close()
+		l.connB.Close()
+		l.natA.Renumber(netip.AddrFrom4([4]byte{198, 51, 100, byte(10 + i%100)}))
+		l.natB.Renumber(netip.AddrFrom4([4]byte{198, 51, 100, byte(120 + i%100)}))
+		var err error
+		if l.connA, err = l.net.Listen(labInA); err != nil {
+			b.Fatal(err)
+		}
+		if l.connB, err = l.net.Listen(labInB); err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		l.hA = restart(b, l.hA, Config{PacketConn: l.connA})
+		l.hB = restart(b, l.hB, Config{PacketConn: l.connB})
+		waitLong(b, "punched path after restart", 60*time.Second, func() bool { return punched(l.hA, l.hB) && punched(l.hB, l.hA) })
+		took = append(took, time.Since(start))
+	}
+	slices.Sort(took)
+	// Nearest rank: the smallest time at least p of the runs took.
+	q := func(p float64) float64 {
+		k := int(math.Ceil(p*float64(len(took)))) - 1
+		return float64(took[max(k, 0)].Microseconds()) / 1000
+	}
+	slow := 0
+	for _, d := range took {
+		if d > 2*time.Second {
+			slow++
+		}
+	}
+	b.ReportMetric(float64(slow), "runs>2s")
+	b.ReportMetric(q(0.5), "p50-ms")
+	b.ReportMetric(q(0.99), "p99-ms")
+	b.ReportMetric(float64(took[len(took)-1].Microseconds())/1000, "max-ms")
 }
