@@ -129,11 +129,12 @@ func (r *reacher) scan(ctx context.Context, wg *sync.WaitGroup) {
 	if len(online) == 0 {
 		return
 	}
-	lans := a.lanPrefixes()
 	for _, ps := range status {
 		need := !ps.Online
 		if !need {
-			kind, _ := a.paths.of(ps.Device, ps.Addr, lans)
+			// A relayed path is recorded at its exact address: no need
+			// for our networks' prefixes to tell it.
+			kind, _ := a.paths.of(ps.Device, ps.Addr, nil)
 			need = kind == PathRelay
 		}
 		r.mu.Lock()
