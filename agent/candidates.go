@@ -232,18 +232,23 @@ func (c candidateSet) verify() bool {
 }
 
 // candidateGuard refuses candidate sets that are not for us, forged,
-// replayed or stale: each signer's sets must come in signing order, and
-// within maxCandidateAge of our clock. It remembers the newest signing
-// time per signer, for this run (the age bound covers a restart). Its
-// methods are safe for concurrent use.
+// replayed or stale: a set is taken once, and only within
+// maxCandidateAge of our clock. Two introductions of the same pair may
+// cross (both sides ask at once), so a set older than one already taken
+// is not a replay as long as it was never taken itself. It remembers the
+// signing times taken per signer, for maxCandidateAge (the age bound
+// covers a restart). Its methods are safe for concurrent use.
 type candidateGuard struct {
-	mu     sync.Mutex
-	newest map[seed.DevicePublic]time.Time // guarded by mu
+	mu   sync.Mutex
+	seen map[seed.DevicePublic][]time.Time // guarded by mu
 }
 
-// maxGuarded bounds the signers remembered; each is a known device, so
-// this is only a backstop.
-const maxGuarded = 4096
+// Bounds of the guard; each signer is a known device, so these are only
+// backstops.
+const (
+	maxGuarded     = 4096
+	maxSeenPerPeer = 32
+)
 
 // accept decodes and checks the set b, which must come from the device
 // from and be for us (self), at now by our clock.
@@ -266,19 +271,25 @@ func (g *candidateGuard) accept(b []byte, from, self seed.DevicePublic, now time
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.newest == nil {
-		g.newest = map[seed.DevicePublic]time.Time{}
+	if g.seen == nil {
+		g.seen = map[seed.DevicePublic][]time.Time{}
 	}
-	if last, ok := g.newest[from]; ok && !c.At.After(last) {
-		return c, fmt.Errorf("%w: replayed (not newer than the last set taken)", errCandidates)
+	fresh := func(t time.Time) bool { return now.Sub(t) <= 2*maxCandidateAge }
+	kept := slices.DeleteFunc(g.seen[from], func(t time.Time) bool { return !fresh(t) })
+	if slices.ContainsFunc(kept, c.At.Equal) {
+		g.seen[from] = kept
+		return c, fmt.Errorf("%w: replayed (taken before)", errCandidates)
 	}
-	if len(g.newest) >= maxGuarded {
-		for d, t := range g.newest {
-			if now.Sub(t) > maxCandidateAge {
-				delete(g.newest, d)
+	if len(kept) >= maxSeenPerPeer {
+		kept = kept[1:]
+	}
+	if len(g.seen) >= maxGuarded {
+		for d, ts := range g.seen {
+			if len(ts) == 0 || !fresh(ts[len(ts)-1]) {
+				delete(g.seen, d)
 			}
 		}
 	}
-	g.newest[from] = c.At
+	g.seen[from] = append(kept, c.At)
 	return c, nil
 }

@@ -59,7 +59,7 @@ const (
 	introRatePerSec = 1 // per requester
 	introBurst      = 6
 	maxIntroLead    = 2 * time.Second
-	minIntroLead    = 300 * time.Millisecond
+	minIntroLead    = 100 * time.Millisecond
 )
 
 // Refusal codes, in answers and replies.
@@ -261,7 +261,7 @@ func (a *Agent) introduceFor(ctx context.Context, s *transport.Stream, from seed
 		return introFrame{}, introRefusal(introOffline, "device %s is not online at the introducer", f.Peer.Short())
 	}
 	seenA := s.Conn().RemoteAddr()
-	lead := min(max(minIntroLead, 2*(st.rtt+st.rttAsker)+200*time.Millisecond), maxIntroLead)
+	lead := min(max(minIntroLead, 2*(st.rtt+st.rttAsker)+50*time.Millisecond), maxIntroLead)
 	at := a.cfg.Now().Add(lead)
 	ctx, cancel := context.WithTimeout(ctx, introTimeout)
 	defer cancel()

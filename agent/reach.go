@@ -77,6 +77,7 @@ func (r *reacher) run(ctx context.Context) error {
 	defer wg.Wait()
 	t := time.NewTicker(reachTick)
 	defer t.Stop()
+	r.scan(ctx, &wg)
 	for {
 		select {
 		case <-ctx.Done():
