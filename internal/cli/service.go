@@ -71,6 +71,7 @@ A service cannot ask for a lock passphrase: sealed keys must be unsealed
 		{"heartbeat", "the mean heartbeat interval (KITH_HEARTBEAT)"},
 		{"stun", "STUN servers, separated by commas (KITH_STUN)"},
 		{"quiet", "quiet mode, true or false (KITH_QUIET)"},
+		{"introduce", "whom the agent introduces for hole punching: own, friends or off (KITH_INTRODUCE)"},
 		{"log-level", "debug, info, warn or error (KITH_LOG_LEVEL)"},
 	} {
 		sf.run[f.name] = install.Flags().String(f.name, "", f.usage)
