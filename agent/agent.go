@@ -211,6 +211,7 @@ type Agent struct {
 	paths   *paths
 	intro   introducer // introductions asked of us, and candidate sets taken
 	reach   *reacher   // when to punch (reach.go)
+	punches punchGate  // one punch per peer at a time, rate-limited
 	keep    keepaliveCounters
 	// keepEvery is the keepalive interval; zero means keepaliveEvery.
 	// Tests shorten it before Run.

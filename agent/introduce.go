@@ -303,8 +303,9 @@ func (a *Agent) offered(ctx context.Context, s *transport.Stream, via seed.Devic
 	if err := writeJSON(s, introFrame{Op: "answer", Cands: mine}); err != nil {
 		return
 	}
-	s.Close()
-	a.punch(ctx, plan)
+	// The punch outlives the stream, which is done: it runs on the reach
+	// service's goroutines, and the stream's slot is free at once.
+	a.reach.spawn(func() { a.punch(ctx, plan) })
 }
 
 // takeOffer checks an offer and makes the punch plan from it.

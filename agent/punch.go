@@ -4,9 +4,11 @@ import (
 	"context"
 	"math/rand/v2"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/kith-project/kith/seed"
+	"golang.org/x/time/rate"
 )
 
 // Simultaneous open. From the instant the introducer set, both sides send
@@ -33,12 +35,95 @@ type punchPlan struct {
 	start time.Time
 }
 
+// Bounds of punching toward one peer: the addresses of a plan come from
+// the peer (through an introducer), so a friend asking for introduction
+// after introduction must not turn this device into a packet source
+// aimed wherever it likes. One punch at a time per peer (a second plan
+// waits for the first's result), and at most punchBurst punches, then one
+// every punchRefill.
+const (
+	punchBurst  = 6
+	punchRefill = 10 * time.Second
+)
+
+// punchGate runs one punch per peer at a time, within the rate. Safe for
+// concurrent use.
+type punchGate struct {
+	mu   sync.Mutex
+	runs map[seed.DevicePublic]*punchRun     // guarded by mu
+	lim  map[seed.DevicePublic]*rate.Limiter // guarded by mu
+}
+
+// punchRun is a punch in progress; done is closed once addr and ok are set.
+type punchRun struct {
+	done chan struct{}
+	addr netip.AddrPort
+	ok   bool
+}
+
+// join returns the punch in progress toward d, or starts one: leader says
+// which. A new one is refused (nil) beyond the rate.
+func (g *punchGate) join(d seed.DevicePublic) (run *punchRun, leader bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.runs == nil {
+		g.runs, g.lim = map[seed.DevicePublic]*punchRun{}, map[seed.DevicePublic]*rate.Limiter{}
+	}
+	if r := g.runs[d]; r != nil {
+		return r, false
+	}
+	l := g.lim[d]
+	if l == nil {
+		if len(g.lim) >= maxGuarded {
+			clear(g.lim)
+		}
+		l = rate.NewLimiter(rate.Every(punchRefill), punchBurst)
+		g.lim[d] = l
+	}
+	if !l.Allow() {
+		return nil, false
+	}
+	r := &punchRun{done: make(chan struct{})}
+	g.runs[d] = r
+	return r, true
+}
+
+// finish ends the punch toward d with its result.
+func (g *punchGate) finish(d seed.DevicePublic, r *punchRun, addr netip.AddrPort, ok bool) {
+	g.mu.Lock()
+	delete(g.runs, d)
+	g.mu.Unlock()
+	r.addr, r.ok = addr, ok
+	close(r.done)
+}
+
 // punch runs plan and reports the address that won, if one did. It
-// records the path as punched.
+// records the path as punched. While a punch toward the same peer runs,
+// it waits for that one's result instead.
 func (a *Agent) punch(ctx context.Context, plan punchPlan) (netip.AddrPort, bool) {
 	if len(plan.addrs) == 0 {
 		return netip.AddrPort{}, false
 	}
+	run, leader := a.punches.join(plan.peer)
+	switch {
+	case run == nil:
+		a.log.Debug("punching: too many tries toward this peer", "peer", plan.peer.Short())
+		return netip.AddrPort{}, false
+	case !leader:
+		select {
+		case <-run.done:
+			return run.addr, run.ok
+		case <-ctx.Done():
+			return netip.AddrPort{}, false
+		}
+	}
+	addr, ok := a.punchNow(ctx, plan)
+	a.punches.finish(plan.peer, run, addr, ok)
+	return addr, ok
+}
+
+// punchNow is punch's work.
+func (a *Agent) punchNow(ctx context.Context, plan punchPlan) (netip.AddrPort, bool) {
 	if wait := plan.start.Sub(a.cfg.Now()); wait > 0 {
 		t := time.NewTimer(min(wait, maxIntroLead))
 		select {

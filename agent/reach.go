@@ -43,8 +43,10 @@ type reacher struct {
 	punchesSent atomic.Uint64
 	fallbacks   atomic.Uint64
 
-	mu    sync.Mutex
-	peers map[seed.DevicePublic]*reachState // guarded by mu
+	mu      sync.Mutex
+	peers   map[seed.DevicePublic]*reachState // guarded by mu
+	stopped bool                              // guarded by mu: run returned, spawn refuses
+	wg      sync.WaitGroup                    // punches spawned for offers
 }
 
 // reachState is one peer's. Guarded by reacher.mu.
@@ -73,6 +75,12 @@ func (a *Agent) fallback(ctx context.Context, d seed.DevicePublic) bool {
 func (r *reacher) run(ctx context.Context) error {
 	events, cancel := r.a.Subscribe(64)
 	defer cancel()
+	defer func() {
+		r.mu.Lock()
+		r.stopped = true
+		r.mu.Unlock()
+		r.wg.Wait()
+	}()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	t := time.NewTicker(reachTick)
@@ -88,6 +96,18 @@ func (r *reacher) run(ctx context.Context) error {
 		}
 		r.scan(ctx, &wg)
 	}
+}
+
+// spawn runs fn on a goroutine that run waits for before it returns; it
+// reports false, running nothing, once run is returning.
+func (r *reacher) spawn(fn func()) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped {
+		return false
+	}
+	r.wg.Go(fn)
+	return true
 }
 
 // onEvent makes a round due at once for a peer that went offline, and

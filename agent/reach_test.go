@@ -597,3 +597,37 @@ func TestForgedOrReplayedOfferRefused(t *testing.T) {
 		t.Errorf("an offer for a device b does not know: %+v", ans)
 	}
 }
+
+// One punch per peer at a time; a second plan gets the first's result;
+// past the burst, new punches are refused.
+func TestPunchGateBounds(t *testing.T) {
+	var g punchGate
+	d := seed.DevicePublic{1}
+	r, leader := g.join(d)
+	if r == nil || !leader {
+		t.Fatal("first punch not started")
+	}
+	r2, leader2 := g.join(d)
+	if r2 != r || leader2 {
+		t.Fatal("a second punch toward the same peer ran beside the first")
+	}
+	want := netip.MustParseAddrPort("198.51.100.1:7117")
+	g.finish(d, r, want, true)
+	<-r2.done
+	if r2.addr != want || !r2.ok {
+		t.Fatalf("the waiting plan got %v %v", r2.addr, r2.ok)
+	}
+	for i := 1; i < punchBurst; i++ {
+		r, leader := g.join(d)
+		if r == nil || !leader {
+			t.Fatalf("punch %d of the burst refused", i+1)
+		}
+		g.finish(d, r, netip.AddrPort{}, false)
+	}
+	if r, _ := g.join(d); r != nil {
+		t.Fatal("a punch past the burst was started")
+	}
+	if r, leader := g.join(seed.DevicePublic{2}); r == nil || !leader {
+		t.Fatal("another peer's punch was refused")
+	}
+}
