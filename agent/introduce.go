@@ -371,9 +371,17 @@ func (a *Agent) planFrom(peer, via seed.DevicePublic, cands []netip.AddrPort, se
 	if usableAddr(seen) {
 		addrs = append(addrs, seen)
 	}
+	// A peer's loopback or broadcast candidate would aim our packets at
+	// this machine's own services, or everyone on our LAN: only a peer we
+	// see on loopback ourselves (tests, or two agents on one machine) may
+	// give loopback candidates.
+	local := seen.Addr().IsLoopback()
 	for _, c := range cands {
 		if len(addrs) > maxCandidates {
 			break
+		}
+		if (c.Addr().IsLoopback() && !local) || c.Addr() == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+			continue
 		}
 		if !containsAddr(addrs, c) {
 			addrs = append(addrs, c)

@@ -632,3 +632,29 @@ func TestPunchGateBounds(t *testing.T) {
 		t.Fatal("another peer's punch was refused")
 	}
 }
+
+// A plan never aims at our own loopback or the LAN broadcast address for
+// a peer we see elsewhere, and holds at most the introducer's view plus
+// maxCandidates.
+func TestPlanDropsLoopbackAndBroadcast(t *testing.T) {
+	n := memnet.New(memnet.Options{})
+	t.Cleanup(func() { n.Close() })
+	a, _ := labAgent(t, n, netip.MustParseAddrPort("203.0.113.1:7117"), "a", "")
+	seen := netip.MustParseAddrPort("198.51.100.7:4000")
+	cands := []netip.AddrPort{
+		netip.MustParseAddrPort("127.0.0.1:22"), netip.MustParseAddrPort("255.255.255.255:7117"),
+		netip.MustParseAddrPort("[::1]:7117"), netip.MustParseAddrPort("192.168.1.5:7117"), seen,
+	}
+	p := a.planFrom(seed.DevicePublic{9}, seed.DevicePublic{8}, cands, seen, time.Now().UnixNano())
+	want := []netip.AddrPort{seen, netip.MustParseAddrPort("192.168.1.5:7117")}
+	if !slices.Equal(p.addrs, want) {
+		t.Fatalf("plan %v, want %v", p.addrs, want)
+	}
+	var many []netip.AddrPort
+	for i := range 20 {
+		many = append(many, netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, 100, byte(i + 10)}), 7117))
+	}
+	if p := a.planFrom(seed.DevicePublic{9}, seed.DevicePublic{8}, many, seen, 1); len(p.addrs) != maxCandidates+1 {
+		t.Fatalf("plan of %d addresses, want %d", len(p.addrs), maxCandidates+1)
+	}
+}
