@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kith-project/kith/internal/memnet"
 	"github.com/kith-project/kith/seed"
 )
 
@@ -90,4 +91,54 @@ func FuzzIntroFrame(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The NAT type from what two public friends report: none on a public
+// address, mapped behind a port-preserving NAT, symmetric behind one that
+// maps per destination; and the reported address is a candidate.
+func TestNATTypeFromTwoFriends(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		mapping memnet.Mapping
+		behind  bool
+		want    string
+	}{
+		{"public", 0, false, NATNone},
+		{"port-preserving", memnet.EndpointIndependent, true, NATMapped},
+		{"symmetric", memnet.EndpointDependent, true, NATSymmetric},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			n := memnet.New(memnet.Options{})
+			t.Cleanup(func() { n.Close() })
+			if _, err := n.AddNAT(memnet.NATConfig{Public: labPubA, Inside: labHomeA, Mapping: c.mapping}); err != nil {
+				t.Fatal(err)
+			}
+			f1, _ := labAgent(t, n, netip.MustParseAddrPort("203.0.113.10:7117"), "f1", "")
+			f2, _ := labAgent(t, n, netip.MustParseAddrPort("203.0.113.11:7117"), "f2", "")
+			h, pc := labAgent(t, n, netip.MustParseAddrPort("203.0.113.1:7117"), "h", "")
+			pairAgents(t, h, f1)
+			pairAgents(t, h, f2)
+			if c.behind {
+				if err := pc.Rebind(labInA); err != nil {
+					t.Fatal(err)
+				}
+			}
+			waitLong(t, "NAT type "+c.want, 30*time.Second, func() bool {
+				return h.natType() == c.want && (c.want == NATNone || len(h.presence.Reported()) == 2)
+			})
+			if c.behind != h.behindNAT() {
+				t.Errorf("behindNAT %v, want %v", h.behindNAT(), c.behind)
+			}
+			if c.behind {
+				cands := h.candidates()
+				found := false
+				for _, ap := range cands {
+					found = found || ap.Addr() == labPubA
+				}
+				if !found || len(cands) > maxCandidates {
+					t.Errorf("candidates %v: want the NAT's address %s among at most %d", cands, labPubA, maxCandidates)
+				}
+			}
+		})
+	}
 }
