@@ -58,6 +58,9 @@ func labAgent(t testing.TB, n *memnet.Network, addr netip.AddrPort, name, introd
 // timeouts, 20 s keepalives.
 type labOptions struct {
 	heartbeat, natTimeout, keepEvery time.Duration
+	// skew runs the agent's clock this far ahead; newNATLabWith gives
+	// skewA to hA only.
+	skew, skewA time.Duration
 }
 
 func labAgentWith(t testing.TB, n *memnet.Network, addr netip.AddrPort, name, introduce string, o labOptions) (*testAgent, *memnet.Conn) {
@@ -72,6 +75,9 @@ func labAgentWith(t testing.TB, n *memnet.Network, addr netip.AddrPort, name, in
 	}
 	t.Cleanup(func() { pc.Close() })
 	cfg := Config{PacketConn: pc, Heartbeat: hb, Introduce: introduce}
+	if skew := o.skew; skew != 0 {
+		cfg.Now = func() time.Time { return time.Now().Add(skew) }
+	}
 	return startWith(t, cfg, newPhrase(t), 0, name, fastReach, func(a *Agent) { a.keepEvery = o.keepEvery }), pc
 }
 
@@ -95,7 +101,9 @@ func newNATLabWith(t testing.TB, mappingB memnet.Mapping, pubPolicy string, o la
 		t.Fatal(err)
 	}
 	l.pub, _ = labAgentWith(t, l.net, labServer, "pub", pubPolicy, o)
-	l.hA, l.connA = labAgentWith(t, l.net, netip.MustParseAddrPort("203.0.113.1:7117"), "hA", "", o)
+	oa := o
+	oa.skew = o.skewA
+	l.hA, l.connA = labAgentWith(t, l.net, netip.MustParseAddrPort("203.0.113.1:7117"), "hA", "", oa)
 	l.hB, l.connB = labAgentWith(t, l.net, netip.MustParseAddrPort("203.0.113.2:7117"), "hB", "", o)
 	pairAgents(t, l.hA, l.hB)
 	pairAgents(t, l.hA, l.pub)
@@ -289,3 +297,21 @@ func BenchmarkPunchedPath(b *testing.B) {
 }
 
 // labAgentOf starts an agent of the user of phrase, device index.
+
+// hA's clock runs 45 s behind: the start instant, on the introducer's
+// clock, is converted with the offset presence measured to it (without
+// that, hA would wait out the 2 s cap on the wait), and the punch meets.
+func TestPunchWithSkewedClock(t *testing.T) {
+	l := newNATLabWith(t, memnet.EndpointIndependent, IntroduceFriends, labOptions{skewA: -45 * time.Second})
+	waitLong(t, "punched both ways with hA's clock 45 s behind", 60*time.Second, func() bool {
+		return punched(l.hA, l.hB) && punched(l.hB, l.hA)
+	})
+	for _, ps := range l.hA.presence.Status() {
+		if ps.Device.Equal(dev(l.pub)) && (!ps.HaveRTT || ps.ClockOffset < 40*time.Second) {
+			t.Errorf("hA measured pub's clock %v off (have %v), want about +45 s", ps.ClockOffset, ps.HaveRTT)
+		}
+	}
+	if err := echo(t, l.hA, l.hB); err != nil {
+		t.Fatalf("stream: %v", err)
+	}
+}
