@@ -2,7 +2,6 @@ package presence
 
 import (
 	"net/netip"
-	"slices"
 	"time"
 
 	"github.com/kith-project/kith/seed"
@@ -65,11 +64,4 @@ func (p *Presence) LastSeen(device seed.DevicePublic) time.Time {
 		return ps.lastSeen
 	}
 	return time.Time{}
-}
-
-// Locals returns our interface addresses as last polled, sorted.
-func (p *Presence) Locals() []netip.AddrPort {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return slices.Clone(p.self.locals)
 }
