@@ -142,6 +142,10 @@ type Config struct {
 	// RelayQuota is the bytes all relayed sessions may carry per
 	// RelayQuotaWindow (24 h). Default DefaultRelayQuota.
 	RelayQuota int64
+	// Introduce is whom this device introduces to each other for hole
+	// punching (introduce.go): IntroduceOwn (the default), IntroduceFriends
+	// or IntroduceOff (kith run --introduce).
+	Introduce string
 }
 
 // Defaults.
@@ -183,6 +187,11 @@ func (c Config) Validate() error {
 	if err := validPortMap(c.PortMap); err != nil {
 		return err
 	}
+	switch c.Introduce {
+	case "", IntroduceOwn, IntroduceFriends, IntroduceOff:
+	default:
+		return fmt.Errorf("agent: introduce policy %q is not own, friends or off", c.Introduce)
+	}
 	if c.InviteTTL < 0 || c.InviteTTL > MaxInviteTTL {
 		return fmt.Errorf("agent: invite lifetime %v is outside 0..%v", c.InviteTTL, MaxInviteTTL)
 	}
@@ -207,6 +216,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.Introduce == "" {
+		c.Introduce = IntroduceOwn
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -238,6 +250,13 @@ type Agent struct {
 	portmap    *portmap.Mapper // nil when off, for the reason in portmapOff
 	portmapOff string
 	relay      *relayService
+	intro      introducer // introductions asked of us, and candidate sets taken
+	reach      *reacher   // when to punch (reach.go)
+	punches    punchGate  // one punch per peer at a time, rate-limited
+	keep       keepaliveCounters
+	// keepEvery is the keepalive interval; zero means keepaliveEvery.
+	// Tests shorten it before Run.
+	keepEvery time.Duration
 
 	presence *presence.Presence
 
@@ -271,6 +290,7 @@ func New(cfg Config, dev *device.Device, st *store.Store) (*Agent, error) {
 	a.pair = newPairer(a)
 	a.disc = newDiscoverer(a)
 	a.relay = newRelayService(a, cfg)
+	a.reach = newReacher(a)
 	if err := a.registerProtocols(); err != nil {
 		return nil, err
 	}
@@ -349,6 +369,13 @@ func (a *Agent) registerProtocols() error {
 			Deadline:   3 * relayAskTimeout,
 			MaxStreams: 16,
 			Handle:     a.relay.serve,
+		}),
+		a.streams.register(Protocol{
+			ID: protoIntroduce, Name: "introduce",
+			Openers:    OpenOwn | OpenFriend,
+			Deadline:   2 * introTimeout,
+			MaxStreams: 16,
+			Handle:     a.serveIntroduce,
 		}),
 	)
 }
@@ -445,6 +472,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		service("portmap", a.portmap.Run)
 	}
 	service("relay", a.relay.run)
+	service("reach", a.reach.run)
+	service("keepalive", a.keepalive)
 	a.log.Info("agent running", "listen", a.Addr().String(), "user", a.dev.Identity.UserID, "device", a.dev.Identity.DeviceID)
 	<-ctx.Done()
 	// Closing the transport ends serveConns' Accept.
@@ -556,7 +585,7 @@ func (a *Agent) dropSource(from netip.AddrPort, quic bool) bool {
 // datagram hands non-QUIC packets to their service: LAN beacons to
 // discovery, relay datagrams of sessions this device relays to the relay
 // (those of our own relayed paths the transport unwrapped already),
-// heartbeats and STUN to presence.
+// heartbeats and STUN to presence; keepalives are dropped.
 func (a *Agent) datagram(pkt []byte, from netip.AddrPort) {
 	if len(pkt) == 0 {
 		return
@@ -568,6 +597,8 @@ func (a *Agent) datagram(pkt []byte, from netip.AddrPort) {
 	case transport.RelayData, transport.RelayRefresh:
 		a.relay.datagram(pkt, from)
 		return
+	case typeKeepalive:
+		return // it only refreshed a NAT mapping on its way
 	}
 	a.presence.HandleDatagram(pkt, from)
 }

@@ -100,18 +100,6 @@ func (c *spyConn) counts() (packets, hits int) {
 	return c.n, c.hits
 }
 
-// waitLong polls cond for up to a minute: agents on a loaded machine.
-func waitLong(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 60 s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // relayLab is three agents on memnet: alice and bob, friends, who cannot
 // reach each other, and rita, a friend of both, who relays.
 type relayLab struct {
@@ -154,7 +142,7 @@ func newRelayLab(t *testing.T, ritaCfg Config) *relayLab {
 	pairAgents(t, l.alice, l.bob)
 	pairAgents(t, l.alice, l.rita)
 	pairAgents(t, l.bob, l.rita)
-	waitLong(t, "everyone online", func() bool {
+	waitLong(t, "everyone online", 60*time.Second, func() bool {
 		return l.alice.onlineSet()[l.rita.dev.Cert.Device] && l.bob.onlineSet()[l.rita.dev.Cert.Device] &&
 			l.rita.onlineSet()[l.alice.dev.Cert.Device] && l.rita.onlineSet()[l.bob.dev.Cert.Device]
 	})
@@ -236,7 +224,7 @@ func TestRelayCarriesOnlyCiphertext(t *testing.T) {
 			t.Errorf("kith relay %+v: no error", bad)
 		}
 	}
-	waitLong(t, "both online through rita", func() bool {
+	waitLong(t, "both online through rita", 60*time.Second, func() bool {
 		pa, va, oa := peerStatus(t, l.alice, ab)
 		pb, vb, ob := peerStatus(t, l.bob, ba)
 		return pa == string(PathRelay) && va == "rita" && oa && pb == string(PathRelay) && vb == "rita" && ob
@@ -261,7 +249,7 @@ func TestRelayCarriesOnlyCiphertext(t *testing.T) {
 
 	// The store keeps bob at his last real address: the virtual one means
 	// nothing after a restart.
-	waitLong(t, "bob's real address stored", func() bool {
+	waitLong(t, "bob's real address stored", 60*time.Second, func() bool {
 		var lo Local
 		ok, err := l.alice.st.Get(store.BucketPeers, ab.ID(), &lo)
 		return ok && err == nil && lo.Addr == bobAddr.String()
@@ -283,7 +271,7 @@ func TestRelayCarriesOnlyCiphertext(t *testing.T) {
 	if _, err := mallory.WriteTo(spoof, net.UDPAddrFromAddrPort(ritaAddr)); err != nil {
 		t.Fatal(err)
 	}
-	waitLong(t, "the spoofed datagram counted", func() bool { return l.rita.relay.stats().Spoofed > before })
+	waitLong(t, "the spoofed datagram counted", 60*time.Second, func() bool { return l.rita.relay.stats().Spoofed > before })
 }
 
 // Rita refuses what her policy does not allow, past her quota, and for a
@@ -310,7 +298,7 @@ func TestRelayRefusals(t *testing.T) {
 		t.Fatalf("relayTo = %v, %v", ok, err)
 	}
 	_ = send(t, l.alice, l.bob, make([]byte, 256<<10), 5*time.Second) // stalls once the quota is spent
-	waitLong(t, "datagrams dropped over quota", func() bool { return l.rita.relay.stats().OverQuota > 0 })
+	waitLong(t, "datagrams dropped over quota", 60*time.Second, func() bool { return l.rita.relay.stats().OverQuota > 0 })
 	l.alice.relay.mu.Lock()
 	id := l.alice.relay.peers[ab].id
 	l.alice.relay.mu.Unlock()
@@ -422,7 +410,7 @@ func TestRelayReleasedWhenDirect(t *testing.T) {
 	l.net.Heal(aliceAddr.Addr(), bobAddr.Addr())
 	_ = presenceBook{l.alice.Agent}.SetAddr(ab, bobAddr, 0) // as a punched path would
 	deadline := time.Now().Add(20 * time.Second)
-	waitLong(t, "the relayed paths released", func() bool {
+	waitLong(t, "the relayed paths released", 60*time.Second, func() bool {
 		if time.Now().After(deadline) {
 			pa, _ := l.alice.book.peerFor(ab)
 			pb, _ := l.bob.book.peerFor(l.alice.dev.Cert.Device)
@@ -474,7 +462,7 @@ func BenchmarkRelayThroughput(b *testing.B) {
 	pairAgents(b, alice, bob)
 	pairAgents(b, alice, rita)
 	pairAgents(b, bob, rita)
-	waitLong(b, "rita online", func() bool {
+	waitLong(b, "rita online", 60*time.Second, func() bool {
 		return alice.onlineSet()[rita.dev.Cert.Device] && bob.onlineSet()[rita.dev.Cert.Device]
 	})
 	const n = 8 << 20
@@ -547,7 +535,7 @@ func TestRelayPrefersOwnDevice(t *testing.T) {
 	for _, p := range [][2]*testAgent{{alice, home}, {alice, bob}, {alice, rita}, {home, bob}, {bob, rita}} {
 		pairAgents(t, p[0], p[1])
 	}
-	waitLong(t, "relays online", func() bool {
+	waitLong(t, "relays online", 60*time.Second, func() bool {
 		on := alice.onlineSet()
 		return on[home.dev.Cert.Device] && on[rita.dev.Cert.Device] && home.onlineSet()[bob.dev.Cert.Device]
 	})

@@ -72,6 +72,7 @@ A service cannot ask for a lock passphrase: sealed keys must be unsealed
 		{"stun", "STUN servers, separated by commas (KITH_STUN)"},
 		{"quiet", "quiet mode, true or false (KITH_QUIET)"},
 		{"portmap", "router port mapping, on or off (KITH_PORTMAP)"},
+		{"introduce", "whom the agent introduces for hole punching: own, friends or off (KITH_INTRODUCE)"},
 		{"log-level", "debug, info, warn or error (KITH_LOG_LEVEL)"},
 		{"relay", "whom to relay for: own, friends or off (KITH_RELAY)"},
 		{"relay-rate", "bytes per second per relayed session (KITH_RELAY_RATE)"},

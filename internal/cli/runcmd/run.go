@@ -73,13 +73,19 @@ KITH_PASSPHRASE or a prompt.
 Every flag can also be set in the environment, as a service unit does:
 KITH_LISTEN, KITH_HEARTBEAT, KITH_STUN (several separated by commas or
 spaces), KITH_QUIET (true or false), KITH_PORTMAP (on or off),
-KITH_LOG_LEVEL, KITH_RELAY, KITH_RELAY_RATE and KITH_RELAY_QUOTA. A flag
-given on the command line wins over its variable.
+KITH_INTRODUCE, KITH_LOG_LEVEL, KITH_RELAY, KITH_RELAY_RATE and
+KITH_RELAY_QUOTA. A flag given on the command line wins over its variable.
 
 With --portmap=on (the default) the agent asks the default gateway for a
 mapping of its UDP port with NAT-PMP or UPnP IGD, renews it and deletes it when it
 stops; "kith netcheck" shows the mapping or why there is none. It asks
 nothing when it listens on loopback.
+
+--introduce says whom this device introduces to each other, so that two
+devices behind NATs can open a direct path (hole punching): "own" (the
+default) introduces two devices of which at least one is your own; "friends"
+also introduces two of your friends' devices to each other, which tells each
+that the other knows you and where it is; "off" introduces nobody.
 
 Relay: when two devices cannot reach each other, one that both reach
 forwards their encrypted datagrams. --relay says for whom this device does:
@@ -128,6 +134,11 @@ sessions' bytes per day.`,
 			if cfg.RelayQuota, err = parseBytes(quotaS); err != nil {
 				return badInputf(h, "--relay-quota: %v", err)
 			}
+			switch cfg.Introduce {
+			case agent.IntroduceOwn, agent.IntroduceFriends, agent.IntroduceOff:
+			default:
+				return badInputf(h, "--introduce %q: use own, friends or off", cfg.Introduce)
+			}
 			cfg.Version = h.Version()
 			cfg.Logger = slog.New(slog.NewTextHandler(h.Stderr(), &slog.HandlerOptions{Level: level}))
 			if skew != 0 {
@@ -174,6 +185,7 @@ sessions' bytes per day.`,
 	cmd.Flags().StringArrayVar(&stun, "stun", nil, "a STUN server to learn the public address from, HOST:PORT with a name or an address (repeatable)")
 	cmd.Flags().BoolVar(&cfg.Quiet, "quiet", false, "quiet mode: outside short windows, strangers get no answer at all")
 	cmd.Flags().StringVar(&cfg.PortMap, "portmap", agent.PortMapOn, "ask the router for a mapping of the UDP port (NAT-PMP, UPnP IGD): on or off")
+	cmd.Flags().StringVar(&cfg.Introduce, "introduce", agent.IntroduceOwn, "whom this device introduces to each other for hole punching: own, friends or off")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	cmd.Flags().StringVar(&relay, "relay", string(agent.RelayOwn), "relay for others when they cannot reach each other: own (this user's devices, and them with friends), friends (also two friends), or off")
 	cmd.Flags().StringVar(&rateS, "relay-rate", "1M", "bytes per second one relayed session may carry (K, M, G: powers of 1024)")
@@ -198,6 +210,7 @@ var EnvVars = map[string]string{
 	"stun":        "KITH_STUN",
 	"quiet":       "KITH_QUIET",
 	"portmap":     "KITH_PORTMAP",
+	"introduce":   "KITH_INTRODUCE",
 	"log-level":   "KITH_LOG_LEVEL",
 	"relay":       "KITH_RELAY",
 	"relay-rate":  "KITH_RELAY_RATE",
