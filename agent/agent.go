@@ -133,6 +133,19 @@ type Config struct {
 	// Version is the build's version, which the agent tells the local
 	// API ("kith version"). Default: none.
 	Version string
+	// Relay says whose datagrams this device relays for others (relay.go):
+	// RelayOwn (the default), RelayFriends or RelayOff.
+	Relay RelayPolicy
+	// RelayRate is the bytes per second one relayed session may carry.
+	// Default DefaultRelayRate.
+	RelayRate int64
+	// RelayQuota is the bytes all relayed sessions may carry per
+	// RelayQuotaWindow (24 h). Default DefaultRelayQuota.
+	RelayQuota int64
+	// Introduce is whom this device introduces to each other for hole
+	// punching (introduce.go): IntroduceOwn (the default), IntroduceFriends
+	// or IntroduceOff (kith run --introduce).
+	Introduce string
 }
 
 // Defaults.
@@ -174,8 +187,19 @@ func (c Config) Validate() error {
 	if err := validPortMap(c.PortMap); err != nil {
 		return err
 	}
+	switch c.Introduce {
+	case "", IntroduceOwn, IntroduceFriends, IntroduceOff:
+	default:
+		return fmt.Errorf("agent: introduce policy %q is not own, friends or off", c.Introduce)
+	}
 	if c.InviteTTL < 0 || c.InviteTTL > MaxInviteTTL {
 		return fmt.Errorf("agent: invite lifetime %v is outside 0..%v", c.InviteTTL, MaxInviteTTL)
+	}
+	if _, err := ParseRelayPolicy(string(c.Relay)); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	if c.RelayRate < 0 || c.RelayQuota < 0 {
+		return fmt.Errorf("agent: relay rate %d and quota %d must not be negative", c.RelayRate, c.RelayQuota)
 	}
 	return nil
 }
@@ -193,8 +217,18 @@ func (c *Config) setDefaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.Introduce == "" {
+		c.Introduce = IntroduceOwn
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	c.Relay, _ = ParseRelayPolicy(string(c.Relay))
+	if c.RelayRate == 0 {
+		c.RelayRate = DefaultRelayRate
+	}
+	if c.RelayQuota == 0 {
+		c.RelayQuota = DefaultRelayQuota
 	}
 }
 
@@ -215,6 +249,14 @@ type Agent struct {
 	udp        net.PacketConn  // the socket the agent bound (nil with Config.PacketConn); closed by release
 	portmap    *portmap.Mapper // nil when off, for the reason in portmapOff
 	portmapOff string
+	relay      *relayService
+	intro      introducer // introductions asked of us, and candidate sets taken
+	reach      *reacher   // when to punch (reach.go)
+	punches    punchGate  // one punch per peer at a time, rate-limited
+	keep       keepaliveCounters
+	// keepEvery is the keepalive interval; zero means keepaliveEvery.
+	// Tests shorten it before Run.
+	keepEvery time.Duration
 
 	presence *presence.Presence
 
@@ -247,6 +289,8 @@ func New(cfg Config, dev *device.Device, st *store.Store) (*Agent, error) {
 	}
 	a.pair = newPairer(a)
 	a.disc = newDiscoverer(a)
+	a.relay = newRelayService(a, cfg)
+	a.reach = newReacher(a)
 	if err := a.registerProtocols(); err != nil {
 		return nil, err
 	}
@@ -311,13 +355,29 @@ var handshakeRate float64
 
 // registerProtocols fills the stream table.
 func (a *Agent) registerProtocols() error {
-	return a.streams.register(Protocol{
-		ID: protoPairing, Name: "pairing",
-		Openers:    OpenOwn | OpenFriend | OpenStranger,
-		Deadline:   30 * time.Second,
-		MaxStreams: 16,
-		Handle:     a.pair.serve,
-	})
+	return errors.Join(
+		a.streams.register(Protocol{
+			ID: protoPairing, Name: "pairing",
+			Openers:    OpenOwn | OpenFriend | OpenStranger,
+			Deadline:   30 * time.Second,
+			MaxStreams: 16,
+			Handle:     a.pair.serve,
+		}),
+		a.streams.register(Protocol{
+			ID: protoRelay, Name: "relay",
+			Openers:    OpenOwn | OpenFriend,
+			Deadline:   3 * relayAskTimeout,
+			MaxStreams: 16,
+			Handle:     a.relay.serve,
+		}),
+		a.streams.register(Protocol{
+			ID: protoIntroduce, Name: "introduce",
+			Openers:    OpenOwn | OpenFriend,
+			Deadline:   2 * introTimeout,
+			MaxStreams: 16,
+			Handle:     a.serveIntroduce,
+		}),
+	)
 }
 
 // Addr is the agent's UDP address.
@@ -411,6 +471,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.portmap != nil {
 		service("portmap", a.portmap.Run)
 	}
+	service("relay", a.relay.run)
+	service("reach", a.reach.run)
+	service("keepalive", a.keepalive)
 	a.log.Info("agent running", "listen", a.Addr().String(), "user", a.dev.Identity.UserID, "device", a.dev.Identity.DeviceID)
 	<-ctx.Done()
 	// Closing the transport ends serveConns' Accept.
@@ -520,11 +583,22 @@ func (a *Agent) dropSource(from netip.AddrPort, quic bool) bool {
 }
 
 // datagram hands non-QUIC packets to their service: LAN beacons to
-// discovery, heartbeats and STUN to presence.
+// discovery, relay datagrams of sessions this device relays to the relay
+// (those of our own relayed paths the transport unwrapped already),
+// heartbeats and STUN to presence; keepalives are dropped.
 func (a *Agent) datagram(pkt []byte, from netip.AddrPort) {
-	if len(pkt) > 0 && pkt[0] == typeBeacon {
+	if len(pkt) == 0 {
+		return
+	}
+	switch pkt[0] {
+	case typeBeacon:
 		a.disc.handle(pkt, from)
 		return
+	case transport.RelayData, transport.RelayRefresh:
+		a.relay.datagram(pkt, from)
+		return
+	case typeKeepalive:
+		return // it only refreshed a NAT mapping on its way
 	}
 	a.presence.HandleDatagram(pkt, from)
 }

@@ -292,6 +292,7 @@ func (b *book) setAddr(d seed.DevicePublic, addr netip.AddrPort, version uint64,
 	}
 	as := addr.String()
 	moved = l.Addr != as
+	keepRealAddr(l, addr)
 	l.Addr = as
 	if version > l.AddrVersion {
 		l.AddrVersion = version
@@ -353,7 +354,7 @@ func (b *book) flush() {
 	var ls []Local
 	for d := range b.dirty {
 		if l := b.local[d]; l != nil {
-			ls = append(ls, *l)
+			ls = append(ls, storable(*l))
 		}
 	}
 	clear(b.dirty)

@@ -32,12 +32,12 @@ import (
 //   - an unknown device of our own user (a device restored from the
 //     phrase, which has met none of ours): the receiver answers likewise
 //     and dials it at the source address, expecting its device key
-//     (introduce). The TLS handshake carries each side's device
+//     (meetOnLAN). The TLS handshake carries each side's device
 //     certificate, signed by the user key, and Agent.authorizeOwn, on
 //     both sides, adds the other to the book as an own device; then the
 //     probe as above. A revoked device is never dialed (and authorizeOwn
 //     refuses it anyway). Dials are rate-limited per device, per source
-//     address and in all (introGap, introRate, maxIntros).
+//     address and in all (meetGap, meetRate, maxMeets).
 //   - an unknown device of a friend: nothing. Its certificate, signed by
 //     the friend's user key, would prove it is the friend's, but not that
 //     the friend has not revoked it: that only the friend's roster tells
@@ -90,11 +90,11 @@ type discoverer struct {
 	// ports, if set, replaces the ports beacons go to (tests on real UDP,
 	// where two agents cannot share one port). Guarded by mu.
 	ports    []uint16
-	running  bool                             // guarded by mu: probes and introductions may start
+	running  bool                             // guarded by mu: probes and meetings may start
 	ctx      context.Context                  // guarded by mu: run's, while running; ends probes and dials
-	probes   sync.WaitGroup                   // probes and introductions in flight; Add under mu while running
+	probes   sync.WaitGroup                   // probes and meetings in flight; Add under mu while running
 	inflight int                              // guarded by mu: probes in flight
-	intro    introducer                       // guarded by mu: introductions (discover_intro.go)
+	meet     meetings                         // guarded by mu: meetings of unknown own devices (discover_meet.go)
 	ciphers  *beaconCiphers                   // its own lock
 	nonces   map[[beaconNonce]byte]time.Time  // guarded by mu: taken beacons and ours, until they expire
 	sources  map[netip.Addr]*rate.Limiter     // guarded by mu
@@ -125,8 +125,8 @@ type DiscoverStats struct {
 	Recognised uint64 // beacons of a known user (counted once, whatever is done next)
 	Foreign    uint64 // of a friend's device not in the book: ignored
 	Revoked    uint64 // of a revoked own device: ignored
-	Dials      uint64 // unknown own devices dialed (introductions begun)
-	Introduced uint64 // unknown own devices dialed and added to the book
+	Dials      uint64 // unknown own devices dialed (meetings begun)
+	Met        uint64 // unknown own devices dialed and added to the book
 	Confirmed  uint64 // probes answered
 	Tries      uint64 // keys tried (AEAD openings) to recognise beacons
 }
@@ -141,7 +141,7 @@ func newDiscoverer(a *Agent) *discoverer {
 		answered: map[seed.DevicePublic]time.Time{},
 		probed:   map[seed.DevicePublic]time.Time{},
 		found:    map[seed.DevicePublic]foundOnLAN{},
-		intro:    newIntroducer(),
+		meet:     newMeetings(),
 		ciphers:  newBeaconCiphers(),
 	}
 }
@@ -363,7 +363,7 @@ func (d *discoverer) handle(pkt []byte, from netip.AddrPort) {
 	if answer {
 		d.answered[dev] = now
 	}
-	var probe, introduce bool
+	var probe, meet bool
 	var ctx context.Context
 	if act == actProbe {
 		probe = d.running && d.inflight < maxProbes && (now.Sub(d.probed[dev]) >= probeGap || now.Before(d.probed[dev]))
@@ -373,8 +373,8 @@ func (d *discoverer) handle(pkt []byte, from netip.AddrPort) {
 			d.probes.Add(1)
 		}
 	} else {
-		introduce = d.running && d.intro.allowLocked(dev, from.Addr(), now)
-		if introduce {
+		meet = d.running && d.meet.allowLocked(dev, from.Addr(), now)
+		if meet {
 			d.stats.Dials++
 			d.probes.Add(1)
 		}
@@ -396,10 +396,10 @@ func (d *discoverer) handle(pkt []byte, from netip.AddrPort) {
 			}()
 			d.probe(ctx, dev, from)
 		}()
-	case introduce:
+	case meet:
 		go func() {
 			defer d.probes.Done()
-			d.introduce(ctx, dev, from)
+			d.meetOnLAN(ctx, dev, from)
 		}()
 	}
 }
@@ -410,7 +410,7 @@ type beaconAct int
 const (
 	actNone    beaconAct = iota // nothing: not a device of the user that sealed it
 	actProbe                    // a device in the book: answer and probe
-	actIntro                    // an unknown own device: answer, dial, probe
+	actMeet                     // an unknown own device: answer, dial, probe
 	actForeign                  // an unknown device of a friend: nothing
 	actRevoked                  // a revoked own device: nothing
 )
@@ -432,7 +432,7 @@ func (a *Agent) beaconAction(user seed.UserPublic, dev seed.DevicePublic) beacon
 	case a.book.revoked(dev):
 		return actRevoked
 	}
-	return actIntro
+	return actMeet
 }
 
 // allowLocked applies the per-source and global rate limits.

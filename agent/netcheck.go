@@ -48,7 +48,7 @@ func (a *Agent) discover(ctx context.Context) []control.Discovered {
 // most netcheckTimeout.
 func (a *Agent) netcheck(ctx context.Context) control.Netcheck {
 	nc := control.Netcheck{
-		Candidates:  a.candidates(),
+		Candidates:  a.candidateViews(),
 		NATType:     a.natType(),
 		PortMapping: a.portMapping(),
 		Friends:     []control.FriendReach{},
@@ -143,10 +143,10 @@ func validPeerAddr(s string) bool {
 	return err == nil && ap.IsValid() && !ap.Addr().IsUnspecified()
 }
 
-// candidates lists this device's addresses: its interfaces', the
+// candidateViews lists this device's addresses: its interfaces', the
 // reflexive ones sources reported (with who reported them), and the
 // router's mapping.
-func (a *Agent) candidates() []control.Candidate {
+func (a *Agent) candidateViews() []control.Candidate {
 	out := []control.Candidate{}
 	ifname := interfaceNames()
 	locals := a.localAddrs()

@@ -23,6 +23,7 @@ func (a *Agent) status() control.Status {
 		Peers:       []control.PeerStatus{},
 		NAT:         a.natType(),
 		Cluster:     control.ClusterView{State: "standalone", Leader: id.DeviceID.ID(), Voters: []string{id.DeviceID.ID()}, Nonvoters: []string{}},
+		Relay:       a.relay.status(),
 	}
 	for _, ap := range a.presence.PublicAddrs() {
 		st.PublicAddrs = append(st.PublicAddrs, ap.String())

@@ -60,6 +60,7 @@ func addAgentCommands(root *cobra.Command, g *globals) {
 		newStatusCmd(g),
 		newDiscoverCmd(g),
 		newNetcheckCmd(g),
+		newRelayCmd(g),
 		newDemoCmd(g),
 		newServiceCmd(g),
 	)

@@ -15,6 +15,7 @@ const (
 	RouteFriendRemove  = "POST /v1/friends/remove"
 	RouteDiscover      = "POST /v1/discover"
 	RouteNetcheck      = "POST /v1/netcheck"
+	RouteRelay         = "POST /v1/relay"
 )
 
 // friendRoutes maps each friend action to its route.

@@ -10,7 +10,7 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// Introductions: a beacon sealed under our own user's window secret by a
+// Meetings on the LAN: a beacon sealed under our own user's window secret by a
 // device the book does not know (a device restored from the phrase, which
 // knows none of ours) is answered with a dial to the beacon's source
 // address, expecting the device key the beacon carries. The beacon proves
@@ -25,34 +25,34 @@ import (
 //
 // A dial costs a QUIC handshake, so dials are bounded apart from the
 // beacon rate limits: at most one per device and one per source address
-// every introGap, introRate in all, maxIntros at once, each at most
-// introTimeout. A replayed beacon is dropped before (discoverer.nonces); a
+// every meetGap, meetRate in all, maxMeets at once, each at most
+// meetTimeout. A replayed beacon is dropped before (discoverer.nonces); a
 // beacon sealed with a captured or a friend's window secret for some key
 // leads at worst to a bounded number of failed dials to an address on our
 // own network.
 
-// Introductions' bounds.
+// Meetings' bounds.
 const (
-	introGap     = 10 * time.Second // at most one dial per device, and per source address, in this time
-	introRate    = rate.Limit(1)    // dials per second in all
-	introBurst   = 4                //
-	maxIntros    = 4                // dials in flight at once
-	introTimeout = 5 * time.Second  // a dial's bound
-	maxIntroKeys = 1024             // devices, and sources, remembered
+	meetGap     = 10 * time.Second // at most one dial per device, and per source address, in this time
+	meetRate    = rate.Limit(1)    // dials per second in all
+	meetBurst   = 4                //
+	maxMeets    = 4                // dials in flight at once
+	meetTimeout = 5 * time.Second  // a dial's bound
+	maxMeetKeys = 1024             // devices, and sources, remembered
 )
 
-// introducer is the bookkeeping of introductions; the discoverer's mu
+// meetings is the bookkeeping of meetings on the LAN; the discoverer's mu
 // guards it.
-type introducer struct {
+type meetings struct {
 	global   *rate.Limiter
 	inflight int
 	byDevice map[seed.DevicePublic]time.Time
 	bySource map[netip.Addr]time.Time
 }
 
-func newIntroducer() introducer {
-	return introducer{
-		global:   rate.NewLimiter(introRate, introBurst),
+func newMeetings() meetings {
+	return meetings{
+		global:   rate.NewLimiter(meetRate, meetBurst),
 		byDevice: map[seed.DevicePublic]time.Time{},
 		bySource: map[netip.Addr]time.Time{},
 	}
@@ -60,8 +60,8 @@ func newIntroducer() introducer {
 
 // allowLocked reports whether dev may be dialed at src now, and if so
 // takes a slot for the dial (released by done).
-func (in *introducer) allowLocked(dev seed.DevicePublic, src netip.Addr, now time.Time) bool {
-	if in.inflight >= maxIntros || recently(in.byDevice[dev], now) || recently(in.bySource[src], now) {
+func (in *meetings) allowLocked(dev seed.DevicePublic, src netip.Addr, now time.Time) bool {
+	if in.inflight >= maxMeets || recently(in.byDevice[dev], now) || recently(in.bySource[src], now) {
 		return false
 	}
 	if !roomLocked(in.byDevice, now) || !roomLocked(in.bySource, now) || !in.global.Allow() {
@@ -72,16 +72,16 @@ func (in *introducer) allowLocked(dev seed.DevicePublic, src netip.Addr, now tim
 	return true
 }
 
-// recently reports whether t lies within introGap before now (or after
+// recently reports whether t lies within meetGap before now (or after
 // it: a clock that went back counts as recent).
 func recently(t time.Time, now time.Time) bool {
-	return !t.IsZero() && (now.Sub(t) < introGap || now.Before(t))
+	return !t.IsZero() && (now.Sub(t) < meetGap || now.Before(t))
 }
 
 // roomLocked makes room in m for one more entry by dropping those older
-// than introGap, and reports whether there is.
+// than meetGap, and reports whether there is.
 func roomLocked[K comparable](m map[K]time.Time, now time.Time) bool {
-	if len(m) < maxIntroKeys {
+	if len(m) < maxMeetKeys {
 		return true
 	}
 	for k, t := range m {
@@ -89,19 +89,19 @@ func roomLocked[K comparable](m map[K]time.Time, now time.Time) bool {
 			delete(m, k)
 		}
 	}
-	return len(m) < maxIntroKeys
+	return len(m) < maxMeetKeys
 }
 
-// introduce dials the unknown own device dev at addr, which the book then
+// meetOnLAN dials the unknown own device dev at addr, which the book then
 // holds if its certificate was good, and probes it. The agent's Run waits
 // for it (run's probes); ctx is run's.
-func (d *discoverer) introduce(ctx context.Context, dev seed.DevicePublic, addr netip.AddrPort) {
+func (d *discoverer) meetOnLAN(ctx context.Context, dev seed.DevicePublic, addr netip.AddrPort) {
 	defer func() {
 		d.mu.Lock()
-		d.intro.inflight--
+		d.meet.inflight--
 		d.mu.Unlock()
 	}()
-	dctx, cancel := context.WithTimeout(ctx, introTimeout)
+	dctx, cancel := context.WithTimeout(ctx, meetTimeout)
 	s, err := d.a.tr.OpenStream(dctx, addr, dev.Ed25519(), protoPairing)
 	cancel()
 	if err != nil {
@@ -111,11 +111,11 @@ func (d *discoverer) introduce(ctx context.Context, dev seed.DevicePublic, addr 
 	s.Close()
 	if p, ok := d.a.book.peerFor(dev); !ok || p.Kind != roster.KindOwn {
 		// Known already as someone else's device: authorize let it in,
-		// not authorizeOwn. Nothing to introduce.
+		// not authorizeOwn. Nothing to meet.
 		return
 	}
 	d.mu.Lock()
-	d.stats.Introduced++
+	d.stats.Met++
 	d.mu.Unlock()
 	d.a.log.Info("own device met on the LAN", "device", dev.Short(), "addr", addr.String())
 	d.probe(ctx, dev, addr)

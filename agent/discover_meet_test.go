@@ -11,8 +11,8 @@ import (
 	"github.com/kith-project/kith/seed"
 )
 
-// peerStatus is d as a's status shows it.
-func peerStatus(a *testAgent, d seed.DevicePublic) (control.PeerStatus, bool) {
+// lanPeerStatus is d as a's status shows it.
+func lanPeerStatus(a *testAgent, d seed.DevicePublic) (control.PeerStatus, bool) {
 	for _, p := range a.status().Peers {
 		if p.DeviceID == d {
 			return p, true
@@ -28,7 +28,7 @@ func peerStatus(a *testAgent, d seed.DevicePublic) (control.PeerStatus, bool) {
 // that alice never met is ignored by alice (but found by its own user's
 // other device), and a stranger recognises nothing and is added by
 // nobody.
-func TestDiscoverIntroducesOwnDevices(t *testing.T) {
+func TestDiscoverMeetsOwnDevices(t *testing.T) {
 	net := memnet.New(memnet.Options{Seed: 21})
 	t.Cleanup(func() { net.Close() })
 	if err := net.AddLAN(lanNet); err != nil {
@@ -52,12 +52,12 @@ func TestDiscoverIntroducesOwnDevices(t *testing.T) {
 			if !ok || p.Kind != roster.KindOwn || p.UserID != y.dev.Cert.User {
 				return false
 			}
-			ps, ok := peerStatus(x, y.dev.Cert.Device)
+			ps, ok := lanPeerStatus(x, y.dev.Cert.Device)
 			return ok && ps.Online && ps.Path == string(PathLAN) && ps.Addr == y.Addr().String()
 		})
 	}
-	if st := laptop.disc.Stats(); st.Introduced == 0 && phone.disc.Stats().Introduced == 0 {
-		t.Fatalf("neither of alice's devices introduced the other: %+v", st)
+	if st := laptop.disc.Stats(); st.Met == 0 && phone.disc.Stats().Met == 0 {
+		t.Fatalf("neither of alice's devices met the other: %+v", st)
 	}
 
 	// Bob's phone is a friend's device alice never met: its beacons are
@@ -113,24 +113,24 @@ func TestDiscoverRevokedOwnDeviceNotReadded(t *testing.T) {
 	// laptop, dial it: refused.
 	laptop.disc.sendBeacon(tablet.Addr())
 	waitFor(t, "the tablet dials the laptop", func() bool { return tablet.disc.Stats().Dials > 0 })
-	waitFor(t, "the tablet's dial over", func() bool { return introsInFlight(tablet) == 0 })
+	waitFor(t, "the tablet's dial over", func() bool { return meetsInFlight(tablet) == 0 })
 	st := laptop.disc.Stats()
-	if st.Revoked < 3 || st.Dials != 0 || st.Introduced != 0 {
+	if st.Revoked < 3 || st.Dials != 0 || st.Met != 0 {
 		t.Fatalf("laptop's discovery: %+v (want at least 3 beacons of a revoked device, no dial)", st)
 	}
 	if _, ok := laptop.book.peerFor(tablet.dev.Cert.Device); ok || !laptop.book.revoked(tablet.dev.Cert.Device) {
 		t.Fatal("the revoked tablet is reachable again in the laptop's book")
 	}
-	if st := tablet.disc.Stats(); st.Introduced != 0 {
+	if st := tablet.disc.Stats(); st.Met != 0 {
 		t.Fatalf("the tablet got through to the laptop: %+v", st)
 	}
 }
 
 // Beacons sealed with our own user's secret for device keys nobody holds
 // (what a friend, who holds that secret, could send) lead to a bounded
-// number of dials: one per source address and per device every introGap,
-// introBurst at once and introRate after, however many come.
-func TestIntroductionDialsBounded(t *testing.T) {
+// number of dials: one per source address and per device every meetGap,
+// meetBurst at once and meetRate after, however many come.
+func TestMeetingDialsBounded(t *testing.T) {
 	net := memnet.New(memnet.Options{Seed: 23})
 	t.Cleanup(func() { net.Close() })
 	if err := net.AddLAN(lanNet); err != nil {
@@ -152,30 +152,30 @@ func TestIntroductionDialsBounded(t *testing.T) {
 	if st := laptop.disc.Stats(); st.Recognised != sourceBurst-2 || st.Dials != 1 {
 		t.Fatalf("%d beacons of new own devices from one address: %+v (want one dial)", sourceBurst-2, st)
 	}
-	// From many addresses: at most introBurst more, plus introRate a
-	// second, and never more than maxIntros in flight.
+	// From many addresses: at most meetBurst more, plus meetRate a
+	// second, and never more than maxMeets in flight.
 	start := time.Now()
 	for i := range 80 {
 		dev, _ := randomKey(t)
 		from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 9, 0, byte(100 + i)}), 7117)
 		laptop.disc.handle(mustBeacon(t, laptop.dev.Window[:], dev, time.Now()), from)
-		if inflight := introsInFlight(laptop); inflight > maxIntros {
+		if inflight := meetsInFlight(laptop); inflight > maxMeets {
 			t.Fatalf("%d dials in flight", inflight)
 		}
 	}
 	elapsed := time.Since(start).Seconds()
 	st := laptop.disc.Stats()
-	if bound := 1 + introBurst + float64(introRate)*elapsed + 1; float64(st.Dials) > bound {
+	if bound := 1 + meetBurst + float64(meetRate)*elapsed + 1; float64(st.Dials) > bound {
 		t.Fatalf("%d dials in %.2f s, the bound is %.0f: %+v", st.Dials, elapsed, bound, st)
 	}
-	if st.Introduced != 0 || st.Dials < 2 {
-		t.Fatalf("a device nobody holds was introduced, or no other source was dialed: %+v", st)
+	if st.Met != 0 || st.Dials < 2 {
+		t.Fatalf("a device nobody holds was met, or no other source was dialed: %+v", st)
 	}
 	t.Logf("%d beacons of unknown own devices from 81 addresses: %d dials", st.Recognised, st.Dials)
 }
 
-func introsInFlight(a *testAgent) int {
+func meetsInFlight(a *testAgent) int {
 	a.disc.mu.Lock()
 	defer a.disc.mu.Unlock()
-	return a.disc.intro.inflight
+	return a.disc.meet.inflight
 }
