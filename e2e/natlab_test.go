@@ -1,0 +1,136 @@
+package e2e
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kith-project/kith/internal/control"
+	"github.com/kith-project/kith/internal/kithtest"
+	"github.com/kith-project/kith/internal/natlab"
+)
+
+// labPort is the UDP port every agent of a NAT lab listens on.
+const labPort = 7117
+
+// labT is the heartbeat of the NAT-lab agents: short, so that the lab's
+// tests are quick, and long enough for two loaded cores.
+const labT = time.Second
+
+// labPerson inits a device from the root namespace and starts its agent
+// inside host h's namespace, on every address at labPort, with a 1 s
+// heartbeat and the extra run flags. The CLI keeps running in the root
+// namespace: it reaches the agent through the control socket in the home
+// folder, a file that every namespace sees.
+func labPerson(t *testing.T, h *natlab.Host, name string, flags ...string) *person {
+	t.Helper()
+	d := kithtest.NewDevice(t)
+	var id identity
+	d.JSON(&id, "", "init", "--name", name)
+	d.Prefix = h.Prefix()
+	p := &person{Device: d, id: id}
+	p.agent = d.Start(fmt.Sprintf("0.0.0.0:%d", labPort), append([]string{"--heartbeat", labT.String()}, flags...)...)
+	return p
+}
+
+// at is host h's address on the internet with labPort: where its agent is
+// seen from outside its router (for a port-preserving router).
+func at(h *natlab.Host) string { return netip.AddrPortFrom(h.Public(), labPort).String() }
+
+// pairInOrder pairs first and second with "kith pair scan" as two people
+// do, first scanning first and waiting, and checks that both commands exit
+// 0 saying "Paired" with the same check code.
+func pairInOrder(t *testing.T, first, second *person) {
+	t.Helper()
+	_, firstPNG := first.show(t)
+	_, secondPNG := second.show(t)
+	start := time.Now()
+	scan1 := startKith(t, first, "pair", "scan", secondPNG)
+	kithtest.Eventually(t, time.Minute, "the first scanner says that it waits", func() error {
+		select {
+		case <-scan1.done:
+			t.Fatalf("the first scan ended before the second: exit %d\nstdout: %s\nstderr: %s", scan1.code, scan1.stdout.String(), scan1.stderr.String())
+		default:
+		}
+		if out := scan1.stdout.String(); !strings.Contains(out, "Waiting for the other person to scan your code") {
+			return errorString("stdout so far: " + out)
+		}
+		return nil
+	})
+	scan2 := startKith(t, second, "pair", "scan", firstPNG)
+	scan2.wait(t, 2*time.Minute)
+	if scan2.code != 0 || !strings.Contains(scan2.stdout.String(), "Paired with friend \""+first.id.Name+"\"") {
+		t.Fatalf("second scan (%s): exit %d (%v)\nstdout: %s\nstderr: %s", second.id.Name, scan2.code, scan2.err, scan2.stdout.String(), scan2.stderr.String())
+	}
+	scan1.wait(t, 2*time.Minute)
+	if scan1.code != 0 || !strings.Contains(scan1.stdout.String(), "Paired with friend \""+second.id.Name+"\"") {
+		t.Fatalf("first scan (%s): exit %d (%v)\nstdout: %s\nstderr: %s", first.id.Name, scan1.code, scan1.err, scan1.stdout.String(), scan1.stderr.String())
+	}
+	t.Logf("pairing: %s scans first, both paired %.2fs after the first scan", first.id.Name, time.Since(start).Seconds())
+	fa, okA := findFriend(first.friends(t), second.id.UserID)
+	fb, okB := findFriend(second.friends(t), first.id.UserID)
+	if !okA || !okB || fa.SAS == "" || fa.SAS != fb.SAS {
+		t.Fatalf("stored pairings: %+v (%v), %+v (%v)", fa, okA, fb, okB)
+	}
+	for _, out := range []string{scan1.stdout.String(), scan2.stdout.String()} {
+		if !strings.Contains(out, fa.SAS) {
+			t.Fatalf("the check code %s is not on both screens:\n%s", fa.SAS, out)
+		}
+	}
+}
+
+// friendAddr is the address p stores for other's one device.
+func friendAddr(t *testing.T, p, other *person) string {
+	t.Helper()
+	f, ok := findFriend(p.friends(t), other.id.UserID)
+	if !ok || len(f.Devices) != 1 {
+		t.Fatalf("%s lists %s as %+v (found %v), want one device", p.id.Name, other.id.Name, f, ok)
+	}
+	return f.Devices[0].Addr
+}
+
+// Pairing across a NAT in either order: hA behind a home router, pub on
+// the internet. Whoever scans first, both scans exit 0 with "Paired", and
+// each side stores the other at the address the pairing connection came
+// from (hA at its router's WAN address, not its LAN address), and both see
+// each other online afterwards.
+func TestNATLabPairingEitherOrder(t *testing.T) {
+	natlab.Require(t)
+	t.Parallel()
+	for _, hAFirst := range []bool{true, false} {
+		name := "pub scans first"
+		if hAFirst {
+			name = "hA scans first"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			lab := natlab.New(t)
+			hostA := lab.Host("hA", lab.Router("rA"))
+			hostPub := lab.Public("pub")
+			a := labPerson(t, hostA, "a")
+			pub := labPerson(t, hostPub, "pub")
+			if hAFirst {
+				pairInOrder(t, a, pub)
+			} else {
+				pairInOrder(t, pub, a)
+			}
+			if got, want := friendAddr(t, pub, a), at(hostA); got != want {
+				t.Errorf("pub stores hA at %s, want %s, the router's address the pairing came from (hA's own is %s)", got, want, hostA.Addr)
+			}
+			if got, want := friendAddr(t, a, pub), at(hostPub); got != want {
+				t.Errorf("hA stores pub at %s, want %s", got, want)
+			}
+			for _, pp := range [][2]*person{{a, pub}, {pub, a}} {
+				p, other := pp[0], pp[1]
+				waitPeer(t, p, other.id.DeviceID, 30*labT, other.id.Name+" online", func(ps control.PeerStatus) bool {
+					return ps.Online && ps.RTTMillis != nil
+				})
+			}
+			if got, want := friendAddr(t, pub, a), at(hostA); got != want {
+				t.Errorf("after the heartbeats pub stores hA at %s, want %s", got, want)
+			}
+		})
+	}
+}
