@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -200,6 +201,7 @@ func TestUDPTimeout(t *testing.T) {
 	l := New(t)
 	short := l.Router("rA", UDPTimeouts(2*time.Second, 2*time.Second))
 	long := l.Router("rB")
+	watch := short.WatchExpired()
 	hA, hB := l.Host("hA", short), l.Host("hB", long)
 	pub := l.Public("pub")
 	pc := listen(t, pub, 7000)
@@ -213,6 +215,17 @@ func TestUDPTimeout(t *testing.T) {
 		send(t, pc, mapped[i], "reply")
 		mustRecv(t, conns[i], "reply")
 	}
+	// Both routers list their flow, with the mapping on the WAN.
+	for i, r := range []*Router{short, long} {
+		want := Flow{Src: netip.AddrPortFrom([]*Host{hA, hB}[i].Addr, 7100), Dst: dst, ReplySrc: dst, ReplyDst: mapped[i]}
+		fs, err := r.Flows()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(fs, want) {
+			t.Fatalf("router %s lists flows %v, want %v among them", r.Name, fs, want)
+		}
+	}
 	time.Sleep(5 * time.Second)
 	for i := range conns {
 		send(t, pc, mapped[i], "late")
@@ -222,6 +235,14 @@ func TestUDPTimeout(t *testing.T) {
 	}
 	if from, ok := recv(t, conns[0], "late", 2*time.Second); ok {
 		t.Fatalf("with a 2 s UDP timeout, pub's packet after 5 s of silence reached hA (from %s)", from)
+	}
+	// The watch saw hA's flow expire.
+	deadline := time.Now().Add(30 * time.Second)
+	for !slices.ContainsFunc(watch.Gone(), func(f Flow) bool { return f.Src == netip.AddrPortFrom(hA.Addr, 7100) && f.Dst == dst }) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the expiry watch of rA saw %v, not hA's flow to pub", watch.Gone())
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
