@@ -20,6 +20,9 @@ import (
 type Flow struct {
 	Src, Dst           netip.AddrPort
 	ReplySrc, ReplyDst netip.AddrPort
+	// Packets and Bytes count what went each way, original ([0]) and
+	// reply ([1]), as conntrack's accounting (on in every router) says.
+	Packets, Bytes [2]uint64
 }
 
 func (f Flow) String() string {
@@ -31,6 +34,7 @@ func (f Flow) String() string {
 func parseFlow(line string) (Flow, bool) {
 	var ips [2][2]string // [direction][src, dst]
 	var ports [2][2]string
+	var counts [2][2]uint64 // [direction][packets, bytes]
 	seen := map[string]int{}
 	for _, f := range strings.Fields(line) {
 		k, v, ok := strings.Cut(f, "=")
@@ -50,6 +54,16 @@ func parseFlow(line string) (Flow, bool) {
 			ports[i][0] = v
 		case "dport":
 			ports[i][1] = v
+		case "packets", "bytes":
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				return Flow{}, false
+			}
+			if k == "packets" {
+				counts[i][0] = n
+			} else {
+				counts[i][1] = n
+			}
 		default:
 			continue
 		}
@@ -69,7 +83,8 @@ func parseFlow(line string) (Flow, bool) {
 			ap[d][e] = netip.AddrPortFrom(a, uint16(p))
 		}
 	}
-	return Flow{Src: ap[0][0], Dst: ap[0][1], ReplySrc: ap[1][0], ReplyDst: ap[1][1]}, true
+	return Flow{Src: ap[0][0], Dst: ap[0][1], ReplySrc: ap[1][0], ReplyDst: ap[1][1],
+		Packets: [2]uint64{counts[0][0], counts[1][0]}, Bytes: [2]uint64{counts[0][1], counts[1][1]}}, true
 }
 
 // Flows lists the router's UDP flows now. It may be called from any

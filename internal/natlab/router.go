@@ -106,6 +106,9 @@ func (l *Lab) Router(name string, opts ...RouterOption) *Router {
 		random = " random"
 	}
 	l.exec(ns, fmt.Appendf(nil, ruleset, random), nftPath, "-f", "-")
+	if err := sysctl(ns, "net/netfilter/nf_conntrack_acct", "1"); err != nil {
+		l.t.Fatalf("natlab: %v", err)
+	}
 	if c.unreplied != 0 || c.stream != 0 {
 		if err := r.SetUDPTimeouts(c.unreplied, c.stream); err != nil {
 			l.t.Fatal(err)
