@@ -1,0 +1,155 @@
+//go:build natlab_rendezvous || natlab_relay
+
+package e2e
+
+// The grid of issue #10, in the NAT lab: hA and hB, each behind its own
+// home router, with pub, a public friend of both. The two paired in a
+// café (on one LAN), went home, and keep only the café addresses of each
+// other, which answer nothing: they need pub to meet again.
+//
+// These tests need features of other branches and are built only with the
+// tags that name them:
+//
+//	natlab_rendezvous  kith run --introduce: rendezvous and simultaneous
+//	                   open through a mutual friend (natlab_punch_test.go)
+//	natlab_relay       kith run --relay: relaying through a friend
+//	                   (natlab_relay_test.go)
+//
+// For instance, as root:
+//
+//	go test -race -tags natlab_rendezvous,natlab_relay -run 'TestNATLab' ./e2e
+//
+// Each case logs the path it reached and the time from both agents
+// running to both seeing it, as "grid: hA-hB punched 1.84s", for the
+// table in docs/networks.md.
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kith-project/kith/internal/control"
+	"github.com/kith-project/kith/internal/natlab"
+)
+
+// pubFlags are the run flags of the mutual friend's agent; each tagged
+// file adds the flag of its feature.
+var pubFlags []string
+
+// grid is one lab of the grid, with its three agents running and paired.
+type grid struct {
+	lab          *natlab.Lab
+	rA, rB       *natlab.Router
+	hA, hB, hPub *natlab.Host
+	a, b, pub    *person
+	// ready is when both a's and b's agents answered, after their last
+	// start.
+	ready time.Time
+}
+
+// gridOptions are one grid case's routers and agents.
+type gridOptions struct {
+	symA, symB bool                  // symmetric routers
+	router     []natlab.RouterOption // for both home routers
+	flags      []string              // run flags of a's and b's last start
+}
+
+// moveTo stops p's agent and starts it again, with the same home, inside
+// host h's namespace: the device went somewhere else.
+func (p *person) moveTo(t *testing.T, h *natlab.Host, flags ...string) {
+	t.Helper()
+	if err := p.agent.Stop(); err != nil {
+		t.Fatalf("stopping %s's agent: %v", p.id.Name, err)
+	}
+	p.Prefix = h.Prefix()
+	p.agent = p.Start(fmt.Sprintf("0.0.0.0:%d", labPort), append([]string{"--heartbeat", labT.String()}, flags...)...)
+}
+
+// newGrid builds a grid lab: a and b pair in a café, go home behind rA and
+// rB, pair with pub there, and then start again together.
+func newGrid(t *testing.T, o gridOptions) *grid {
+	t.Helper()
+	lab := natlab.New(t)
+	g := &grid{lab: lab}
+	optsA, optsB := slices.Clone(o.router), slices.Clone(o.router)
+	if o.symA {
+		optsA = append(optsA, natlab.Symmetric())
+	}
+	if o.symB {
+		optsB = append(optsB, natlab.Symmetric())
+	}
+	g.rA, g.rB = lab.Router("rA", optsA...), lab.Router("rB", optsB...)
+	g.hA, g.hB, g.hPub = lab.Host("hA", g.rA), lab.Host("hB", g.rB), lab.Public("pub")
+	cafe := lab.Router("cafe")
+	g.a, g.b = labPerson(t, lab.Host("cA", cafe), "a"), labPerson(t, lab.Host("cB", cafe), "b")
+	pairInOrder(t, g.a, g.b)
+	g.pub = labPerson(t, g.hPub, "pub", pubFlags...)
+	g.a.moveTo(t, g.hA)
+	g.b.moveTo(t, g.hB)
+	pairInOrder(t, g.a, g.pub)
+	pairInOrder(t, g.pub, g.b)
+	for _, p := range []*person{g.a, g.b} {
+		waitPeer(t, p, g.pub.id.DeviceID, 30*labT, "pub online", func(ps control.PeerStatus) bool { return ps.Online })
+	}
+	// Both start afresh, at home, knowing each other only at the café.
+	g.a.moveTo(t, g.hA, o.flags...)
+	g.b.moveTo(t, g.hB, o.flags...)
+	g.ready = time.Now()
+	return g
+}
+
+// pathOf is how a status shows a peer's path: "punched", "relay via pub".
+func pathOf(ps control.PeerStatus) string {
+	if ps.Via != "" {
+		return ps.Path + " via " + ps.Via
+	}
+	return ps.Path
+}
+
+// waitPaths waits until a and b see each other online on one of the
+// paths in want (as pathOf spells them), and returns that path and the
+// time since g.ready.
+func (g *grid) waitPaths(t *testing.T, limit time.Duration, want ...string) (string, time.Duration) {
+	t.Helper()
+	var path string
+	for _, pp := range [][2]*person{{g.a, g.b}, {g.b, g.a}} {
+		p, other := pp[0], pp[1]
+		waitPeer(t, p, other.id.DeviceID, limit, other.id.Name+" on a path of "+strings.Join(want, ", "), func(ps control.PeerStatus) bool {
+			return ps.Online && ps.RTTMillis != nil && slices.Contains(want, pathOf(ps))
+		})
+		ps, _ := peerIn(quickStatus(t, p), other.id.DeviceID)
+		path = pathOf(ps)
+	}
+	return path, time.Since(g.ready)
+}
+
+// logGrid logs one case's outcome in the form docs/networks.md's table is
+// made from.
+func (g *grid) logGrid(t *testing.T, o gridOptions, path string, took time.Duration) {
+	t.Helper()
+	name := func(h string, sym bool) string {
+		if sym {
+			return h + "(symmetric)"
+		}
+		return h
+	}
+	t.Logf("grid: %s-%s %s %.2fs", name("hA", o.symA), name("hB", o.symB), path, took.Seconds())
+}
+
+// keepsFlowing checks that a and b still hear each other, on path, for
+// 5T after pub's agent stopped.
+func (g *grid) keepsFlowing(t *testing.T, path string) {
+	t.Helper()
+	if err := g.pub.agent.Stop(); err != nil {
+		t.Fatalf("stopping pub: %v", err)
+	}
+	stopped := time.Now()
+	for _, pp := range [][2]*person{{g.a, g.b}, {g.b, g.a}} {
+		p, other := pp[0], pp[1]
+		waitPeer(t, p, other.id.DeviceID, 30*labT, other.id.Name+" heard 5T after pub stopped", func(ps control.PeerStatus) bool {
+			return ps.Online && pathOf(ps) == path && ps.LastSeen != nil && ps.LastSeen.After(stopped.Add(5*labT))
+		})
+	}
+}
