@@ -12,6 +12,10 @@
 // their default gateway, so two hosts behind one router share one LAN
 // segment on which broadcast and multicast work. Public hosts
 // ([Lab.Public]) sit on the internet bridge with an address of their own.
+// Routers and public hosts route everything else to the internet
+// namespace's own address, 198.18.0.254, which forwards nothing: a packet
+// to an address nobody in the lab has (another LAN's private address, say)
+// vanishes without an answer, as on the real internet.
 //
 //	hA (10.0.1.2) ─┐                                 ┌─ hB (10.0.2.2)
 //	hA2 (10.0.1.3)─┴ lan [rA] wan ── internet ── wan [rB] lan ┘

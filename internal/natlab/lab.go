@@ -111,9 +111,18 @@ func New(t testing.TB) *Lab {
 	t.Cleanup(l.cleanup)
 	l.inet = l.netns("inet")
 	l.ip("-n", l.inet, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0")
+	l.ip("-n", l.inet, "addr", "add", sink.String()+"/24", "dev", "br0")
 	l.ip("-n", l.inet, "link", "set", "br0", "up")
 	return l
 }
+
+// sink is the internet namespace's own address, every public host's and
+// router's default gateway: "the rest of the internet". It forwards
+// nothing (a new namespace does not), so a packet to an address nobody in
+// the lab has, such as a private address from another LAN, vanishes
+// without an answer, as it does on the real internet, instead of failing
+// at once with "network unreachable".
+var sink = netip.AddrFrom4([4]byte{198, 18, 0, 254})
 
 // Prefix is the beginning of the names of this lab's namespaces.
 func (l *Lab) Prefix() string { return l.prefix }
@@ -164,13 +173,13 @@ func (l *Lab) inetAddr(wan bool) netip.Addr {
 		n = l.nextWAN
 		l.nextWAN++
 		if l.nextWAN == 100 {
-			l.nextWAN = 200 // public hosts have 100–199
+			l.nextWAN = 200 // public hosts have 100–199, the sink 254
 		}
 	} else {
 		n = l.nextPub
 		l.nextPub++
 	}
-	if n > 254 || (!wan && n >= 200) {
+	if n >= 254 || (!wan && n >= 200) {
 		l.t.Fatalf("natlab: the lab's internet ran out of addresses")
 	}
 	return netip.AddrFrom4([4]byte{198, 18, 0, byte(n)})
@@ -198,6 +207,7 @@ func (l *Lab) Public(name string) *Host {
 	l.inetPort(ns, "eth0")
 	l.ip("-n", ns, "addr", "add", a.String()+"/24", "dev", "eth0")
 	l.ip("-n", ns, "link", "set", "eth0", "up")
+	l.ip("-n", ns, "route", "add", "default", "via", sink.String())
 	return &Host{lab: l, Name: name, NS: ns, Addr: a}
 }
 

@@ -88,6 +88,40 @@ func TestReachPublic(t *testing.T) {
 	}
 }
 
+// A packet from the internet to a private address of some LAN vanishes:
+// no ICMP error comes back (a connected UDP socket would report it as a
+// read error), as on the real internet; and so does one from a host behind
+// a router to another LAN's private address.
+func TestPrivateAddressesVanish(t *testing.T) {
+	t.Parallel()
+	l := New(t)
+	r := l.Router("rA")
+	h, other := l.Host("hA", r), l.Host("hB", l.Router("rB"))
+	pub := l.Public("pub")
+	for _, from := range []*Host{pub, h} {
+		var c *net.UDPConn
+		err := from.Do(func() error {
+			var err error
+			c, err = net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(other.Addr, 7000)))
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		for range 3 {
+			if _, err := c.Write([]byte("anyone?")); err != nil {
+				t.Fatalf("from %s, writing to %s: %v", from.Name, other.Addr, err)
+			}
+		}
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		var ne net.Error
+		if _, err := c.Read(make([]byte, 64)); !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("from %s, reading after writes to %s: %v, want a timeout (no answer, no ICMP error)", from.Name, other.Addr, err)
+		}
+	}
+}
+
 // Unsolicited packets to the router's WAN are dropped, and so is a
 // packet from a second public host to a mapping made for the first (the
 // filter is per flow), while the first host's reply gets through.

@@ -95,6 +95,7 @@ func (l *Lab) Router(name string, opts ...RouterOption) *Router {
 	l.inetPort(ns, "wan")
 	l.ip("-n", ns, "addr", "add", r.wan.String()+"/24", "dev", "wan")
 	l.ip("-n", ns, "link", "set", "wan", "up")
+	l.ip("-n", ns, "route", "add", "default", "via", sink.String())
 	l.ip("-n", ns, "link", "add", "lan", "type", "bridge", "mcast_snooping", "0")
 	l.ip("-n", ns, "addr", "add", r.gateway().String()+"/24", "dev", "lan")
 	l.ip("-n", ns, "link", "set", "lan", "up")
@@ -177,6 +178,7 @@ func (l *Lab) Renumber(r *Router) netip.Addr {
 	a := l.inetAddr(true)
 	l.ip("-n", r.NS, "addr", "del", old.String()+"/24", "dev", "wan")
 	l.ip("-n", r.NS, "addr", "add", a.String()+"/24", "dev", "wan")
+	l.ip("-n", r.NS, "route", "replace", "default", "via", sink.String())
 	r.mu.Lock()
 	r.wan = a
 	r.mu.Unlock()
