@@ -99,32 +99,45 @@ func friendAddr(t *testing.T, p, other *person) string {
 }
 
 // Pairing across a NAT in either order: hA behind a home router, pub on
-// the internet. Whoever scans first, both scans exit 0 with "Paired", and
-// each side stores the other at the address the pairing connection came
-// from (hA at its router's WAN address, not its LAN address), and both see
-// each other online afterwards.
+// the internet. Whoever scans first, both scans exit 0 with "Paired", each
+// side stores the other at the address the pairing connection came from
+// (hA at its router's mapping of the flow to pub, not at its LAN address),
+// and both see each other online afterwards, hA still at that address. The
+// same with a symmetric router, whose mapping's port is its own choice.
 func TestNATLabPairingEitherOrder(t *testing.T) {
 	natlab.Require(t)
 	t.Parallel()
-	for _, hAFirst := range []bool{true, false} {
+	for _, c := range []struct {
+		hAFirst, symmetric bool
+	}{{true, false}, {false, false}, {true, true}, {false, true}} {
 		name := "pub scans first"
-		if hAFirst {
+		if c.hAFirst {
 			name = "hA scans first"
+		}
+		var opts []natlab.RouterOption
+		if c.symmetric {
+			name += ", symmetric router"
+			opts = append(opts, natlab.Symmetric())
 		}
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			lab := natlab.New(t)
-			hostA := lab.Host("hA", lab.Router("rA"))
+			rA := lab.Router("rA", opts...)
+			hostA := lab.Host("hA", rA)
 			hostPub := lab.Public("pub")
 			a := labPerson(t, hostA, "a")
 			pub := labPerson(t, hostPub, "pub")
-			if hAFirst {
+			if c.hAFirst {
 				pairInOrder(t, a, pub)
 			} else {
 				pairInOrder(t, pub, a)
 			}
-			if got, want := friendAddr(t, pub, a), at(hostA); got != want {
-				t.Errorf("pub stores hA at %s, want %s, the router's address the pairing came from (hA's own is %s)", got, want, hostA.Addr)
+			mapped := mappingOf(t, rA, hostA, hostPub)
+			if !c.symmetric && mapped != at(hostA) {
+				t.Fatalf("a port-preserving router mapped hA's flow to pub at %s, want %s", mapped, at(hostA))
+			}
+			if got := friendAddr(t, pub, a); got != mapped {
+				t.Errorf("pub stores hA at %s, want %s, the router's mapping the pairing came from (hA's own address is %s)", got, mapped, hostA.Addr)
 			}
 			if got, want := friendAddr(t, a, pub), at(hostPub); got != want {
 				t.Errorf("hA stores pub at %s, want %s", got, want)
@@ -135,11 +148,29 @@ func TestNATLabPairingEitherOrder(t *testing.T) {
 					return ps.Online && ps.RTTMillis != nil
 				})
 			}
-			if got, want := friendAddr(t, pub, a), at(hostA); got != want {
-				t.Errorf("after the heartbeats pub stores hA at %s, want %s", got, want)
+			if got := friendAddr(t, pub, a); got != mapped {
+				t.Errorf("after the heartbeats pub stores hA at %s, want %s", got, mapped)
 			}
 		})
 	}
+}
+
+// mappingOf is where router r maps the flow from host h's agent to public
+// host pub's: the address pub sees h's agent at.
+func mappingOf(t *testing.T, r *natlab.Router, h, pub *natlab.Host) string {
+	t.Helper()
+	fs, err := r.Flows()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, dst := netip.AddrPortFrom(h.Addr, labPort), netip.AddrPortFrom(pub.Addr, labPort)
+	for _, f := range fs {
+		if f.Src == src && f.Dst == dst {
+			return f.ReplyDst.String()
+		}
+	}
+	t.Fatalf("router %s has no flow %s→%s: %v", r.Name, src, dst, fs)
+	return ""
 }
 
 // Renumbering: hA behind rA is paired with pub; rA gets a new WAN address
