@@ -11,7 +11,7 @@ import (
 	"github.com/kith-project/kith/internal/natlab"
 )
 
-func init() { pubFlags = append(pubFlags, "--introduce") }
+func init() { pubFlags = append(pubFlags, "--introduce", "friends") }
 
 // The grid's first case: hA and hB behind port-preserving NATs, with pub
 // a friend of both that introduces them. They reach a punched path (the

@@ -9,7 +9,7 @@ import (
 	"github.com/kith-project/kith/internal/natlab"
 )
 
-func init() { pubFlags = append(pubFlags, "--relay") }
+func init() { pubFlags = append(pubFlags, "--relay", "friends") }
 
 // The grid's symmetric cases. One side symmetric: hole punching may work
 // or not, and the test accepts either a punched path or a relay through
