@@ -86,14 +86,25 @@ func newGrid(t *testing.T, o gridOptions) *grid {
 	g.a, g.b = labPerson(t, lab.Host("cA", cafe), "a"), labPerson(t, lab.Host("cB", cafe), "b")
 	pairInOrder(t, g.a, g.b)
 	g.pub = labPerson(t, g.hPub, "pub", pubFlags...)
-	g.a.moveTo(t, g.hA)
-	g.b.moveTo(t, g.hB)
-	pairInOrder(t, g.a, g.pub)
-	pairInOrder(t, g.pub, g.b)
-	for _, p := range []*person{g.a, g.b} {
-		waitPeer(t, p, g.pub.id.DeviceID, 30*labT, "pub online", func(ps control.PeerStatus) bool { return ps.Online })
+	// Each goes home and pairs with pub there, one after the other: were
+	// both at home at once, they would find each other already, and then
+	// know each other's home addresses.
+	for _, c := range []struct {
+		p *person
+		h *natlab.Host
+	}{{g.a, g.hA}, {g.b, g.hB}} {
+		c.p.moveTo(t, c.h)
+		if c.p == g.a {
+			pairInOrder(t, g.a, g.pub)
+		} else {
+			pairInOrder(t, g.pub, g.b)
+		}
+		waitPeer(t, c.p, g.pub.id.DeviceID, 30*labT, "pub online", func(ps control.PeerStatus) bool { return ps.Online })
+		if err := c.p.agent.Stop(); err != nil {
+			t.Fatalf("stopping %s: %v", c.p.id.Name, err)
+		}
 	}
-	// Both start afresh, at home, knowing each other only at the café.
+	// Both start together, at home, knowing each other only at the café.
 	g.a.moveTo(t, g.hA, o.flags...)
 	g.b.moveTo(t, g.hB, o.flags...)
 	g.ready = time.Now()
