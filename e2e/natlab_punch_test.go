@@ -39,17 +39,16 @@ func TestNATLabRenumberRepunch(t *testing.T) {
 		g.lab.Renumber(g.rA)
 		renumbered := time.Now()
 		newAddr := at(g.hA)
-		for _, p := range []*person{g.pub, g.b} {
-			took := waitPeer(t, p, g.a.id.DeviceID, time.Minute, "hA at "+newAddr, func(ps control.PeerStatus) bool {
-				return ps.Online && ps.Addr == newAddr && ps.LastSeen != nil && ps.LastSeen.After(renumbered) &&
-					(p == g.pub || ps.Path == "punched")
-			})
-			verb := "follows"
-			if p == g.b {
-				verb = "re-punches"
+		follows := func(punched bool) func(control.PeerStatus) bool {
+			return func(ps control.PeerStatus) bool {
+				return ps.Online && ps.Addr == newAddr && ps.LastSeen != nil && ps.LastSeen.After(renumbered) && (!punched || ps.Path == "punched")
 			}
-			t.Logf("renumber: %s %s hA %.2fs (%.2f T), round %d", p.id.Name, verb, took.Seconds(), float64(took)/float64(labT), round+1)
 		}
+		took := waitAll(t, renumbered, time.Minute,
+			peerCheck{g.pub, g.a, "hA at " + newAddr, follows(false)},
+			peerCheck{g.b, g.a, "hA at " + newAddr + ", punched", follows(true)})
+		t.Logf("renumber: pub follows hA %.2fs (%.2f T), round %d", took[0].Seconds(), float64(took[0])/float64(labT), round+1)
+		t.Logf("renumber: hB re-punches hA %.2fs (%.2f T), round %d", took[1].Seconds(), float64(took[1])/float64(labT), round+1)
 		waitPeer(t, g.a, g.b.id.DeviceID, time.Minute, "hB heard by hA after the renumbering", func(ps control.PeerStatus) bool {
 			return ps.Online && ps.Path == "punched" && ps.LastSeen != nil && ps.LastSeen.After(renumbered)
 		})

@@ -173,6 +173,46 @@ func mappingOf(t *testing.T, r *natlab.Router, h, pub *natlab.Host) string {
 	return ""
 }
 
+// peerCheck is a condition on how p sees other's device.
+type peerCheck struct {
+	p, other *person
+	what     string
+	cond     func(control.PeerStatus) bool
+}
+
+// waitAll polls every check at once until each has held, and returns for
+// each the time from since to its first status that held. It fails the
+// test if one has not held within limit.
+func waitAll(t *testing.T, since time.Time, limit time.Duration, checks ...peerCheck) []time.Duration {
+	t.Helper()
+	took := make([]time.Duration, len(checks))
+	done := make([]bool, len(checks))
+	last := make([]control.PeerStatus, len(checks))
+	for left := len(checks); left > 0; {
+		for i, c := range checks {
+			if done[i] {
+				continue
+			}
+			if ps, ok := peerIn(quickStatus(t, c.p), c.other.id.DeviceID); ok {
+				last[i] = ps
+				if c.cond(ps) {
+					took[i], done[i] = time.Since(since), true
+					left--
+				}
+			}
+		}
+		if left > 0 && time.Since(since) > limit {
+			for i, c := range checks {
+				if !done[i] {
+					t.Fatalf("%s: %s did not see it within %v; last %+v", c.what, c.p.id.Name, limit, last[i])
+				}
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return took
+}
+
 // Renumbering: hA behind rA is paired with pub; rA gets a new WAN address
 // and loses its conntrack table. pub follows hA to the new address when
 // hA's next heartbeat comes from there: within 2T, as issue #10 asks. The
@@ -193,9 +233,9 @@ func TestNATLabRenumberPublicPeerFollows(t *testing.T) {
 		old := at(hostA)
 		lab.Renumber(rA)
 		renumbered := time.Now()
-		took := waitPeer(t, pub, a.id.DeviceID, 10*labT, "hA at its new address "+at(hostA), func(ps control.PeerStatus) bool {
+		took := waitAll(t, renumbered, 10*labT, peerCheck{pub, a, "hA at its new address " + at(hostA), func(ps control.PeerStatus) bool {
 			return ps.Online && ps.Addr == at(hostA) && ps.LastSeen != nil && ps.LastSeen.After(renumbered)
-		})
+		}})[0]
 		t.Logf("renumber: pub follows hA %.2fs (%.2f T) from %s to %s, round %d", took.Seconds(), float64(took)/float64(labT), old, at(hostA), round+1)
 		// And hA hears pub: its heartbeats are answered through the new
 		// mapping.
