@@ -24,7 +24,6 @@ package e2e
 // table in docs/networks.md.
 
 import (
-	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -54,17 +53,6 @@ type gridOptions struct {
 	symA, symB bool                  // symmetric routers
 	router     []natlab.RouterOption // for both home routers
 	flags      []string              // run flags of a's and b's last start
-}
-
-// moveTo stops p's agent and starts it again, with the same home, inside
-// host h's namespace: the device went somewhere else.
-func (p *person) moveTo(t *testing.T, h *natlab.Host, flags ...string) {
-	t.Helper()
-	if err := p.agent.Stop(); err != nil {
-		t.Fatalf("stopping %s's agent: %v", p.id.Name, err)
-	}
-	p.Prefix = h.Prefix()
-	p.agent = p.Start(fmt.Sprintf("0.0.0.0:%d", labPort), append([]string{"--heartbeat", labT.String()}, flags...)...)
 }
 
 // newGrid builds a grid lab: a and b pair in a café, go home behind rA and
