@@ -186,7 +186,7 @@ func (l *Lab) inetAddr(wan bool) netip.Addr {
 }
 
 // inetPort makes a veth pair from the internet bridge into ns, named dev
-// inside ns, and returns the bridge-side name.
+// inside ns, its other end a port of the bridge.
 func (l *Lab) inetPort(ns, dev string) {
 	l.t.Helper()
 	l.mu.Lock()

@@ -149,6 +149,13 @@ func TestUnsolicitedDropped(t *testing.T) {
 	if from, ok := recv(t, hc, "stranger", 2*time.Second); ok {
 		t.Fatalf("pub2's packet to hA's mapping for pub arrived from %s", from)
 	}
+	// Once the router forgets its flows, pub's packets are unsolicited
+	// again.
+	r.FlushConntrack()
+	send(t, pc, mapped, "after the flush")
+	if from, ok := recv(t, hc, "after the flush", 2*time.Second); ok {
+		t.Fatalf("pub's packet to hA's mapping arrived from %s after the router flushed its flows", from)
+	}
 }
 
 // mappings sends from one socket of a host behind r to three public hosts
