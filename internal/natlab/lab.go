@@ -54,6 +54,7 @@ func check() string {
 	if ctPath, err = exec.LookPath("conntrack"); err != nil {
 		return "conntrack is not installed (apt-get install conntrack)"
 	}
+	removeStale()
 	ns := fmt.Sprintf("klprobe%d", os.Getpid())
 	if out, err := run(ipPath, "netns", "add", ns); err != nil {
 		return fmt.Sprintf("network namespaces are unsupported here (ip netns add: %v: %s)", err, out)
@@ -63,6 +64,36 @@ func check() string {
 		return fmt.Sprintf("nftables does not work in a namespace (nft add table: %v: %s)", err, out)
 	}
 	return ""
+}
+
+// removeStale deletes the namespaces of labs whose test process is gone
+// (killed before its cleanups ran), and what still runs in them: their
+// names are kl<pid>-…, and no process <pid> exists.
+func removeStale() {
+	entries, err := os.ReadDir("/run/netns")
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		name := e.Name()
+		rest, ok := strings.CutPrefix(name, "kl")
+		if !ok {
+			continue
+		}
+		digits, _, ok := strings.Cut(strings.TrimPrefix(rest, "probe"), "-")
+		if strings.HasPrefix(rest, "probe") {
+			digits, ok = strings.TrimPrefix(rest, "probe"), true
+		}
+		pid, err := strconv.Atoi(digits)
+		if !ok || err != nil || pid <= 0 || pid == os.Getpid() {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); err == nil || err == syscall.EPERM {
+			continue // its process lives
+		}
+		killAll(name)
+		run(ipPath, "netns", "del", name)
+	}
 }
 
 // run runs a command and returns its combined output and error.

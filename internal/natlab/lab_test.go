@@ -3,9 +3,11 @@ package natlab
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"slices"
 	"testing"
 	"time"
@@ -364,5 +366,30 @@ func TestCleanup(t *testing.T) {
 			t.Fatalf("process %d in the lab still runs", pid)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// The namespaces of a lab whose test process died are removed by the next
+// lab's checks; those of a live process are not.
+func TestStaleLabsRemoved(t *testing.T) {
+	Require(t)
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	stale := fmt.Sprintf("kl%d-1-inet", dead.Process.Pid)
+	live := fmt.Sprintf("kl%d-999-inet", os.Getpid())
+	for _, ns := range []string{stale, live} {
+		if out, err := run(ipPath, "netns", "add", ns); err != nil {
+			t.Fatalf("ip netns add %s: %v: %s", ns, err, out)
+		}
+	}
+	t.Cleanup(func() { run(ipPath, "netns", "del", live) })
+	removeStale()
+	if _, err := os.Stat("/run/netns/" + stale); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the dead process's namespace %s is still there: %v", stale, err)
+	}
+	if _, err := os.Stat("/run/netns/" + live); err != nil {
+		t.Errorf("this process's namespace %s was removed: %v", live, err)
 	}
 }
