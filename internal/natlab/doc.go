@@ -50,5 +50,7 @@
 // holds the process ID and a counter), so labs of parallel tests and test
 // processes never collide. When the test ends, whatever happened, the
 // lab's cleanup kills every process left in its namespaces and deletes
-// them, which deletes their interfaces too.
+// them, which deletes their interfaces too. The labs of a test process
+// that was killed before its cleanups ran are removed by the next
+// Require: their names hold a process ID that no longer exists.
 package natlab
