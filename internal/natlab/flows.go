@@ -163,3 +163,22 @@ func (r *Router) WatchExpired() *FlowWatch {
 func (r *Router) command(ctx context.Context, name string, args ...string) *exec.Cmd {
 	return exec.CommandContext(ctx, ipPath, append([]string{"netns", "exec", r.NS, name}, args...)...)
 }
+
+// lockedLog collects a helper's output for the test's log.
+type lockedLog struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (w *lockedLog) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.b = append(w.b, p...)
+	return len(p), nil
+}
+
+func (w *lockedLog) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return string(w.b)
+}

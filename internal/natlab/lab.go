@@ -123,6 +123,7 @@ type Lab struct {
 	mu       sync.Mutex
 	nextWAN  int // last octet of the next internet address
 	nextPub  int
+	nextMap  int // last octet of the next address in mappable
 	routers  []*Router
 	spaces   []string // every namespace, in creation order
 	ifaceSeq int      // numbers the internet bridge's ports
@@ -138,12 +139,14 @@ func New(t testing.TB) *Lab {
 		prefix:  fmt.Sprintf("kl%d-%d-", os.Getpid(), labCount.Add(1)),
 		nextWAN: 1,
 		nextPub: 100,
+		nextMap: 1,
 	}
 	t.Cleanup(l.cleanup)
 	l.inet = l.netns("inet")
 	l.ip("-n", l.inet, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0")
 	l.ip("-n", l.inet, "addr", "add", sink.String()+"/24", "dev", "br0")
 	l.ip("-n", l.inet, "link", "set", "br0", "up")
+	l.ip("-n", l.inet, "route", "add", mappable.String(), "dev", "br0")
 	return l
 }
 
@@ -238,7 +241,7 @@ func (l *Lab) Public(name string) *Host {
 	l.inetPort(ns, "eth0")
 	l.ip("-n", ns, "addr", "add", a.String()+"/24", "dev", "eth0")
 	l.ip("-n", ns, "link", "set", "eth0", "up")
-	l.ip("-n", ns, "route", "add", "default", "via", sink.String())
+	l.inetRoutes(ns, "eth0", false)
 	return &Host{lab: l, Name: name, NS: ns, Addr: a}
 }
 

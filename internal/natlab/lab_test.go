@@ -393,3 +393,59 @@ func TestStaleLabsRemoved(t *testing.T) {
 		t.Errorf("this process's namespace %s was removed: %v", live, err)
 	}
 }
+
+// A router with PortMapping grants a NAT-PMP mapping (RFC 6886) of a UDP
+// port to its LAN host, on its WAN address: a public host's unsolicited
+// packets to the mapped port then reach the host, through a symmetric
+// router too, while other ports stay closed.
+func TestPortMapping(t *testing.T) {
+	t.Parallel()
+	l := New(t)
+	r := l.Router("rA", Symmetric(), PortMapping())
+	h := l.Host("hA", r)
+	pub := l.Public("pub")
+	if !mappable.Contains(r.WAN()) {
+		t.Fatalf("a router with port mapping has WAN address %s, want one in %s", r.WAN(), mappable)
+	}
+	hc, pc := listen(t, h, 7100), listen(t, pub, 7000)
+	ask := listen(t, h, 0)
+	// Request: version 0, opcode 1 (map UDP), reserved, internal port,
+	// suggested external port, lifetime in seconds.
+	req := []byte{0, 1, 0, 0, 7100 >> 8, 7100 & 0xff, 7100 >> 8, 7100 & 0xff, 0, 0, 0x0e, 0x10}
+	gw := netip.AddrPortFrom(r.LAN.Addr().Next(), 5351)
+	var ext uint16
+	deadline := time.Now().Add(30 * time.Second) // miniupnpd is starting
+	for ext == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no NAT-PMP answer from the router within 30 s")
+		}
+		if _, err := ask.WriteToUDPAddrPort(req, gw); err != nil {
+			t.Fatal(err)
+		}
+		ask.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		buf := make([]byte, 64)
+		n, _, err := ask.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			continue
+		}
+		// Answer: version, opcode 129, result, epoch, internal port,
+		// mapped external port, lifetime.
+		if n != 16 || buf[1] != 129 {
+			t.Fatalf("NAT-PMP answer % x", buf[:n])
+		}
+		if res := uint16(buf[2])<<8 | uint16(buf[3]); res != 0 {
+			t.Fatalf("NAT-PMP refused the mapping: result code %d", res)
+		}
+		ext = uint16(buf[10])<<8 | uint16(buf[11])
+	}
+	send(t, pc, netip.AddrPortFrom(r.WAN(), ext), "through the mapping")
+	if from := mustRecv(t, hc, "through the mapping"); from.Addr() != pub.Addr {
+		t.Fatalf("the mapped packet came from %s, want %s", from, pub.Addr)
+	}
+	other := listen(t, h, 7200) // listening, not mapped
+	send(t, pc, netip.AddrPortFrom(r.WAN(), 7200), "not mapped")
+	if _, ok := recv(t, other, "not mapped", 2*time.Second); ok {
+		t.Fatal("a packet to an unmapped port got in")
+	}
+	t.Logf("port mapping: 10.0.1.2:7100 mapped at %s:%d", r.WAN(), ext)
+}

@@ -19,6 +19,9 @@ type Router struct {
 	// Symmetric reports whether the router maps each flow to a random
 	// port (masquerade random).
 	Symmetric bool
+	// PortMapping reports whether the router runs miniupnpd, granting
+	// NAT-PMP port mappings to its LAN.
+	PortMapping bool
 
 	mu    sync.Mutex
 	wan   netip.Addr
@@ -30,6 +33,7 @@ type RouterOption func(*routerConfig)
 
 type routerConfig struct {
 	symmetric         bool
+	portmap           bool
 	unreplied, stream time.Duration
 }
 
@@ -57,6 +61,7 @@ table ip natlab {
 	chain forward {
 		type filter hook forward priority filter; policy accept;
 		ct state established,related accept
+		ct status dnat accept
 		iifname "wan" drop
 	}
 	chain input {
@@ -75,6 +80,9 @@ func (l *Lab) Router(name string, opts ...RouterOption) *Router {
 	for _, o := range opts {
 		o(&c)
 	}
+	if c.portmap {
+		requireMiniupnpd(l.t)
+	}
 	ns := l.netns(name)
 	l.mu.Lock()
 	l.routers = append(l.routers, nil)
@@ -84,10 +92,10 @@ func (l *Lab) Router(name string, opts ...RouterOption) *Router {
 		l.t.Fatal("natlab: too many routers in one lab")
 	}
 	r := &Router{
-		lab: l, Name: name, NS: ns, Symmetric: c.symmetric,
+		lab: l, Name: name, NS: ns, Symmetric: c.symmetric, PortMapping: c.portmap,
 		LAN: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 0, byte(n), 0}), 24),
-		wan: l.inetAddr(true),
 	}
+	r.wan = l.wanAddr(r)
 	l.mu.Lock()
 	l.routers[n-1] = r
 	l.mu.Unlock()
@@ -95,7 +103,7 @@ func (l *Lab) Router(name string, opts ...RouterOption) *Router {
 	l.inetPort(ns, "wan")
 	l.ip("-n", ns, "addr", "add", r.wan.String()+"/24", "dev", "wan")
 	l.ip("-n", ns, "link", "set", "wan", "up")
-	l.ip("-n", ns, "route", "add", "default", "via", sink.String())
+	l.inetRoutes(ns, "wan", c.portmap)
 	l.ip("-n", ns, "link", "add", "lan", "type", "bridge", "mcast_snooping", "0")
 	l.ip("-n", ns, "addr", "add", r.gateway().String()+"/24", "dev", "lan")
 	l.ip("-n", ns, "link", "set", "lan", "up")
@@ -107,6 +115,9 @@ func (l *Lab) Router(name string, opts ...RouterOption) *Router {
 		random = " random"
 	}
 	l.exec(ns, fmt.Appendf(nil, ruleset, random), nftPath, "-f", "-")
+	if c.portmap {
+		r.startMiniupnpd()
+	}
 	if err := sysctl(ns, "net/netfilter/nf_conntrack_acct", "1"); err != nil {
 		l.t.Fatalf("natlab: %v", err)
 	}
@@ -175,10 +186,10 @@ func flush(l *Lab, ns string) {
 func (l *Lab) Renumber(r *Router) netip.Addr {
 	l.t.Helper()
 	old := r.WAN()
-	a := l.inetAddr(true)
+	a := l.wanAddr(r)
 	l.ip("-n", r.NS, "addr", "del", old.String()+"/24", "dev", "wan")
 	l.ip("-n", r.NS, "addr", "add", a.String()+"/24", "dev", "wan")
-	l.ip("-n", r.NS, "route", "replace", "default", "via", sink.String())
+	l.inetRoutes(r.NS, "wan", r.PortMapping)
 	r.mu.Lock()
 	r.wan = a
 	r.mu.Unlock()
