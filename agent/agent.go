@@ -87,6 +87,7 @@ import (
 	"github.com/kith-project/kith/cluster/presence"
 	"github.com/kith-project/kith/internal/control"
 	"github.com/kith-project/kith/internal/device"
+	"github.com/kith-project/kith/internal/portmap"
 	"github.com/kith-project/kith/internal/store"
 	"github.com/kith-project/kith/internal/transport"
 	"github.com/kith-project/kith/roster"
@@ -119,9 +120,32 @@ type Config struct {
 	// peers can cause (refused handshakes and streams, bad packets) are
 	// rate-limited per message (internal/ratelog).
 	Logger *slog.Logger
+	// LAN lists the networks LAN beacons are broadcast on and accepted
+	// from (discover.go). Default: this machine's interface networks.
+	LAN []netip.Prefix
+	// BeaconPorts are the ports LAN beacons go to besides the agent's own.
+	// Default: DefaultPort.
+	BeaconPorts []uint16
+	// PortMap asks the home router for a mapping of the agent's UDP port
+	// (NAT-PMP or UPnP IGD, internal/portmap): PortMapOn (the default, "") or
+	// PortMapOff. It is off anyway on a given PacketConn or on loopback.
+	PortMap string
 	// Version is the build's version, which the agent tells the local
 	// API ("kith version"). Default: none.
 	Version string
+	// Relay says whose datagrams this device relays for others (relay.go):
+	// RelayOwn (the default), RelayFriends or RelayOff.
+	Relay RelayPolicy
+	// RelayRate is the bytes per second one relayed session may carry.
+	// Default DefaultRelayRate.
+	RelayRate int64
+	// RelayQuota is the bytes all relayed sessions may carry per
+	// RelayQuotaWindow (24 h). Default DefaultRelayQuota.
+	RelayQuota int64
+	// Introduce is whom this device introduces to each other for hole
+	// punching (introduce.go): IntroduceOwn (the default), IntroduceFriends
+	// or IntroduceOff (kith run --introduce).
+	Introduce string
 }
 
 // Defaults.
@@ -160,8 +184,22 @@ func (c Config) Validate() error {
 	if c.Heartbeat != 0 && c.Heartbeat < MinHeartbeat {
 		return fmt.Errorf("agent: heartbeat %v is shorter than %v", c.Heartbeat, MinHeartbeat)
 	}
+	if err := validPortMap(c.PortMap); err != nil {
+		return err
+	}
+	switch c.Introduce {
+	case "", IntroduceOwn, IntroduceFriends, IntroduceOff:
+	default:
+		return fmt.Errorf("agent: introduce policy %q is not own, friends or off", c.Introduce)
+	}
 	if c.InviteTTL < 0 || c.InviteTTL > MaxInviteTTL {
 		return fmt.Errorf("agent: invite lifetime %v is outside 0..%v", c.InviteTTL, MaxInviteTTL)
+	}
+	if _, err := ParseRelayPolicy(string(c.Relay)); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	if c.RelayRate < 0 || c.RelayQuota < 0 {
+		return fmt.Errorf("agent: relay rate %d and quota %d must not be negative", c.RelayRate, c.RelayQuota)
 	}
 	return nil
 }
@@ -179,24 +217,46 @@ func (c *Config) setDefaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.Introduce == "" {
+		c.Introduce = IntroduceOwn
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	c.Relay, _ = ParseRelayPolicy(string(c.Relay))
+	if c.RelayRate == 0 {
+		c.RelayRate = DefaultRelayRate
+	}
+	if c.RelayQuota == 0 {
+		c.RelayQuota = DefaultRelayQuota
 	}
 }
 
 // Agent is a running device. Create it with New, run it with Run.
 type Agent struct {
 	// Constant after New.
-	cfg     Config
-	dev     *device.Device
-	st      *store.Store
-	log     *slog.Logger
-	book    *book
-	tr      *transport.Transport
-	pair    *pairer
-	ctl     net.Listener
-	streams registry
-	paths   *paths
+	cfg        Config
+	dev        *device.Device
+	st         *store.Store
+	log        *slog.Logger
+	book       *book
+	tr         *transport.Transport
+	pair       *pairer
+	ctl        net.Listener
+	streams    registry
+	paths      *paths
+	disc       *discoverer
+	udp        net.PacketConn  // the socket the agent bound (nil with Config.PacketConn); closed by release
+	portmap    *portmap.Mapper // nil when off, for the reason in portmapOff
+	portmapOff string
+	relay      *relayService
+	intro      introducer // introductions asked of us, and candidate sets taken
+	reach      *reacher   // when to punch (reach.go)
+	punches    punchGate  // one punch per peer at a time, rate-limited
+	keep       keepaliveCounters
+	// keepEvery is the keepalive interval; zero means keepaliveEvery.
+	// Tests shorten it before Run.
+	keepEvery time.Duration
 
 	presence *presence.Presence
 
@@ -228,6 +288,9 @@ func New(cfg Config, dev *device.Device, st *store.Store) (*Agent, error) {
 		return nil, err
 	}
 	a.pair = newPairer(a)
+	a.disc = newDiscoverer(a)
+	a.relay = newRelayService(a, cfg)
+	a.reach = newReacher(a)
 	if err := a.registerProtocols(); err != nil {
 		return nil, err
 	}
@@ -246,10 +309,18 @@ func New(cfg Config, dev *device.Device, st *store.Store) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	pc := cfg.PacketConn
+	if pc == nil {
+		// The agent binds the socket itself, to let it send broadcasts
+		// (LAN beacons, discover_sock.go).
+		if a.udp, err = listenUDP(cfg.Listen); err != nil {
+			return nil, fmt.Errorf("opening the UDP port %s: %w", cfg.Listen, err)
+		}
+		pc = a.udp
+	}
 	a.tr, err = transport.Listen(transport.Config{
 		Key:                 dev.Device.Ed25519(),
-		Listen:              cfg.Listen,
-		PacketConn:          cfg.PacketConn,
+		PacketConn:          pc,
 		Authorize:           a.authorize,
 		Credential:          dev.Identity.Cert,
 		AuthorizeCredential: a.authorizeOwn,
@@ -260,15 +331,19 @@ func New(cfg Config, dev *device.Device, st *store.Store) (*Agent, error) {
 		Logger:              a.log.With("service", "transport"),
 	})
 	if err != nil {
-		if cfg.PacketConn != nil {
-			return nil, fmt.Errorf("starting the transport on %s: %w", cfg.PacketConn.LocalAddr(), err)
+		if a.udp != nil {
+			a.udp.Close()
 		}
-		return nil, fmt.Errorf("opening the UDP port %s: %w", cfg.Listen, err)
+		return nil, fmt.Errorf("starting the transport on %s: %w", pc.LocalAddr(), err)
 	}
 	if a.ctl, err = control.Listen(cfg.Home); err != nil {
 		a.tr.Close()
+		if a.udp != nil {
+			a.udp.Close()
+		}
 		return nil, err
 	}
+	a.portmap, a.portmapOff = a.newPortMapper()
 	a.started = cfg.Now()
 	return a, nil
 }
@@ -280,13 +355,29 @@ var handshakeRate float64
 
 // registerProtocols fills the stream table.
 func (a *Agent) registerProtocols() error {
-	return a.streams.register(Protocol{
-		ID: protoPairing, Name: "pairing",
-		Openers:    OpenOwn | OpenFriend | OpenStranger,
-		Deadline:   30 * time.Second,
-		MaxStreams: 16,
-		Handle:     a.pair.serve,
-	})
+	return errors.Join(
+		a.streams.register(Protocol{
+			ID: protoPairing, Name: "pairing",
+			Openers:    OpenOwn | OpenFriend | OpenStranger,
+			Deadline:   30 * time.Second,
+			MaxStreams: 16,
+			Handle:     a.pair.serve,
+		}),
+		a.streams.register(Protocol{
+			ID: protoRelay, Name: "relay",
+			Openers:    OpenOwn | OpenFriend,
+			Deadline:   3 * relayAskTimeout,
+			MaxStreams: 16,
+			Handle:     a.relay.serve,
+		}),
+		a.streams.register(Protocol{
+			ID: protoIntroduce, Name: "introduce",
+			Openers:    OpenOwn | OpenFriend,
+			Deadline:   2 * introTimeout,
+			MaxStreams: 16,
+			Handle:     a.serveIntroduce,
+		}),
+	)
 }
 
 // Addr is the agent's UDP address.
@@ -320,10 +411,15 @@ func (a *Agent) Close() error {
 	return a.closeErr
 }
 
-// release closes the transport and the control socket; both are
-// idempotent.
+// release closes the transport, the socket the agent bound and the
+// control socket; all are idempotent.
 func (a *Agent) release() error {
 	terr := a.tr.Close()
+	if a.udp != nil {
+		if err := a.udp.Close(); err != nil && !errors.Is(err, net.ErrClosed) && terr == nil {
+			terr = fmt.Errorf("agent: closing the UDP socket: %w", err)
+		}
+	}
 	if err := a.ctl.Close(); err != nil && !errors.Is(err, net.ErrClosed) && terr == nil {
 		terr = fmt.Errorf("agent: closing the control socket: %w", err)
 	}
@@ -371,6 +467,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	service("persist", a.persist)
 	service("strangers", a.closeStrangers)
 	service("addresses", func(ctx context.Context) error { return a.book.run(ctx) })
+	service("discover", a.disc.run)
+	if a.portmap != nil {
+		service("portmap", a.portmap.Run)
+	}
+	service("relay", a.relay.run)
+	service("reach", a.reach.run)
+	service("keepalive", a.keepalive)
 	a.log.Info("agent running", "listen", a.Addr().String(), "user", a.dev.Identity.UserID, "device", a.dev.Identity.DeviceID)
 	<-ctx.Done()
 	// Closing the transport ends serveConns' Accept.
@@ -479,8 +582,24 @@ func (a *Agent) dropSource(from netip.AddrPort, quic bool) bool {
 	return !(quic && (a.pair.open() || a.pair.dialingAddr(from)))
 }
 
-// datagram hands non-QUIC packets, heartbeats and STUN, to presence.
+// datagram hands non-QUIC packets to their service: LAN beacons to
+// discovery, relay datagrams of sessions this device relays to the relay
+// (those of our own relayed paths the transport unwrapped already),
+// heartbeats and STUN to presence; keepalives are dropped.
 func (a *Agent) datagram(pkt []byte, from netip.AddrPort) {
+	if len(pkt) == 0 {
+		return
+	}
+	switch pkt[0] {
+	case typeBeacon:
+		a.disc.handle(pkt, from)
+		return
+	case transport.RelayData, transport.RelayRefresh:
+		a.relay.datagram(pkt, from)
+		return
+	case typeKeepalive:
+		return // it only refreshed a NAT mapping on its way
+	}
 	a.presence.HandleDatagram(pkt, from)
 }
 
@@ -513,11 +632,10 @@ func (a *Agent) serveConn(ctx context.Context, c *transport.Conn) {
 		a.presence.Observed(d, c.RemoteAddr())
 	}
 	// A stranger's connection may have only a few streams served at once;
-	// more are reset before anything is read.
-	var slots chan struct{}
-	if a.openerOf(c) == OpenStranger {
-		slots = make(chan struct{}, maxStrangerStreams)
-	}
+	// more are reset before anything is read. Who the peer is is asked
+	// again for every stream: a stranger whose pairing completed is a
+	// friend from then on, on the same connection.
+	slots := make(chan struct{}, maxStrangerStreams)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
@@ -525,7 +643,8 @@ func (a *Agent) serveConn(ctx context.Context, c *transport.Conn) {
 		if err != nil {
 			return
 		}
-		if slots != nil {
+		limited := a.openerOf(c) == OpenStranger
+		if limited {
 			select {
 			case slots <- struct{}{}:
 			default:
@@ -537,7 +656,7 @@ func (a *Agent) serveConn(ctx context.Context, c *transport.Conn) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if slots != nil {
+			if limited {
 				defer func() { <-slots }()
 			}
 			if !a.serveStream(ctx, c, s) {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kith-project/kith/internal/store"
+	"github.com/kith-project/kith/internal/transport"
 	"github.com/kith-project/kith/roster"
 	"github.com/kith-project/kith/seed"
 )
@@ -293,7 +294,13 @@ func (b *book) setAddr(d seed.DevicePublic, addr netip.AddrPort, version uint64,
 	as := addr.String()
 	moved = l.Addr != as
 	if moved {
-		l.Addrs = keepAddr(l.Addrs, l.Addr, as)
+		keepRealAddr(l, addr)
+		// The address it moved from is kept among the others for
+		// presence to try while it is offline, unless it is a relay's
+		// virtual address, which means nothing once the route is gone.
+		if old, err := netip.ParseAddrPort(l.Addr); err == nil && !transport.IsRelayAddr(old) {
+			l.Addrs = keepAddr(l.Addrs, l.Addr, as)
+		}
 	}
 	l.Addr = as
 	if version > l.AddrVersion {
@@ -379,7 +386,7 @@ func (b *book) flush() {
 	var ls []Local
 	for d := range b.dirty {
 		if l := b.local[d]; l != nil {
-			ls = append(ls, *l)
+			ls = append(ls, storable(*l))
 		}
 	}
 	clear(b.dirty)

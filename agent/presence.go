@@ -52,6 +52,9 @@ func (pb presenceBook) Peers() []presence.PeerInfo {
 // SetAddr is called on presence's packet path: the book takes the move in
 // memory and writes it from its own goroutine.
 func (pb presenceBook) SetAddr(device seed.DevicePublic, addr netip.AddrPort, version uint64) error {
+	if !pb.a.relay.mayMove(device, addr) {
+		return nil
+	}
 	if pb.a.book.setAddr(device, addr, version, pb.a.cfg.Now()) {
 		pb.a.log.Info("peer moved", "device", device.Short(), "addr", addr.String())
 	}

@@ -21,7 +21,9 @@ func (a *Agent) status() control.Status {
 		Heartbeat:   a.cfg.Heartbeat.String(),
 		Uptime:      a.cfg.Now().Sub(a.started).Round(time.Second).String(),
 		Peers:       []control.PeerStatus{},
+		NAT:         a.natType(),
 		Cluster:     control.ClusterView{State: "standalone", Leader: id.DeviceID.ID(), Voters: []string{id.DeviceID.ID()}, Nonvoters: []string{}},
+		Relay:       a.relay.status(),
 	}
 	for _, ap := range a.presence.PublicAddrs() {
 		st.PublicAddrs = append(st.PublicAddrs, ap.String())

@@ -68,7 +68,7 @@ func refused(t *testing.T, s *transport.Stream, what string) {
 func TestStrangerGetsOnlyPairing(t *testing.T) {
 	a := startAgent(t, newPhrase(t), 0, "alice", "127.0.0.2", func(a *Agent) {
 		// A protocol for own devices and friends only.
-		register(t, a, Protocol{ID: 0x02, Name: "friends-only", Openers: OpenOwn | OpenFriend,
+		register(t, a, Protocol{ID: 0x72, Name: "friends-only", Openers: OpenOwn | OpenFriend,
 			Handle: func(_ context.Context, s *transport.Stream) { s.Write([]byte("secret")) }})
 	})
 	stranger := startAgent(t, newPhrase(t), 0, "mallory", "127.0.0.5")
@@ -84,7 +84,7 @@ func TestStrangerGetsOnlyPairing(t *testing.T) {
 	s := openRaw(t, stranger, a, []byte{0x7e, 'h', 'i'})
 	refused(t, s, "an unknown protocol from a stranger")
 
-	s = openRaw(t, stranger, a, []byte{0x02, 'h', 'i'})
+	s = openRaw(t, stranger, a, []byte{0x72, 'h', 'i'})
 	refused(t, s, "a friends-only protocol from a stranger")
 
 	// The pairing stream itself is served: a malformed Hello is refused by
@@ -102,21 +102,21 @@ func TestStrangerGetsOnlyPairing(t *testing.T) {
 // A friend may open the streams friends may open, and no others.
 func TestFriendStreamsAdmitted(t *testing.T) {
 	a := startAgent(t, newPhrase(t), 0, "alice", "127.0.0.2", func(a *Agent) {
-		register(t, a, Protocol{ID: 0x02, Name: "friends", Openers: OpenFriend,
+		register(t, a, Protocol{ID: 0x72, Name: "friends", Openers: OpenFriend,
 			Handle: func(_ context.Context, s *transport.Stream) { s.Write([]byte("hello friend")) }})
-		register(t, a, Protocol{ID: 0x03, Name: "own-only", Openers: OpenOwn,
+		register(t, a, Protocol{ID: 0x7d, Name: "own-only", Openers: OpenOwn,
 			Handle: func(_ context.Context, s *transport.Stream) { s.Write([]byte("own")) }})
 	})
 	b := startAgent(t, newPhrase(t), 0, "bob", "127.0.0.3")
 	pairAgents(t, a, b)
-	s := openRaw(t, b, a, []byte{0x02})
+	s := openRaw(t, b, a, []byte{0x72})
 	s.CloseWrite()
 	s.SetReadDeadline(time.Now().Add(10 * time.Second))
 	got, err := io.ReadAll(s)
 	if err != nil || string(got) != "hello friend" {
 		t.Fatalf("a friend's admitted stream: %q, %v", got, err)
 	}
-	refused(t, openRaw(t, b, a, []byte{0x03}), "an own-devices protocol from a friend")
+	refused(t, openRaw(t, b, a, []byte{0x7d}), "an own-devices protocol from a friend")
 }
 
 // A protocol with a listener hands its streams to Accept, and the limit on
@@ -344,13 +344,18 @@ func TestCloseWaitsAndIsIdempotent(t *testing.T) {
 	if err := a.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
+	// Run closes ran as it returns; the goroutine's send of its result
+	// comes after, so it is not asserted to be there already.
+	a.mu.Lock()
+	ran := a.ran
+	a.mu.Unlock()
 	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run after Close: %v", err)
-		}
+	case <-ran:
 	default:
 		t.Fatal("Close returned before Run did")
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Run after Close: %v", err)
 	}
 	if err := a.Close(); err != nil {
 		t.Fatalf("a second Close: %v", err)

@@ -35,6 +35,8 @@ type pendingBeat struct {
 	seq uint64
 	t1  int64
 	at  time.Time // t1 as our clock read it, monotonic reading included
+	// probe, if set, is told of the reply (Probe).
+	probe chan<- ProbeResult
 }
 
 type sample struct {

@@ -83,8 +83,12 @@ func (p *Presence) handleKith(pkt []byte, from netip.AddrPort) {
 			p.n.unsolicited.Add(1)
 			return
 		}
+		probe, sentAt := ps.pending[i].probe, ps.pending[i].at
 		ps.pending = slices.Delete(ps.pending, i, i+1)
 		p.measureLocked(ps, pk, now)
+		if probe != nil {
+			answered(probe, ProbeResult{RTT: now.Sub(sentAt), From: from, Seen: pk.seen})
+		}
 		observed = true
 		switch {
 		case verdict != seqUnsynced:

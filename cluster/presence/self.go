@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"slices"
 	"time"
+
+	"github.com/kith-project/kith/internal/transport"
 )
 
 type learned struct {
@@ -60,6 +62,9 @@ func (p *Presence) isLocalLocked(a netip.AddrPort) bool {
 // change in what one peer sees is a change of our address. An address
 // that is one of our interfaces' is no news.
 func (p *Presence) noteObservedLocked(ps *peerState, seen netip.AddrPort, now time.Time) {
+	if transport.IsRelayAddr(seen) {
+		return // a peer that reaches us through a relay sees our virtual address
+	}
 	prev := ps.observed.addr
 	ps.observed = learned{addr: seen, at: now}
 	p.noteEvidenceLocked(prev, seen, false, now)

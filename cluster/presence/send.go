@@ -39,6 +39,12 @@ func (p *Presence) sendBeat(typ byte, pi PeerInfo) {
 
 // sendBeatTo sends a heartbeat or address update for pi to the address to.
 func (p *Presence) sendBeatTo(typ byte, pi PeerInfo, to netip.AddrPort) {
+	p.sendProbeTo(typ, pi, to, nil)
+}
+
+// sendProbeTo is sendBeatTo whose reply, if one comes, is also handed to
+// probe (which must have room: it is never waited on; see probe.go).
+func (p *Presence) sendProbeTo(typ byte, pi PeerInfo, to netip.AddrPort, probe chan<- ProbeResult) {
 	p.saveVersion() // before the record it numbers leaves
 	seq := p.nextSeq()
 	now := p.cfg.Now()
@@ -46,7 +52,7 @@ func (p *Presence) sendBeatTo(typ byte, pi PeerInfo, to netip.AddrPort) {
 	p.mu.Lock()
 	recs := p.gossipLocked(pi)
 	ps := p.peer(pi.Device)
-	ps.pending = append(ps.pending, pendingBeat{seq: seq, t1: t1, at: now})
+	ps.pending = append(ps.pending, pendingBeat{seq: seq, t1: t1, at: now, probe: probe})
 	if len(ps.pending) > maxPending {
 		ps.pending = ps.pending[len(ps.pending)-maxPending:]
 	}

@@ -58,6 +58,9 @@ func addAgentCommands(root *cobra.Command, g *globals) {
 		newPairCmd(g),
 		newFriendsCmd(g),
 		newStatusCmd(g),
+		newDiscoverCmd(g),
+		newNetcheckCmd(g),
+		newRelayCmd(g),
 		newDemoCmd(g),
 		newServiceCmd(g),
 	)

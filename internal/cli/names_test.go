@@ -32,6 +32,9 @@ func (f *fakeAgent) PairWait(context.Context, string) (control.ScanResult, error
 	return control.ScanResult{}, nil
 }
 func (f *fakeAgent) Friends(context.Context) ([]control.FriendView, error) { return f.friends, nil }
+func (f *fakeAgent) Relay(context.Context, control.RelayRequest) (control.RelayResult, error) {
+	return control.RelayResult{}, nil
+}
 func (f *fakeAgent) FriendAction(_ context.Context, a control.FriendAction, user string) (control.FriendStatus, error) {
 	f.mu.Lock()
 	f.asked = append(f.asked, string(a)+" "+user)

@@ -46,7 +46,7 @@ With --system it is the machine's (/etc/systemd/system/kith.service), runs as
 you (User=) from boot, and needs root to install: give --home explicitly then.
 
 The run flags given to install (--listen, --heartbeat, --stun, --quiet,
---log-level) go into the unit as KITH_* environment variables, which "kith
+--log-level, --relay, --relay-rate, --relay-quota) go into the unit as KITH_* environment variables, which "kith
 run" reads; edit them there later. install writes the unit and says how to
 start it; with --now it also enables and starts it.
 
@@ -71,7 +71,12 @@ A service cannot ask for a lock passphrase: sealed keys must be unsealed
 		{"heartbeat", "the mean heartbeat interval (KITH_HEARTBEAT)"},
 		{"stun", "STUN servers, separated by commas (KITH_STUN)"},
 		{"quiet", "quiet mode, true or false (KITH_QUIET)"},
+		{"portmap", "router port mapping, on or off (KITH_PORTMAP)"},
+		{"introduce", "whom the agent introduces for hole punching: own, friends or off (KITH_INTRODUCE)"},
 		{"log-level", "debug, info, warn or error (KITH_LOG_LEVEL)"},
+		{"relay", "whom to relay for: own, friends or off (KITH_RELAY)"},
+		{"relay-rate", "bytes per second per relayed session (KITH_RELAY_RATE)"},
+		{"relay-quota", "bytes per day for all relayed sessions (KITH_RELAY_QUOTA)"},
 	} {
 		sf.run[f.name] = install.Flags().String(f.name, "", f.usage)
 	}

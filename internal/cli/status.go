@@ -41,7 +41,14 @@ func printStatus(w io.Writer, st control.Status, now time.Time) {
 	for _, a := range st.PublicAddrs {
 		fmt.Fprintf(w, "\npublic  %s", clip(a, 70))
 	}
-	fmt.Fprintf(w, "\ncluster %s (leader %s, %d voters, %d non-voters)\n\n", st.Cluster.State, shortID(st.Cluster.Leader), len(st.Cluster.Voters), len(st.Cluster.Nonvoters))
+	if st.NAT != "" {
+		fmt.Fprintf(w, "\nnat     %s", clip(st.NAT, 70))
+	}
+	fmt.Fprintf(w, "\ncluster %s (leader %s, %d voters, %d non-voters)\n", st.Cluster.State, shortID(st.Cluster.Leader), len(st.Cluster.Voters), len(st.Cluster.Nonvoters))
+	if st.Relay.Policy != "" {
+		fmt.Fprintf(w, "relay   %s: %d sessions, %s of %s today\n", clip(st.Relay.Policy, 10), st.Relay.Sessions, fmtBytes(st.Relay.QuotaUsed), fmtBytes(st.Relay.QuotaBytes))
+	}
+	fmt.Fprintln(w)
 	if len(st.Peers) == 0 {
 		fmt.Fprintln(w, "No known devices yet: pair with \"kith pair show\" and \"kith pair scan\".")
 		return
@@ -106,6 +113,20 @@ func fmtMillis(v *float64, signed bool) string {
 		s = ">99h"
 	}
 	return sign + s
+}
+
+// fmtBytes prints a byte count in powers of 1024 ("512 B", "1.5 MiB").
+func fmtBytes(n uint64) string {
+	const units = "KMGTPE"
+	if n < 1024 {
+		return fmt.Sprintf("%d B", n)
+	}
+	v, i := float64(n)/1024, 0
+	for v >= 1024 && i < len(units)-1 {
+		v /= 1024
+		i++
+	}
+	return fmt.Sprintf("%.1f %ciB", v, units[i])
 }
 
 func orDash(s string) string {

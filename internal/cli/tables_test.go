@@ -33,6 +33,7 @@ func TestTablesFitIn80ColumnsAndShowNamesSafely(t *testing.T) {
 			{DeviceID: dev, UserID: user, Kind: roster.KindOwn},
 		},
 		Cluster: control.ClusterView{State: "leader", Leader: dev.ID()},
+		Relay:   control.RelayStatus{Policy: "friends" + evil, Sessions: 1 << 20, QuotaUsed: 1 << 63, QuotaBytes: ^uint64(0)},
 	}
 	var out strings.Builder
 	printStatus(&out, st, now)

@@ -36,6 +36,24 @@ type Status struct {
 	Uptime      string            `json:"uptime"`
 	Peers       []PeerStatus      `json:"peers"`
 	Cluster     ClusterView       `json:"cluster"`
+	// NAT is the NAT type this device sees: "none", "easy", "hard" or
+	// "unknown" (see [Netcheck]).
+	NAT string `json:"nat"`
+	// Relay is what this device relays for others (kith run --relay).
+	Relay RelayStatus `json:"relay"`
+}
+
+// RelayStatus is this device's relay service in "kith status": its
+// policy, the sessions it relays now, and the bytes it forwarded and
+// dropped since it started; QuotaUsed counts towards QuotaBytes per day.
+type RelayStatus struct {
+	Policy     string `json:"policy"`
+	Sessions   int    `json:"sessions"`
+	Forwarded  uint64 `json:"forwarded_bytes"`
+	Dropped    uint64 `json:"dropped"`
+	RateBytes  uint64 `json:"rate_bytes"`
+	QuotaBytes uint64 `json:"quota_bytes"`
+	QuotaUsed  uint64 `json:"quota_used_bytes"`
 }
 
 // Peer returns the peer with the device ID, if the status lists it.
@@ -166,4 +184,31 @@ type FriendRequest struct {
 type FriendStatus struct {
 	UserID seed.UserPublic `json:"user_id"`
 	Status string          `json:"status"`
+}
+
+// RelayRequest asks for a relayed path to a device ([RouteRelay], "kith
+// relay"). Device and Via are what the person typed: a device's name, the
+// start of its ID, or its full ID.
+type RelayRequest struct {
+	Device string `json:"device"`
+	// Via names the relay; empty means the best one (own devices that are
+	// online first, then friends').
+	Via string `json:"via,omitempty"`
+	// Echo, if set, is sent over the path to the device, which sends it
+	// back: a check that the path carries data end to end.
+	Echo string `json:"echo,omitempty"`
+}
+
+// MaxRelayEcho bounds RelayRequest.Echo, in bytes.
+const MaxRelayEcho = 1024
+
+// RelayResult is the path set up: the device, the relay's name, the path
+// ("relay") and the virtual address the device is reached at, and, for an
+// echo, its round trip.
+type RelayResult struct {
+	DeviceID   seed.DevicePublic `json:"device_id"`
+	Via        string            `json:"via"`
+	Path       string            `json:"path"`
+	Addr       string            `json:"addr"`
+	EchoMillis *float64          `json:"echo_ms"`
 }

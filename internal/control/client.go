@@ -90,6 +90,13 @@ func (c *Client) FriendAction(ctx context.Context, action FriendAction, user str
 	return res, err
 }
 
+// Relay sets up a relayed path to a device.
+func (c *Client) Relay(ctx context.Context, req RelayRequest) (RelayResult, error) {
+	var res RelayResult
+	err := c.do(ctx, RouteRelay, req, &res)
+	return res, err
+}
+
 // do sends in (nil for none) to route, and decodes the answer into out
 // (nil to discard).
 func (c *Client) do(ctx context.Context, route string, in, out any) error {

@@ -41,6 +41,9 @@ func (f *fake) PairWait(_ context.Context, code string) (ScanResult, error) {
 func (f *fake) Friends(context.Context) ([]FriendView, error) {
 	return []FriendView{{UserID: seed.UserPublic{4}, Devices: []DeviceView{}}}, nil
 }
+func (f *fake) Relay(_ context.Context, req RelayRequest) (RelayResult, error) {
+	return RelayResult{DeviceID: seed.DevicePublic{5}, Via: req.Via, Path: "relay"}, nil
+}
 func (f *fake) FriendAction(_ context.Context, action FriendAction, user string) (FriendStatus, error) {
 	f.action = action
 	if user == "nobody" {

@@ -13,6 +13,9 @@ const (
 	RouteFriendBlock   = "POST /v1/friends/block"
 	RouteFriendUnblock = "POST /v1/friends/unblock"
 	RouteFriendRemove  = "POST /v1/friends/remove"
+	RouteDiscover      = "POST /v1/discover"
+	RouteNetcheck      = "POST /v1/netcheck"
+	RouteRelay         = "POST /v1/relay"
 )
 
 // friendRoutes maps each friend action to its route.

@@ -34,6 +34,8 @@ type Backend interface {
 	// FriendAction blocks, unblocks or removes the friend with user ID user
 	// ([RouteFriendBlock], [RouteFriendUnblock], [RouteFriendRemove]).
 	FriendAction(ctx context.Context, action FriendAction, user string) (FriendStatus, error)
+	// Relay sets up a relayed path ([RouteRelay]).
+	Relay(ctx context.Context, req RelayRequest) (RelayResult, error)
 }
 
 // NewHandler returns the API's HTTP handler, serving every route from b.
@@ -63,6 +65,10 @@ func NewHandler(b Backend) http.Handler {
 			return b.FriendAction(ctx, action, in.UserID)
 		}))
 	}
+	registerNet(mux, b)
+	mux.Handle(RouteRelay, handle(func(ctx context.Context, in *RelayRequest) (RelayResult, error) {
+		return b.Relay(ctx, *in)
+	}))
 	return mux
 }
 

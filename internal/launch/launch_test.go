@@ -78,6 +78,10 @@ func (f *fakeAgent) PairWait(context.Context, string) (control.ScanResult, error
 
 func (f *fakeAgent) Friends(context.Context) ([]control.FriendView, error) { return nil, nil }
 
+func (f *fakeAgent) Relay(context.Context, control.RelayRequest) (control.RelayResult, error) {
+	return control.RelayResult{}, errors.New("not in the fake")
+}
+
 func (f *fakeAgent) FriendAction(context.Context, control.FriendAction, string) (control.FriendStatus, error) {
 	return control.FriendStatus{}, errors.New("not in the fake")
 }

@@ -21,6 +21,10 @@
 //   - Move: [Conn.Rebind] gives a socket a new address, as when a NAT rebinds
 //     or a device changes network: it sends from and receives at the new
 //     address, and the old one is free.
+//   - NAT: [Network.AddNAT] puts the hosts of a prefix behind a router
+//     with a public address (nat.go): port-preserving or symmetric
+//     mapping, address-and-port dependent filtering, mapping timeouts on
+//     a clock the test can drive, and renumbering.
 //   - Delay: [Options.Latency] delays every packet by the same one-way
 //     latency, keeping the order of packets.
 //
@@ -73,6 +77,7 @@ type Stats struct {
 	Partitioned uint64 // dropped by a partition
 	Lost        uint64 // dropped by SetLoss
 	Overflow    uint64 // dropped because the receiver's queue was full
+	Filtered    uint64 // dropped by a NAT router's filter (nat.go)
 }
 
 // Network is an in-memory packet network. Its methods are safe for
@@ -95,6 +100,8 @@ type Network struct {
 	nextPort uint16                   // guarded by mu
 	stats    Stats                    // guarded by mu
 	closed   bool                     // guarded by mu
+	lans     []netip.Prefix           // guarded by mu: segments with broadcast (broadcast.go)
+	nats     []*NAT                   // guarded by mu: routers (nat.go)
 }
 
 // hostPair is an unordered pair of hosts, the smaller address first.
@@ -260,6 +267,11 @@ func (n *Network) send(data []byte, from, to netip.AddrPort) {
 		n.mu.Unlock()
 		return
 	}
+	var ok bool
+	if pkt.from, to, ok = n.routeLocked(from, to); !ok {
+		n.mu.Unlock()
+		return
+	}
 	if n.loss > 0 && n.rng.Float64() < n.loss {
 		n.stats.Lost++
 		n.mu.Unlock()
@@ -283,6 +295,9 @@ func (n *Network) send(data []byte, from, to netip.AddrPort) {
 // deliverLocked puts pkt in the queue of the Conn bound at to. Called with mu
 // held.
 func (n *Network) deliverLocked(pkt packet, to netip.AddrPort) {
+	if n.broadcastLocked(pkt, to) {
+		return
+	}
 	c := n.conns[to]
 	if c == nil {
 		n.stats.NoRoute++

@@ -85,9 +85,20 @@ func isSTUN(pkt []byte) bool {
 	return n%4 == 0 && n == len(pkt)-stunHeaderSize
 }
 
+// admitFunc decides on a packet read from the socket: whether quic-go
+// should see it and, for a QUIC packet that came through a relay, the
+// virtual address it stands for (then quic-go sees the packet without its
+// RelayHeaderSize bytes of relay header, from that address).
+type admitFunc func(pkt []byte, from netip.AddrPort) (ok bool, virtual netip.AddrPort)
+
+// relaySender writes a packet to a virtual address through its relay route,
+// split into segments of seg bytes (0: one), each written with write.
+type relaySender func(pkt []byte, to netip.AddrPort, seg int, write relayWriter) (int, error)
+
 // packetConn is the transport's socket as quic-go sees it. Every packet read
 // goes through admit first; only the packets admit returns true for reach
-// quic-go.
+// quic-go. Every packet written to a virtual address (relay.go) goes to
+// relay instead of the socket.
 //
 // It embeds the *net.UDPConn so that quic-go finds the OOBCapablePacketConn
 // methods it needs for ECN, GSO and the DF bit, and it implements ReadBatch,
@@ -98,11 +109,12 @@ func isSTUN(pkt []byte) bool {
 type packetConn struct {
 	*net.UDPConn
 	batch *ipv4.PacketConn // the same socket, read in batches
-	admit func(pkt []byte, from netip.AddrPort) bool
+	admit admitFunc
+	relay relaySender // nil: no relay routes
 }
 
-func newPacketConn(c *net.UDPConn, admit func([]byte, netip.AddrPort) bool) *packetConn {
-	return &packetConn{UDPConn: c, batch: ipv4.NewPacketConn(c), admit: admit}
+func newPacketConn(c *net.UDPConn, admit admitFunc, relay relaySender) *packetConn {
+	return &packetConn{UDPConn: c, batch: ipv4.NewPacketConn(c), admit: admit, relay: relay}
 }
 
 // ReadBatch reads packets into ms and returns the number of messages that
@@ -120,8 +132,16 @@ func (c *packetConn) ReadBatch(ms []ipv4.Message, flags int) (int, error) {
 		kept := 0
 		for i := range n {
 			m := &ms[i]
-			if len(m.Buffers) == 0 || !c.admit(m.Buffers[0][:m.N], addrPortOf(m.Addr)) {
+			if len(m.Buffers) == 0 {
 				continue
+			}
+			ok, virt := c.admit(m.Buffers[0][:m.N], addrPortOf(m.Addr))
+			if !ok {
+				continue
+			}
+			if virt.IsValid() {
+				m.N = copy(m.Buffers[0], m.Buffers[0][RelayHeaderSize:m.N])
+				m.Addr = net.UDPAddrFromAddrPort(virt)
 			}
 			if kept != i {
 				moveMessage(&ms[kept], m)
@@ -149,7 +169,10 @@ func (c *packetConn) ReadFrom(b []byte) (int, net.Addr, error) {
 			return n, nil, err
 		}
 		from = unmap(from)
-		if c.admit(b[:n], from) {
+		if ok, virt := c.admit(b[:n], from); ok {
+			if virt.IsValid() {
+				return copy(b, b[RelayHeaderSize:n]), net.UDPAddrFromAddrPort(virt), nil
+			}
 			return n, net.UDPAddrFromAddrPort(from), nil
 		}
 	}
@@ -162,10 +185,65 @@ func (c *packetConn) ReadMsgUDP(b, oob []byte) (n, oobn, flags int, addr *net.UD
 		if err != nil {
 			return n, oobn, flags, addr, err
 		}
-		if c.admit(b[:n], addrPortOf(addr)) {
+		if ok, virt := c.admit(b[:n], addrPortOf(addr)); ok {
+			if virt.IsValid() {
+				return copy(b, b[RelayHeaderSize:n]), oobn, flags, net.UDPAddrFromAddrPort(virt), nil
+			}
 			return n, oobn, flags, addr, nil
 		}
 	}
+}
+
+// writeReal is how a relayed packet leaves: to the relay's real address,
+// without control messages.
+func (c *packetConn) writeReal(pkt []byte, to netip.AddrPort) error {
+	_, err := c.UDPConn.WriteToUDPAddrPort(pkt, to)
+	return err
+}
+
+// WriteMsgUDP is quic-go's write on Linux. A write to a virtual address may
+// carry several packets of one size (GSO, a UDP_SEGMENT control message):
+// each goes through the relay as its own datagram.
+func (c *packetConn) WriteMsgUDP(b, oob []byte, addr *net.UDPAddr) (n, oobn int, err error) {
+	if to, ok := virtualOf(addr); ok && c.relay != nil {
+		n, err = c.relay(b, to, gsoSegmentSize(oob), c.writeReal)
+		return n, 0, err
+	}
+	return c.UDPConn.WriteMsgUDP(b, oob, addr)
+}
+
+// WriteMsgUDPAddrPort is WriteMsgUDP with a netip.AddrPort.
+func (c *packetConn) WriteMsgUDPAddrPort(b, oob []byte, addr netip.AddrPort) (n, oobn int, err error) {
+	if to := unmap(addr); IsRelayAddr(to) && c.relay != nil {
+		n, err = c.relay(b, to, gsoSegmentSize(oob), c.writeReal)
+		return n, 0, err
+	}
+	return c.UDPConn.WriteMsgUDPAddrPort(b, oob, addr)
+}
+
+// WriteTo is quic-go's write where it has no control messages, and
+// WriteDatagram's.
+func (c *packetConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	if to, ok := virtualOf(addr); ok && c.relay != nil {
+		return c.relay(b, to, 0, c.writeReal)
+	}
+	return c.UDPConn.WriteTo(b, addr)
+}
+
+// WriteToUDP is WriteTo with a *net.UDPAddr.
+func (c *packetConn) WriteToUDP(b []byte, addr *net.UDPAddr) (int, error) {
+	if to, ok := virtualOf(addr); ok && c.relay != nil {
+		return c.relay(b, to, 0, c.writeReal)
+	}
+	return c.UDPConn.WriteToUDP(b, addr)
+}
+
+// WriteToUDPAddrPort is WriteTo with a netip.AddrPort.
+func (c *packetConn) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error) {
+	if to := unmap(addr); IsRelayAddr(to) && c.relay != nil {
+		return c.relay(b, to, 0, c.writeReal)
+	}
+	return c.UDPConn.WriteToUDPAddrPort(b, addr)
 }
 
 // addrPortOf converts a UDP address to a netip.AddrPort with any IPv4-mapped
@@ -184,10 +262,12 @@ func unmap(ap netip.AddrPort) netip.AddrPort {
 
 // filterConn is packetConn for a socket that is not a *net.UDPConn, such as
 // an in-memory one: it hides everything but net.PacketConn from quic-go,
-// which then reads one packet at a time with ReadFrom.
+// which then reads one packet at a time with ReadFrom and writes with
+// WriteTo.
 type filterConn struct {
 	net.PacketConn
-	admit func(pkt []byte, from netip.AddrPort) bool
+	admit admitFunc
+	relay relaySender // nil: no relay routes
 }
 
 // ReadFrom reads the next admitted packet.
@@ -198,11 +278,27 @@ func (c *filterConn) ReadFrom(b []byte) (int, net.Addr, error) {
 			return n, addr, err
 		}
 		from := addrPortOf(addr)
-		if c.admit(b[:n], from) {
+		if ok, virt := c.admit(b[:n], from); ok {
+			if virt.IsValid() {
+				return copy(b, b[RelayHeaderSize:n]), net.UDPAddrFromAddrPort(virt), nil
+			}
 			if from.IsValid() {
 				addr = net.UDPAddrFromAddrPort(from)
 			}
 			return n, addr, nil
 		}
 	}
+}
+
+// WriteTo writes to the socket, or through the relay for a virtual address.
+func (c *filterConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	if to, ok := virtualOf(addr); ok && c.relay != nil {
+		return c.relay(b, to, 0, c.writeReal)
+	}
+	return c.PacketConn.WriteTo(b, addr)
+}
+
+func (c *filterConn) writeReal(pkt []byte, to netip.AddrPort) error {
+	_, err := c.PacketConn.WriteTo(pkt, net.UDPAddrFromAddrPort(to))
+	return err
 }

@@ -147,13 +147,13 @@ func TestPacketConnReadBatch(t *testing.T) {
 	defer send.Close()
 
 	var admitted [][]byte
-	pc := newPacketConn(recv, func(p []byte, from netip.AddrPort) bool {
+	pc := newPacketConn(recv, func(p []byte, from netip.AddrPort) (bool, netip.AddrPort) {
 		if from != addrPortOf(send.LocalAddr()) {
 			t.Errorf("admit saw source %s, want %s", from, send.LocalAddr())
 		}
 		admitted = append(admitted, append([]byte(nil), p...))
-		return p[0]%2 == 1 // keep odd first bytes
-	})
+		return p[0]%2 == 1, netip.AddrPort{} // keep odd first bytes
+	}, nil)
 	var want [][]byte
 	for i := range 10 {
 		p := bytes.Repeat([]byte{byte(i)}, 10+i)

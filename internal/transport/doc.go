@@ -100,6 +100,16 @@
 // *net.UDPConn is filtered the same way, one packet at a time.
 // [Config.Datagram] therefore runs on quic-go's read goroutine.
 //
+// # Relays
+//
+// A peer that cannot be reached directly is reached through a relay at a
+// virtual address (under [RelayPrefix], the session ID in its low 64
+// bits): [Transport.AddRelayRoute] routes one, and every packet written to
+// it leaves as a relay datagram ([RelayData], 0x30) to the relay; relay
+// datagrams from a route's relay are unwrapped and handled as if they came
+// from the virtual address, QUIC and datagrams alike. See relay.go for the
+// format, the write paths it catches (GSO included) and the MTU.
+//
 // # Limits
 //
 // An open invite lets anyone connect, so what a connection costs is bounded:

@@ -214,6 +214,8 @@ type Transport struct {
 	// nStrangers counts the Conns in conns marked stranger; changed with mu
 	// held, read without.
 	nStrangers atomic.Int64
+	// relays routes virtual addresses through relays (relay.go).
+	relays relayTable
 
 	closeOnce sync.Once
 	closeErr  error
@@ -353,9 +355,9 @@ func Listen(cfg Config) (*Transport, error) {
 	}
 	var filtered net.PacketConn
 	if udp, ok := t.pc.(*net.UDPConn); ok {
-		filtered = newPacketConn(udp, t.admit)
+		filtered = newPacketConn(udp, t.admit, t.writeRelayed)
 	} else {
-		filtered = &filterConn{PacketConn: t.pc, admit: t.admit}
+		filtered = &filterConn{PacketConn: t.pc, admit: t.admit, relay: t.writeRelayed}
 	}
 	t.qt = &quic.Transport{
 		Conn:                             filtered,
@@ -396,26 +398,42 @@ func (t *Transport) Stats() Stats {
 }
 
 // admit decides on every packet read from the socket, before quic-go; it
-// returns true for the packets quic-go should see. It runs on quic-go's read
-// goroutine.
-func (t *Transport) admit(pkt []byte, from netip.AddrPort) bool {
+// returns true for the packets quic-go should see, with the virtual address
+// of a relayed one (relay.go), whose relay header quic-go must not see. It
+// runs on quic-go's read goroutine.
+func (t *Transport) admit(pkt []byte, from netip.AddrPort) (bool, netip.AddrPort) {
 	looksQUIC := len(pkt) > 0 && pkt[0]&0x40 != 0
 	if t.dropSource != nil && t.dropSource(from, looksQUIC) {
 		t.dropped.Add(1)
-		return false
+		return false, netip.AddrPort{}
+	}
+	if virt, ok := t.unwrapRelay(pkt, from); ok {
+		inner := pkt[RelayHeaderSize:]
+		switch k := Classify(inner); {
+		case k == KindQUIC:
+			return true, virt
+		case (k == KindSTUN || k == KindKith) && inner[0] != RelayData && inner[0] != RelayRefresh:
+			t.datagrams.Add(1)
+			if t.datagram != nil {
+				t.datagram(inner, virt)
+			}
+		default: // garbage, or a relay datagram inside one: relays do not nest
+			t.garbage.Add(1)
+		}
+		return false, netip.AddrPort{}
 	}
 	switch Classify(pkt) {
 	case KindQUIC:
-		return true
+		return true, netip.AddrPort{}
 	case KindSTUN, KindKith:
 		t.datagrams.Add(1)
 		if t.datagram != nil {
 			t.datagram(pkt, from)
 		}
-		return false
+		return false, netip.AddrPort{}
 	default:
 		t.garbage.Add(1)
-		return false
+		return false, netip.AddrPort{}
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -54,6 +55,9 @@ func New(h Host) *cobra.Command {
 		stun     []string
 		logLevel string
 		skew     time.Duration
+		relay    string
+		rateS    string
+		quotaS   string
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -68,8 +72,28 @@ KITH_PASSPHRASE or a prompt.
 
 Every flag can also be set in the environment, as a service unit does:
 KITH_LISTEN, KITH_HEARTBEAT, KITH_STUN (several separated by commas or
-spaces), KITH_QUIET (true or false) and KITH_LOG_LEVEL. A flag given on the
-command line wins over its variable.`,
+spaces), KITH_QUIET (true or false), KITH_PORTMAP (on or off),
+KITH_INTRODUCE, KITH_LOG_LEVEL, KITH_RELAY, KITH_RELAY_RATE and
+KITH_RELAY_QUOTA. A flag given on the command line wins over its variable.
+
+With --portmap=on (the default) the agent asks the default gateway for a
+mapping of its UDP port with NAT-PMP or UPnP IGD, renews it and deletes it when it
+stops; "kith netcheck" shows the mapping or why there is none. It asks
+nothing when it listens on loopback.
+
+--introduce says whom this device introduces to each other, so that two
+devices behind NATs can open a direct path (hole punching): "own" (the
+default) introduces two devices of which at least one is your own; "friends"
+also introduces two of your friends' devices to each other, which tells each
+that the other knows you and where it is; "off" introduces nobody.
+
+Relay: when two devices cannot reach each other, one that both reach
+forwards their encrypted datagrams. --relay says for whom this device does:
+own (the default: between this user's devices, and between them and
+friends' devices), friends (also between two friends' devices) or off. It
+sees who talks to whom, when and how much, never what they say.
+--relay-rate caps each session's bytes per second, --relay-quota all
+sessions' bytes per day.`,
 		Example: `  kith run --listen 0.0.0.0:7117
   kith --home /tmp/b run --listen 127.0.0.3:7117 --heartbeat 5s`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -94,9 +118,26 @@ command line wins over its variable.`,
 				}
 				cfg.STUN = append(cfg.STUN, ap)
 			}
+			if cfg.PortMap != agent.PortMapOn && cfg.PortMap != agent.PortMapOff {
+				return badInputf(h, "--portmap %q: use on or off", cfg.PortMap)
+			}
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 				return badInputf(h, "--log-level %q: use debug, info, warn or error", logLevel)
+			}
+			if cfg.Relay, err = agent.ParseRelayPolicy(relay); err != nil {
+				return badInputf(h, "--relay %q: use own, friends or off", relay)
+			}
+			if cfg.RelayRate, err = parseBytes(rateS); err != nil {
+				return badInputf(h, "--relay-rate: %v", err)
+			}
+			if cfg.RelayQuota, err = parseBytes(quotaS); err != nil {
+				return badInputf(h, "--relay-quota: %v", err)
+			}
+			switch cfg.Introduce {
+			case agent.IntroduceOwn, agent.IntroduceFriends, agent.IntroduceOff:
+			default:
+				return badInputf(h, "--introduce %q: use own, friends or off", cfg.Introduce)
 			}
 			cfg.Version = h.Version()
 			cfg.Logger = slog.New(slog.NewTextHandler(h.Stderr(), &slog.HandlerOptions{Level: level}))
@@ -143,9 +184,16 @@ command line wins over its variable.`,
 	cmd.Flags().DurationVar(&cfg.Heartbeat, "heartbeat", agent.DefaultHeartbeat, "mean heartbeat interval T; heartbeats go at random between T/2 and 3T/2")
 	cmd.Flags().StringArrayVar(&stun, "stun", nil, "a STUN server to learn the public address from, HOST:PORT with a name or an address (repeatable)")
 	cmd.Flags().BoolVar(&cfg.Quiet, "quiet", false, "quiet mode: outside short windows, strangers get no answer at all")
+	cmd.Flags().StringVar(&cfg.PortMap, "portmap", agent.PortMapOn, "ask the router for a mapping of the UDP port (NAT-PMP, UPnP IGD): on or off")
+	cmd.Flags().StringVar(&cfg.Introduce, "introduce", agent.IntroduceOwn, "whom this device introduces to each other for hole punching: own, friends or off")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	cmd.Flags().StringVar(&relay, "relay", string(agent.RelayOwn), "relay for others when they cannot reach each other: own (this user's devices, and them with friends), friends (also two friends), or off")
+	cmd.Flags().StringVar(&rateS, "relay-rate", "1M", "bytes per second one relayed session may carry (K, M, G: powers of 1024)")
+	cmd.Flags().StringVar(&quotaS, "relay-quota", "1G", "bytes all relayed sessions may carry per day (K, M, G: powers of 1024)")
 	cmd.Flags().DurationVar(&skew, "clock-skew", 0, "testing: run the agent's clock this far ahead of the system clock")
 	cmd.Flags().MarkHidden("clock-skew")
+	cmd.Flags().Var(portList{&cfg.BeaconPorts}, "beacon-port", "testing: send LAN beacons to this port besides the agent's own, instead of 7117 (repeatable)")
+	cmd.Flags().MarkHidden("beacon-port")
 	return cmd
 }
 
@@ -157,11 +205,16 @@ func badInputf(h Host, format string, args ...any) error {
 // EnvVars maps each flag of the run command to the environment variable
 // that sets it when the flag is not given.
 var EnvVars = map[string]string{
-	"listen":    "KITH_LISTEN",
-	"heartbeat": "KITH_HEARTBEAT",
-	"stun":      "KITH_STUN",
-	"quiet":     "KITH_QUIET",
-	"log-level": "KITH_LOG_LEVEL",
+	"listen":      "KITH_LISTEN",
+	"heartbeat":   "KITH_HEARTBEAT",
+	"stun":        "KITH_STUN",
+	"quiet":       "KITH_QUIET",
+	"portmap":     "KITH_PORTMAP",
+	"introduce":   "KITH_INTRODUCE",
+	"log-level":   "KITH_LOG_LEVEL",
+	"relay":       "KITH_RELAY",
+	"relay-rate":  "KITH_RELAY_RATE",
+	"relay-quota": "KITH_RELAY_QUOTA",
 }
 
 // fromEnv sets every flag of cmd not given on the command line from its
@@ -185,3 +238,24 @@ func fromEnv(cmd *cobra.Command, getenv func(string) string) error {
 	}
 	return nil
 }
+
+// portList is a repeatable flag of UDP port numbers.
+type portList struct{ ports *[]uint16 }
+
+func (p portList) String() string {
+	if p.ports == nil {
+		return "[]"
+	}
+	return fmt.Sprint(*p.ports)
+}
+
+func (p portList) Set(s string) error {
+	n, err := strconv.ParseUint(s, 10, 16)
+	if err != nil || n == 0 {
+		return fmt.Errorf("%q is not a UDP port (1..65535)", s)
+	}
+	*p.ports = append(*p.ports, uint16(n))
+	return nil
+}
+
+func (p portList) Type() string { return "port" }

@@ -45,7 +45,7 @@ func (h host) Getenv(k string) string                        { return h.env[k] }
 func TestFlagsFromTheEnvironment(t *testing.T) {
 	env := map[string]string{
 		"KITH_LISTEN": ":7118", "KITH_HEARTBEAT": "5s", "KITH_STUN": "localhost:3478, 127.0.0.1:3479",
-		"KITH_QUIET": "true", "KITH_LOG_LEVEL": "debug",
+		"KITH_QUIET": "true", "KITH_LOG_LEVEL": "debug", "KITH_PORTMAP": "off", "KITH_INTRODUCE": "friends",
 	}
 	cmd := New(host{env})
 	if err := cmd.ParseFlags([]string{"--heartbeat", "7s"}); err != nil {
@@ -56,10 +56,10 @@ func TestFlagsFromTheEnvironment(t *testing.T) {
 	}
 	get := func(name string) string { return cmd.Flags().Lookup(name).Value.String() }
 	if get("listen") != ":7118" || get("heartbeat") != "7s" || get("quiet") != "true" || get("log-level") != "debug" ||
-		get("stun") != "[localhost:3478,127.0.0.1:3479]" {
+		get("stun") != "[localhost:3478,127.0.0.1:3479]" || get("portmap") != "off" || get("introduce") != "friends" {
 		t.Errorf("flags: listen %s heartbeat %s quiet %s log-level %s stun %s", get("listen"), get("heartbeat"), get("quiet"), get("log-level"), get("stun"))
 	}
-	for _, flag := range []string{"listen", "heartbeat", "stun", "quiet", "log-level"} {
+	for _, flag := range []string{"listen", "heartbeat", "stun", "quiet", "log-level", "portmap", "introduce"} {
 		if EnvVars[flag] == "" || !strings.Contains(cmd.Long, EnvVars[flag]) {
 			t.Errorf("--%s has no documented variable", flag)
 		}
