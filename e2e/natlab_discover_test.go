@@ -1,11 +1,4 @@
-//go:build natlab_discover
-
 package e2e
-
-// LAN discovery in the NAT lab, built with the tag natlab_discover until
-// "kith discover" and the LAN beacons are merged:
-//
-//	go test -race -tags natlab_discover -run 'TestNATLab' ./e2e
 
 import (
 	"bytes"

@@ -1,23 +1,9 @@
-//go:build natlab_rendezvous || natlab_relay
-
 package e2e
 
 // The grid of issue #10, in the NAT lab: hA and hB, each behind its own
 // home router, with pub, a public friend of both. The two paired in a
 // café (on one LAN), went home, and keep only the café addresses of each
 // other, which answer nothing: they need pub to meet again.
-//
-// These tests need features of other branches and are built only with the
-// tags that name them:
-//
-//	natlab_rendezvous  kith run --introduce: rendezvous and simultaneous
-//	                   open through a mutual friend (natlab_punch_test.go)
-//	natlab_relay       kith run --relay: relaying through a friend
-//	                   (natlab_relay_test.go)
-//
-// For instance, as root:
-//
-//	go test -race -tags natlab_rendezvous,natlab_relay -run 'TestNATLab' ./e2e
 //
 // Each case logs the path it reached and the time from both agents
 // running to both seeing it, as "grid: hA-hB punched 1.84s", for the
@@ -33,9 +19,9 @@ import (
 	"github.com/kith-project/kith/internal/natlab"
 )
 
-// pubFlags are the run flags of the mutual friend's agent; each tagged
-// file adds the flag of its feature.
-var pubFlags []string
+// pubFlags are the run flags of the mutual friend's agent: it introduces
+// friends to each other, and relays between them.
+var pubFlags = []string{"--introduce", "friends", "--relay", "friends"}
 
 // grid is one lab of the grid, with its three agents running and paired.
 type grid struct {
@@ -51,6 +37,7 @@ type grid struct {
 // gridOptions are one grid case's routers and agents.
 type gridOptions struct {
 	symA, symB bool                  // symmetric routers
+	mapA       bool                  // rA grants NAT-PMP port mappings
 	router     []natlab.RouterOption // for both home routers
 	flags      []string              // run flags of a's and b's last start
 }
@@ -67,6 +54,9 @@ func newGrid(t *testing.T, o gridOptions) *grid {
 	}
 	if o.symB {
 		optsB = append(optsB, natlab.Symmetric())
+	}
+	if o.mapA {
+		optsA = append(optsA, natlab.PortMapping())
 	}
 	g.rA, g.rB = lab.Router("rA", optsA...), lab.Router("rB", optsB...)
 	g.hA, g.hB, g.hPub = lab.Host("hA", g.rA), lab.Host("hB", g.rB), lab.Public("pub")
@@ -128,13 +118,18 @@ func (g *grid) waitPaths(t *testing.T, limit time.Duration, want ...string) (str
 // made from.
 func (g *grid) logGrid(t *testing.T, o gridOptions, path string, took time.Duration) {
 	t.Helper()
-	name := func(h string, sym bool) string {
-		if sym {
+	name := func(h string, sym, mapped bool) string {
+		switch {
+		case sym && mapped:
+			return h + "(symmetric,portmap)"
+		case sym:
 			return h + "(symmetric)"
+		case mapped:
+			return h + "(portmap)"
 		}
 		return h
 	}
-	t.Logf("grid: %s-%s %s %.2fs", name("hA", o.symA), name("hB", o.symB), path, took.Seconds())
+	t.Logf("grid: %s-%s %s %.2fs", name("hA", o.symA, o.mapA), name("hB", o.symB, false), path, took.Seconds())
 }
 
 // keepsFlowing checks that a and b still hear each other, on path, for

@@ -1,5 +1,3 @@
-//go:build natlab_rendezvous
-
 package e2e
 
 import (
@@ -10,8 +8,6 @@ import (
 	"github.com/kith-project/kith/internal/control"
 	"github.com/kith-project/kith/internal/natlab"
 )
-
-func init() { pubFlags = append(pubFlags, "--introduce", "friends") }
 
 // The grid's first case: hA and hB behind port-preserving NATs, with pub
 // a friend of both that introduces them. They reach a punched path (the

@@ -35,6 +35,17 @@ func labPerson(t *testing.T, h *natlab.Host, name string, flags ...string) *pers
 	return p
 }
 
+// moveTo stops p's agent and starts it again, with the same home, inside
+// host h's namespace: the device went somewhere else.
+func (p *person) moveTo(t *testing.T, h *natlab.Host, flags ...string) {
+	t.Helper()
+	if err := p.agent.Stop(); err != nil {
+		t.Fatalf("stopping %s's agent: %v", p.id.Name, err)
+	}
+	p.Prefix = h.Prefix()
+	p.agent = p.Start(fmt.Sprintf("0.0.0.0:%d", labPort), append([]string{"--heartbeat", labT.String()}, flags...)...)
+}
+
 // at is host h's address on the internet with labPort: where its agent is
 // seen from outside its router (for a port-preserving router).
 func at(h *natlab.Host) string { return netip.AddrPortFrom(h.Public(), labPort).String() }
