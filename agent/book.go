@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kith-project/kith/internal/store"
+	"github.com/kith-project/kith/internal/transport"
 	"github.com/kith-project/kith/roster"
 	"github.com/kith-project/kith/seed"
 )
@@ -292,7 +293,15 @@ func (b *book) setAddr(d seed.DevicePublic, addr netip.AddrPort, version uint64,
 	}
 	as := addr.String()
 	moved = l.Addr != as
-	keepRealAddr(l, addr)
+	if moved {
+		keepRealAddr(l, addr)
+		// The address it moved from is kept among the others for
+		// presence to try while it is offline, unless it is a relay's
+		// virtual address, which means nothing once the route is gone.
+		if old, err := netip.ParseAddrPort(l.Addr); err == nil && !transport.IsRelayAddr(old) {
+			l.Addrs = keepAddr(l.Addrs, l.Addr, as)
+		}
+	}
 	l.Addr = as
 	if version > l.AddrVersion {
 		l.AddrVersion = version
@@ -301,6 +310,29 @@ func (b *book) setAddr(d seed.DevicePublic, addr netip.AddrPort, version uint64,
 	b.dirty[d] = struct{}{}
 	b.wake()
 	return moved
+}
+
+// maxKeptAddrs bounds a device's other addresses (Local.Addrs).
+const maxKeptAddrs = 8
+
+// keepAddr returns addrs with old, the address a device just moved from,
+// first (presence tries it, beside the others, while the device is
+// offline), without now, the address it moved to, and at most
+// maxKeptAddrs long: the oldest go.
+func keepAddr(addrs []string, old, now string) []string {
+	out := make([]string, 0, maxKeptAddrs)
+	if old != "" && old != now {
+		out = append(out, old)
+	}
+	for _, s := range addrs {
+		if len(out) == maxKeptAddrs {
+			break
+		}
+		if s != old && s != now {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // noteLastSeen records last-seen times newer than the known ones; the

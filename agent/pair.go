@@ -29,8 +29,9 @@ type pairer struct {
 	// Constant after newPairer.
 	a *Agent
 	// dialHook, set only by tests before the agent runs, is called as send
-	// starts dialing an address (done false) and when that dial ends.
-	dialHook func(addr netip.AddrPort, done bool, err error)
+	// starts dialing an address (done false) and when that dial ends, with
+	// the dial's context.
+	dialHook func(ctx context.Context, addr netip.AddrPort, done bool, err error)
 
 	// completeMu serializes complete, so that a pairing is stored once
 	// even when the user's scan and the peer's Hello finish it together.
@@ -233,7 +234,16 @@ func (p *pairer) scan(ctx context.Context, code string) (control.ScanResult, err
 			return control.ScanResult{}, err
 		}
 	}
-	reply, via, err := p.send(ctx, inv, hello)
+	sctx := ctx
+	if doneFirst {
+		// Stored already: telling the other device is a courtesy that
+		// saves it one retry of its wait, not worth the user's time when
+		// the other device cannot be reached (it is behind a NAT).
+		var cancel context.CancelFunc
+		sctx, cancel = context.WithTimeout(ctx, noticeTimeout)
+		defer cancel()
+	}
+	reply, via, err := p.send(sctx, inv, hello)
 	switch {
 	case err != nil && !m.Done() && errors.Is(err, errUnreachable):
 		res.Unreachable = err.Error()
@@ -290,6 +300,11 @@ func (p *pairer) checkReplyCert(res *control.ScanResult, inv pairing.Invite, pro
 func (p *pairer) pairedResult(m *pairing.Machine, f roster.Friend) control.ScanResult {
 	return control.ScanResult{UserID: f.UserID, Name: f.Name, Kind: kindOf(p.a, f.UserID), SAS: m.SAS(), Status: pairing.StatusPaired}
 }
+
+// noticeTimeout bounds a scan's telling the other device that a pairing
+// it completed is stored: the other device's wait asks again every
+// waitRetry anyway.
+const noticeTimeout = 2 * time.Second
 
 // waitRetry is how often wait sends its Hello again, for the case where the
 // other device cannot reach this one: its answer then carries its proof.
@@ -458,7 +473,7 @@ func (p *pairer) dialFirst(ctx context.Context, addrs []netip.AddrPort, key ed25
 	for _, addr := range addrs {
 		go func() {
 			if p.dialHook != nil {
-				p.dialHook(addr, false, nil)
+				p.dialHook(ctx, addr, false, nil)
 			}
 			s, err := p.a.tr.OpenStream(ctx, addr, key, protoPairing)
 			results <- result{s, addr, err}
@@ -471,7 +486,7 @@ func (p *pairer) dialFirst(ctx context.Context, addrs []netip.AddrPort, key ed25
 	for range addrs {
 		r := <-results
 		if p.dialHook != nil {
-			p.dialHook(r.addr, true, r.err)
+			p.dialHook(ctx, r.addr, true, r.err)
 		}
 		switch {
 		case r.err != nil:

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -144,7 +145,10 @@ func checkStored(t *testing.T, a, b *testAgent, want string) {
 // it completes on both sides in either order, and the public device stores
 // the NAT side at the address its connection came from.
 func TestPairingBehindNAT(t *testing.T) {
-	lan := netip.MustParseAddrPort("10.255.0.1:7117") // its LAN address, unreachable here
+	// Its LAN address, unreachable here: nothing answers there, as a
+	// private address of another network does not (a loopback port
+	// closed again, since a socket on loopback cannot send elsewhere).
+	lan := deadAddr(t)
 	for _, natFirst := range []bool{true, false} {
 		name := "public side scans first"
 		if natFirst {
@@ -153,7 +157,19 @@ func TestPairingBehindNAT(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			pc := newNATConn(t, "127.0.0.6", lan)
 			home := startBehindNAT(t, "home", pc)
-			pub := startAgent(t, newPhrase(t), 0, "pub", "127.0.0.5")
+			var (
+				dialMu    sync.Mutex
+				deadlines []time.Duration // of pub's dials, from their start
+			)
+			pub := startAgent(t, newPhrase(t), 0, "pub", "127.0.0.5", func(a *Agent) {
+				a.pair.dialHook = func(ctx context.Context, _ netip.AddrPort, done bool, _ error) {
+					if dl, ok := ctx.Deadline(); ok && !done {
+						dialMu.Lock()
+						deadlines = append(deadlines, time.Until(dl))
+						dialMu.Unlock()
+					}
+				}
+			})
 			observed := pc.PacketConn.LocalAddr().String()
 			sh, err := home.pair.show(0)
 			if err != nil {
@@ -178,6 +194,19 @@ func TestPairingBehindNAT(t *testing.T) {
 				second, err := pub.pair.scan(ctx, sh.Code)
 				if err != nil || second.Status != pairing.StatusPaired {
 					t.Fatalf("the public side's scan: %+v, %v; want paired although the NAT side cannot be reached", second, err)
+				}
+				// Its telling the NAT side, which cannot be reached, is
+				// bounded by noticeTimeout, not by a whole dial's timeout.
+				dialMu.Lock()
+				dls := slices.Clone(deadlines)
+				dialMu.Unlock()
+				if len(dls) == 0 {
+					t.Fatal("the public side's scan did not try to tell the NAT side")
+				}
+				for _, dl := range dls {
+					if dl > noticeTimeout {
+						t.Fatalf("the public side dials the NAT side with %v left, want at most noticeTimeout (%v)", dl, noticeTimeout)
+					}
 				}
 				res := awaitPaired(t, "the NAT side", waitAsync(home, sp.Code))
 				if res.SAS != first.SAS || res.SAS != second.SAS {
@@ -268,7 +297,7 @@ func TestSendDialsAddressesTogether(t *testing.T) {
 		events []event
 	)
 	a := startAgent(t, newPhrase(t), 0, "alice", "127.0.0.2", func(a *Agent) {
-		a.pair.dialHook = func(addr netip.AddrPort, done bool, err error) {
+		a.pair.dialHook = func(_ context.Context, addr netip.AddrPort, done bool, err error) {
 			mu.Lock()
 			events = append(events, event{addr, done, err})
 			mu.Unlock()

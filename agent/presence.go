@@ -19,6 +19,11 @@ func (pb presenceBook) info(p Peer) presence.PeerInfo {
 	if ap, err := netip.ParseAddrPort(p.Addr); err == nil {
 		pi.Addr = ap
 	}
+	for _, s := range p.Addrs {
+		if ap, err := netip.ParseAddrPort(s); err == nil && ap != pi.Addr {
+			pi.Others = append(pi.Others, ap)
+		}
+	}
 	if pi.Own {
 		pi.Window = pb.a.dev.Window[:]
 	} else {

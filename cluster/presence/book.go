@@ -14,6 +14,12 @@ type PeerInfo struct {
 	Own bool
 	// Addr is the last known address; the zero value if none.
 	Addr netip.AddrPort
+	// Others are further addresses the book holds for the device (where
+	// it was before, its invite's), best first. While the peer is offline,
+	// every heartbeat to Addr also goes to the first MaxOthers of them at
+	// once, and the first that answers moves the peer there, as any
+	// authenticated packet from a new address does.
+	Others []netip.AddrPort
 	// Version is the version of the newest address record applied for this
 	// device, as last passed to Book.SetAddr (0 if none). It keeps a
 	// restarted agent from taking an older record again.

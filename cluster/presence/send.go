@@ -5,8 +5,37 @@ import (
 	"time"
 )
 
-// sendBeat sends a heartbeat or address update to pi.
-func (p *Presence) sendBeat(typ byte, pi PeerInfo) { p.sendBeatTo(typ, pi, pi.Addr) }
+// MaxOthers bounds how many of a peer's other addresses
+// (PeerInfo.Others) each heartbeat to an offline peer also goes to.
+const MaxOthers = 4
+
+// sendBeat sends a heartbeat or address update to pi. A heartbeat to a
+// peer that is offline goes at once to its other addresses too (the first
+// MaxOthers of PeerInfo.Others): whichever answers first moves the peer
+// there.
+func (p *Presence) sendBeat(typ byte, pi PeerInfo) {
+	p.sendBeatTo(typ, pi, pi.Addr)
+	if typ != TypeHeartbeat || len(pi.Others) == 0 {
+		return
+	}
+	p.mu.Lock()
+	online := p.peer(pi.Device).online
+	p.mu.Unlock()
+	if online {
+		return
+	}
+	tried := 0
+	for _, to := range pi.Others {
+		if tried == MaxOthers {
+			break
+		}
+		if to = normAddr(to); !validAddr(to) || to == pi.Addr {
+			continue
+		}
+		tried++
+		p.sendBeatTo(typ, pi, to)
+	}
+}
 
 // sendBeatTo sends a heartbeat or address update for pi to the address to.
 func (p *Presence) sendBeatTo(typ byte, pi PeerInfo, to netip.AddrPort) {
