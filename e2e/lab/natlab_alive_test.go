@@ -1,4 +1,4 @@
-package e2e
+package lab
 
 // The keepalive test is in a file of its own whose name sorts first among
 // the lab's, so that it is the first of them to resume: go test runs at

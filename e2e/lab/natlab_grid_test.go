@@ -1,4 +1,4 @@
-package e2e
+package lab
 
 // The grid of issue #10, in the NAT lab: hA and hB, each behind its own
 // home router, with pub, a public friend of both. The two paired in a

@@ -1,17 +1,4 @@
-//go:build natlab_relay
-
-package e2e
-
-// The grid's symmetric cases are built only with -tags natlab_relay, until
-// a race of the relay fallback is fixed: both ends give up punching at the
-// same instant (their tries are timed by the same introduction), both ask
-// pub for a relay, pub opens two sessions (one from each end), each end
-// moves the other onto one virtual address and then onto the other's, and
-// the relayed path then carries nothing (seen in one full run of the lab
-// set at 12:11 UTC: hA sees hB "relay via pub" but offline, with no RTT,
-// for two minutes; both cases passed in two other runs). Enable with
-//
-//	go test -race -tags natlab_relay -run TestNATLabGridSymmetric ./e2e
+package lab
 
 import (
 	"testing"
