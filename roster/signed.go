@@ -289,3 +289,12 @@ func (r *Roster) SignedOf(user seed.UserPublic, local []byte) (Signed, error) {
 	}
 	return s, err
 }
+
+// Revocation returns the revocation of device d, if [Roster.Revoked]
+// counts it.
+func (r *Roster) Revocation(d seed.DevicePublic) (seed.Revocation, bool) {
+	if !r.Revoked(d) {
+		return seed.Revocation{}, false
+	}
+	return r.revoked[d], true
+}
