@@ -127,6 +127,7 @@ type rosterSync struct {
 	revoked  string                              // guarded by mu: why this device is revoked; "" while it is not
 	refresh  time.Duration                       // guarded by mu; rosterRefresh unless a test shortens it
 	exchange uint64                              // guarded by mu: exchanges completed, for tests
+	started  bool                                // guarded by mu: the first pass ran
 }
 
 // exchanged is the last exchange with a peer: the digest of the frame we
@@ -249,8 +250,11 @@ func (rs *rosterSync) pass(ctx context.Context, wg *sync.WaitGroup) {
 		frames[k] = sha256.Sum256(raw)
 	}
 	now := time.Now()
+	online := rs.a.onlineSet()
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
+	first := !rs.started
+	rs.started = true
 	running := len(rs.busy)
 	for _, p := range rs.a.book.reachable() {
 		if running >= rosterParallel {
@@ -259,6 +263,12 @@ func (rs *rosterSync) pass(ctx context.Context, wg *sync.WaitGroup) {
 		}
 		if _, err := netip.ParseAddrPort(p.Addr); err != nil || rs.busy[p.DeviceID] {
 			continue // no address yet: its own push, or its heartbeats, tell us
+		}
+		if !online[p.DeviceID] && !first {
+			// Offline: its PeerOnline brings the exchange. Only the
+			// first pass dials everyone, so that a device started from
+			// an old home hears at once whether it was revoked.
+			continue
 		}
 		l, seen := rs.last[p.DeviceID]
 		due := rs.due[p.DeviceID]

@@ -43,6 +43,7 @@ func TestFriendFollowsRoster(t *testing.T) {
 		t.Fatalf("own-device pairing: %+v, %+v", r1, r2)
 	}
 
+	joined := time.Now()
 	peerOf := func(p *person, device string) (online, listed bool) {
 		for _, pe := range p.status(t).Peers {
 			if pe.DeviceID == device {
@@ -57,6 +58,7 @@ func TestFriendFollowsRoster(t *testing.T) {
 		}
 		return nil
 	})
+	t.Logf("bob has alice-1 online after %v", time.Since(joined).Round(10*time.Millisecond))
 	f, ok := findFriend(bob.friends(t), alice0.id.UserID)
 	if !ok || len(f.Devices) != 2 {
 		t.Fatalf("bob's alice: %+v", f)
@@ -87,6 +89,7 @@ func TestFriendFollowsRoster(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	revoked := time.Now()
 	if res, err := alice0.agent.Client().RosterRevoke(ctx, control.RevokeRequest{Revocation: rev.Marshal()}); err != nil || !res.Revoked {
 		t.Fatalf("revoke: %+v %v", res, err)
 	}
@@ -96,6 +99,7 @@ func TestFriendFollowsRoster(t *testing.T) {
 		}
 		return nil
 	})
+	t.Logf("bob dropped alice-1 after %v", time.Since(revoked).Round(10*time.Millisecond))
 	kithtest.Eventually(t, 90*time.Second, "alice-1 knows it was revoked", func() error {
 		var rv revokedView
 		alice1.JSON(&rv, "", "status")
