@@ -105,6 +105,38 @@ type ownAddr struct {
 	Addr   string            `json:"addr"`
 }
 
+// readRosterFrame reads one frame of at most max bytes.
+func readRosterFrame(s *transport.Stream, max int) (rosterFrame, error) {
+	b, err := transport.ReadFrame(s, max)
+	if err != nil {
+		return rosterFrame{}, err
+	}
+	return decodeRosterFrame(b)
+}
+
+// decodeRosterFrame parses a frame and checks its bounds: a roster or a
+// refusal, short codes and errors, at most maxOwnFriends friends and
+// maxOwnAddrs addresses. The signed rosters in it are checked where they
+// are taken (roster.ParseSigned).
+func decodeRosterFrame(b []byte) (rosterFrame, error) {
+	var f rosterFrame
+	if err := json.Unmarshal(b, &f); err != nil {
+		return rosterFrame{}, fmt.Errorf("roster frame: %w", err)
+	}
+	refused := f.Code != "" || f.Error != ""
+	switch {
+	case len(f.Code) > 16 || len(f.Error) > maxRosterError:
+		return rosterFrame{}, errors.New("roster frame: refusal too long")
+	case refused && (len(f.Roster) > 0 || len(f.Friends) > 0 || len(f.Addrs) > 0):
+		return rosterFrame{}, errors.New("roster frame: a refusal with a roster")
+	case !refused && len(f.Roster) == 0:
+		return rosterFrame{}, errors.New("roster frame without a roster")
+	case len(f.Friends) > maxOwnFriends || len(f.Addrs) > maxOwnAddrs:
+		return rosterFrame{}, fmt.Errorf("roster frame: %d friends and %d addresses; at most %d and %d", len(f.Friends), len(f.Addrs), maxOwnFriends, maxOwnAddrs)
+	}
+	return f, nil
+}
+
 // errRoster is an exchange refused; Code says why.
 type errRoster struct{ Code, Reason string }
 
@@ -364,8 +396,8 @@ func (rs *rosterSync) exchangeWith(ctx context.Context, p Peer) error {
 	if err := transport.WriteFrame(s, raw); err != nil {
 		return err
 	}
-	var reply rosterFrame
-	if err := readJSON(s, maxFrameOf(p.Kind), &reply); err != nil {
+	reply, err := readRosterFrame(s, maxFrameOf(p.Kind))
+	if err != nil {
 		return fmt.Errorf("reading the answer: %w", err)
 	}
 	rs.mu.Lock()
@@ -389,9 +421,9 @@ func (rs *rosterSync) serve(ctx context.Context, s *transport.Stream) {
 		writeJSON(s, rosterFrame{Code: rosterRate, Error: "too many roster exchanges; try again later"})
 		return
 	}
-	var f rosterFrame
-	if err := readJSON(s, maxFrameOf(p.Kind), &f); err != nil {
-		writeJSON(s, rosterFrame{Code: rosterBad, Error: "the roster frame is not readable JSON within the size limit"})
+	f, err := readRosterFrame(s, maxFrameOf(p.Kind))
+	if err != nil {
+		writeJSON(s, rosterFrame{Code: rosterBad, Error: clipString(err.Error(), maxRosterError)})
 		return
 	}
 	if err := rs.take(p, f); err != nil {
@@ -485,11 +517,8 @@ func (rs *rosterSync) merge(s roster.Signed, raw []byte, locals []Local) error {
 // forgets anything: that waits for the own cluster (Raft).
 func (rs *rosterSync) takeOwn(f rosterFrame) {
 	a := rs.a
-	if len(f.Friends) > maxOwnFriends {
-		f.Friends = f.Friends[:maxOwnFriends]
-	}
 	addrs := map[seed.DevicePublic]string{}
-	for _, ad := range f.Addrs[:min(len(f.Addrs), maxOwnAddrs)] {
+	for _, ad := range f.Addrs {
 		if ap, err := netip.ParseAddrPort(ad.Addr); err == nil && usableAddr(ap) {
 			addrs[ad.Device] = ap.String()
 		}

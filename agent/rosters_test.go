@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/netip"
 	"strings"
@@ -228,15 +227,24 @@ func TestRosterExchangesRateLimited(t *testing.T) {
 	}
 }
 
-// The frame decoder refuses what is not a frame and never panics.
+// The frame decoder keeps its bounds and never panics; what it accepts
+// is taken apart as take would, without panicking either.
 func FuzzRosterFrame(f *testing.F) {
 	f.Add([]byte(`{"roster":"a2l0aC1yb3N0ZXIB"}`))
-	f.Add([]byte(`{"friends":[{"friend":{"user_id":"00"},"roster":""}],"addrs":[{"device":"zz","addr":"1.2.3.4:5"}]}`))
+	f.Add([]byte(`{"roster":"a2l0aC1yb3N0ZXIB","friends":[{"friend":{"user_id":"00"},"roster":""}],"addrs":[{"device":"zz","addr":"1.2.3.4:5"}]}`))
 	f.Add([]byte(`{"code":"rate","error":"x"}`))
+	f.Add([]byte(`{"code":"rate","roster":"AA=="}`))
+	f.Add([]byte(`{}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var fr rosterFrame
-		if json.Unmarshal(b, &fr) != nil {
+		fr, err := decodeRosterFrame(b)
+		if err != nil {
 			return
+		}
+		if len(fr.Code) > 16 || len(fr.Error) > maxRosterError || len(fr.Friends) > maxOwnFriends || len(fr.Addrs) > maxOwnAddrs {
+			t.Fatalf("over the bounds: %d friends, %d addrs", len(fr.Friends), len(fr.Addrs))
+		}
+		if (fr.Code == "" && fr.Error == "") == (len(fr.Roster) == 0) {
+			t.Fatal("neither a roster nor a refusal, or both")
 		}
 		if s, err := roster.ParseSigned(fr.Roster); err == nil && len(s.Certs) > roster.MaxSignedCerts {
 			t.Fatal("over the limit")
@@ -249,6 +257,8 @@ func FuzzRosterFrame(f *testing.F) {
 				usableAddr(ap)
 			}
 		}
-		_ = clipString(fr.Error, maxRosterError)
+		if c := clipString(fr.Error, maxRosterError); len(c) > maxRosterError {
+			t.Fatal("clipString")
+		}
 	})
 }
