@@ -280,14 +280,17 @@ func (r *Roster) SignedOf(user seed.UserPublic, local []byte) (Signed, error) {
 			revs = append(revs, rev)
 		}
 	}
-	// Past the limits, the oldest revocations of devices without a
-	// certificate go first: they matter least to a friend.
-	s, err := NewSigned(user, certs, revs)
-	if err != nil && len(revs) > MaxSignedRevocations {
-		slices.SortFunc(revs, func(a, b seed.Revocation) int { return b.Revoked.Compare(a.Revoked) })
-		s, err = NewSigned(user, certs, revs[:MaxSignedRevocations])
+	// Past the limits, the newest records are kept. (Merges keep within
+	// them; only pairings in person can go past.)
+	if len(certs) > MaxSignedCerts {
+		slices.SortFunc(certs, func(a, b seed.DeviceCert) int { return b.Issued.Compare(a.Issued) })
+		certs = certs[:MaxSignedCerts]
 	}
-	return s, err
+	if len(revs) > MaxSignedRevocations {
+		slices.SortFunc(revs, func(a, b seed.Revocation) int { return b.Revoked.Compare(a.Revoked) })
+		revs = revs[:MaxSignedRevocations]
+	}
+	return NewSigned(user, certs, revs)
 }
 
 // Revocation returns the revocation of device d, if [Roster.Revoked]

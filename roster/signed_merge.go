@@ -18,6 +18,8 @@ import (
 //     friend), or renames a known one when it is newer; never a revoked
 //     device, never a device r knows as another user's, never the local
 //     device.
+//   - r holds at most MaxSignedCerts devices and MaxSignedRevocations
+//     revocations of one user; past that, new ones are not taken.
 //
 // Nothing is ever removed, so an old document changes nothing. The
 // document must be this user's or a friend's (ErrNoFriend otherwise).
@@ -32,7 +34,18 @@ func (r *Roster) merge(tx *store.Tx, raw []byte) error {
 	} else if _, ok := r.friends[s.User]; !ok {
 		return fmt.Errorf("%w: the roster is user %s's", ErrNoFriend, s.User.Short())
 	}
+	// A user signs certificates and revocations at will: what one user's
+	// rosters can add is bounded as one document is, whatever arrives.
+	ndev, nrev := len(r.DevicesOf(s.User)), 0
+	for _, rev := range r.revoked {
+		if rev.User.Equal(s.User) {
+			nrev++
+		}
+	}
 	for _, rev := range s.Revocations {
+		if nrev >= MaxSignedRevocations {
+			break
+		}
 		if r.revokedAs(rev.Device, s.User) {
 			continue // known: the earliest one stays
 		}
@@ -46,6 +59,7 @@ func (r *Roster) merge(tx *store.Tx, raw []byte) error {
 		if err := r.putRevocation(tx, rev); err != nil {
 			return err
 		}
+		nrev++
 	}
 	for _, c := range s.Certs {
 		if c.Device.Equal(r.local) || r.Revoked(c.Device) {
@@ -61,10 +75,14 @@ func (r *Roster) merge(tx *store.Tx, raw []byte) error {
 			}
 			continue
 		}
+		if ndev >= MaxSignedCerts {
+			continue
+		}
 		d := Device{DeviceID: c.Device, UserID: s.User, Kind: kind, Name: c.Name, Cert: c.Marshal()}
 		if err := r.putDevice(tx, d); err != nil {
 			return err
 		}
+		ndev++
 	}
 	return nil
 }

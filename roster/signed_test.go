@@ -293,3 +293,48 @@ func FuzzParseSigned(f *testing.F) {
 		}
 	})
 }
+
+// A friend who signs ever new devices and revocations cannot grow our
+// roster past the limits of one document.
+func TestMergeBounded(t *testing.T) {
+	f, alice := mergeFixture(t)
+	key := func(n int) (k [32]byte) {
+		k[0], k[1], k[2] = 0xee, byte(n>>8), byte(n)
+		return k
+	}
+	for round := range 6 {
+		var certs []seed.DeviceCert
+		var revs []seed.Revocation
+		for i := range MaxSignedCerts {
+			n := round*MaxSignedCerts + i
+			c, err := alice.IssueDeviceCert(seed.DeviceCert{Device: key(n), Index: uint32(n), Archive: id(1), Issued: t0})
+			if err != nil {
+				t.Fatal(err)
+			}
+			certs = append(certs, c)
+			if round >= 3 {
+				r, err := alice.Revoke(seed.Revocation{Device: key(n), Index: uint32(n), Revoked: t0})
+				if err != nil {
+					t.Fatal(err)
+				}
+				revs = append(revs, r)
+			}
+		}
+		if err := f.apply(t, Change{Op: OpMerge, Roster: signedOf(t, alice, certs, revs)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nrev := 0
+	for _, r := range f.reload(t).revoked {
+		if r.User.Equal(alice.Public()) {
+			nrev++
+		}
+	}
+	if n := len(f.r.DevicesOf(alice.Public())); n > MaxSignedCerts || nrev > MaxSignedRevocations {
+		t.Fatalf("%d devices and %d revocations of one friend", n, nrev)
+	}
+	s, err := f.r.SignedOf(alice.Public(), nil)
+	if err != nil || len(s.Certs) > MaxSignedCerts || len(s.Revocations) > MaxSignedRevocations {
+		t.Fatalf("the friend's roster as held: %d certificates, %d revocations, %v", len(s.Certs), len(s.Revocations), err)
+	}
+}
