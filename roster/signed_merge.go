@@ -15,9 +15,11 @@ import (
 //     certificate in the document or in r, so that no friend can revoke
 //     someone else's device.
 //   - A certificate adds its device (kind own for this user, friend for a
-//     friend), or renames a known one when it is newer; never a revoked
-//     device, never a device r knows as another user's, never the local
-//     device.
+//     friend), or renames a known one when it is newer; never a device
+//     revoked by its user, never the local device, and never a device r
+//     knows as another user's, unless the certificate is this user's own:
+//     a friend can certify any public key, but only this user's key
+//     proves a device this user's.
 //   - r holds at most MaxSignedCerts devices and MaxSignedRevocations
 //     revocations of one user; past that, new ones are not taken.
 //
@@ -62,11 +64,13 @@ func (r *Roster) merge(tx *store.Tx, raw []byte) error {
 		nrev++
 	}
 	for _, c := range s.Certs {
-		if c.Device.Equal(r.local) || r.Revoked(c.Device) {
+		if c.Device.Equal(r.local) || r.revokedAs(c.Device, s.User) {
 			continue
 		}
-		if old, ok := r.devices[c.Device]; ok {
-			if !old.UserID.Equal(s.User) || !newerCert(c, old.Cert) {
+		old, known := r.devices[c.Device]
+		switch {
+		case known && old.UserID.Equal(s.User):
+			if !newerCert(c, old.Cert) {
 				continue
 			}
 			old.Name, old.Cert = c.Name, c.Marshal()
@@ -74,10 +78,13 @@ func (r *Roster) merge(tx *store.Tx, raw []byte) error {
 				return err
 			}
 			continue
-		}
-		if ndev >= MaxSignedCerts {
+		case known && kind != KindOwn:
+			continue // another user's: no friend takes it
+		case !known && ndev >= MaxSignedCerts:
 			continue
 		}
+		// New, or ours by our own key's certificate whatever a friend
+		// claimed of it.
 		d := Device{DeviceID: c.Device, UserID: s.User, Kind: kind, Name: c.Name, Cert: c.Marshal()}
 		if err := r.putDevice(tx, d); err != nil {
 			return err

@@ -338,3 +338,30 @@ func TestMergeBounded(t *testing.T) {
 		t.Fatalf("the friend's roster as held: %d certificates, %d revocations, %v", len(s.Certs), len(s.Revocations), err)
 	}
 }
+
+// A friend who certified one of our device keys as theirs does not keep
+// it once our own roster names it.
+func TestOwnCertBeatsFriendClaim(t *testing.T) {
+	f, alice := mergeFixture(t)
+	claim := certOf(t, alice, 60, 0, "mine", t0)
+	if err := f.apply(t, Change{Op: OpMerge, Roster: signedOf(t, alice, []seed.DeviceCert{claim}, nil)}); err != nil {
+		t.Fatal(err)
+	}
+	if d, ok := f.r.Device(id(60)); !ok || !d.UserID.Equal(alice.Public()) {
+		t.Fatalf("alice's claim: %+v %v", d, ok)
+	}
+	if err := f.apply(t, Change{Op: OpMerge, Roster: signedOf(t, f.user, []seed.DeviceCert{certOf(t, f.user, 60, 3, "ours", t0)}, nil)}); err != nil {
+		t.Fatal(err)
+	}
+	d, ok := f.reload(t).Reachable(id(60))
+	if !ok || d.Kind != KindOwn || !d.UserID.Equal(f.user.Public()) {
+		t.Fatalf("our own device after our roster: %+v %v", d, ok)
+	}
+	// Nor can alice revoke it now, nor take it back.
+	if err := f.apply(t, Change{Op: OpMerge, Roster: signedOf(t, alice, []seed.DeviceCert{claim}, []seed.Revocation{revOf(t, alice, 60, 0)})}); err != nil {
+		t.Fatal(err)
+	}
+	if d, ok := f.reload(t).Reachable(id(60)); !ok || d.Kind != KindOwn {
+		t.Fatalf("after alice's revocation of our device: %+v %v", d, ok)
+	}
+}
