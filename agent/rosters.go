@@ -150,16 +150,14 @@ type rosterSync struct {
 	noticeOut *rate.Limiter // notices sent, over all addresses
 	noticeIn  *rate.Limiter // notices checked
 
-	mu       sync.Mutex
-	last     map[seed.DevicePublic]exchanged     // guarded by mu: the last exchange with each peer
-	due      map[seed.DevicePublic]bool          // guarded by mu: peers that came online
-	busy     map[seed.DevicePublic]bool          // guarded by mu: exchanges under way
-	limits   map[seed.DevicePublic]*rate.Limiter // guarded by mu: served exchanges, per peer
-	noticed  map[netip.AddrPort]time.Time        // guarded by mu: notices sent, per address
-	revoked  string                              // guarded by mu: why this device is revoked; "" while it is not
-	refresh  time.Duration                       // guarded by mu; rosterRefresh unless a test shortens it
-	exchange uint64                              // guarded by mu: exchanges completed, for tests
-	started  bool                                // guarded by mu: the first pass ran
+	mu      sync.Mutex
+	last    map[seed.DevicePublic]exchanged     // guarded by mu: the last exchange with each peer
+	due     map[seed.DevicePublic]bool          // guarded by mu: peers that came online
+	busy    map[seed.DevicePublic]bool          // guarded by mu: exchanges under way
+	limits  map[seed.DevicePublic]*rate.Limiter // guarded by mu: served exchanges, per peer
+	noticed map[netip.AddrPort]time.Time        // guarded by mu: notices sent, per address
+	revoked string                              // guarded by mu: why this device is revoked; "" while it is not
+	started bool                                // guarded by mu: the first pass ran
 }
 
 // exchanged is the last exchange with a peer: the digest of the frame we
@@ -181,7 +179,6 @@ func newRosterSync(a *Agent) *rosterSync {
 		busy:      map[seed.DevicePublic]bool{},
 		limits:    map[seed.DevicePublic]*rate.Limiter{},
 		noticed:   map[netip.AddrPort]time.Time{},
-		refresh:   rosterRefresh,
 	}
 	if rev, ok := a.book.rosterNow().LocalRevoked(); ok {
 		rs.setRevoked(rev)
@@ -228,15 +225,14 @@ func (rs *rosterSync) setRevoked(rev seed.Revocation) {
 }
 
 // run is the service that pushes the roster: a pass at start, and one
-// after every change, every peer that came online and every refresh/4.
+// after every change, every peer that came online and every
+// rosterRefresh/4.
 func (rs *rosterSync) run(ctx context.Context) error {
 	events, cancel := rs.a.presence.Subscribe(64)
 	defer cancel()
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	rs.mu.Lock()
-	tick := time.NewTicker(rs.refresh / 4)
-	rs.mu.Unlock()
+	tick := time.NewTicker(rosterRefresh / 4)
 	defer tick.Stop()
 	pass := time.NewTimer(0)
 	defer pass.Stop()
@@ -308,7 +304,7 @@ func (rs *rosterSync) pass(ctx context.Context, wg *sync.WaitGroup) {
 		case !seen, due && !l.failed:
 		case l.failed && now.Sub(l.at) < rosterRetry:
 			continue
-		case l.digest == frames[p.Kind] && now.Sub(l.at) < rs.refresh:
+		case l.digest == frames[p.Kind] && now.Sub(l.at) < rosterRefresh:
 			continue
 		}
 		delete(rs.due, p.DeviceID)
@@ -402,7 +398,6 @@ func (rs *rosterSync) exchangeWith(ctx context.Context, p Peer) error {
 	}
 	rs.mu.Lock()
 	rs.last[p.DeviceID] = exchanged{digest: sha256.Sum256(raw), at: time.Now()}
-	rs.exchange++
 	rs.mu.Unlock()
 	if reply.Code != "" || reply.Error != "" {
 		return &errRoster{Code: clipString(reply.Code, 16), Reason: clipString(reply.Error, maxRosterError)}
@@ -442,7 +437,6 @@ func (rs *rosterSync) serve(ctx context.Context, s *transport.Stream) {
 	if transport.WriteFrame(s, raw) == nil {
 		rs.mu.Lock()
 		rs.last[p.DeviceID] = exchanged{digest: sha256.Sum256(raw), at: time.Now()}
-		rs.exchange++
 		rs.mu.Unlock()
 	}
 }
