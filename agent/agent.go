@@ -654,11 +654,10 @@ func (a *Agent) serveConn(ctx context.Context, c *transport.Conn) {
 		a.presence.Observed(d, c.RemoteAddr())
 	}
 	// A stranger's connection may have only a few streams served at once;
-	// more are reset before anything is read.
-	var slots chan struct{}
-	if a.openerOf(c) == OpenStranger {
-		slots = make(chan struct{}, maxStrangerStreams)
-	}
+	// more are reset before anything is read. Who the peer is is asked
+	// again for every stream: a stranger whose pairing completed is a
+	// friend from then on, on the same connection.
+	slots := make(chan struct{}, maxStrangerStreams)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
@@ -666,7 +665,8 @@ func (a *Agent) serveConn(ctx context.Context, c *transport.Conn) {
 		if err != nil {
 			return
 		}
-		if slots != nil {
+		limited := a.openerOf(c) == OpenStranger
+		if limited {
 			select {
 			case slots <- struct{}{}:
 			default:
@@ -678,7 +678,7 @@ func (a *Agent) serveConn(ctx context.Context, c *transport.Conn) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if slots != nil {
+			if limited {
 				defer func() { <-slots }()
 			}
 			if !a.serveStream(ctx, c, s) {

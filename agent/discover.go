@@ -17,24 +17,41 @@ import (
 // LAN discovery: every few minutes, at start and whenever this machine's
 // networks change, the agent broadcasts a LAN beacon (discover_wire.go) on
 // each of its IPv4 networks, to its own port and to DefaultPort (or
-// Config.BeaconPorts). A device
-// that recognises the beacon as one of its own devices' or a friend's
+// Config.BeaconPorts). A beacon names its sender's device, sealed under a
+// key of its user's window secret, so that a device that holds that secret
+// (its own user's, or a friend's it was given at pairing) learns from it
+// the sender's user and device key. Then:
 //
-//   - answers with a beacon of its own, sent to where the beacon came from
-//     (at most once per answerGap per device, so two answers never start a
-//     ping-pong), so that the sender learns of it too;
-//   - sends a signed heartbeat to the beacon's source address
-//     (presence.Probe). The reply authenticates the device there, which
-//     moves it in the book as any authenticated packet does, and the path
-//     is recorded as PathLAN.
+//   - a device in the book, of that user: the receiver answers with a
+//     beacon of its own, sent to where the beacon came from (at most once
+//     per answerGap per device, so two answers never start a ping-pong),
+//     so that the sender learns of it too; and sends a signed heartbeat to
+//     the beacon's source address (presence.Probe). The reply
+//     authenticates the device there, which moves it in the book as any
+//     authenticated packet does, and the path is recorded as PathLAN.
+//   - an unknown device of our own user (a device restored from the
+//     phrase, which has met none of ours): the receiver answers likewise
+//     and dials it at the source address, expecting its device key
+//     (meetOnLAN). The TLS handshake carries each side's device
+//     certificate, signed by the user key, and Agent.authorizeOwn, on
+//     both sides, adds the other to the book as an own device; then the
+//     probe as above. A revoked device is never dialed (and authorizeOwn
+//     refuses it anyway). Dials are rate-limited per device, per source
+//     address and in all (meetGap, meetRate, maxMeets).
+//   - an unknown device of a friend: nothing. Its certificate, signed by
+//     the friend's user key, would prove it is the friend's, but not that
+//     the friend has not revoked it: that only the friend's roster tells
+//     (DESIGN §6, "friends see the roster"), and the device reaches us once
+//     our friend's roster names it.
 //
-// What a beacon costs a receiver is bounded before any tag is computed: a
+// What a beacon costs a receiver is bounded before any key is tried: a
 // beacon must come from an address on one of this device's networks, pass
 // a rate limit per source address and a global one, and not be one already
 // taken (or one of ours coming back). Recognising it then costs at most
-// 3·(known devices) HMACs. A replayed beacon is dropped at the nonce check
-// and answered with nothing; one replayed on another network after its
-// nonce was forgotten is too old (beaconSkewMax) to be recognised.
+// beaconTries·(known users) AEAD openings. A replayed beacon is dropped at
+// the nonce check and answered with nothing; one replayed on another
+// network after its nonce was forgotten is too old (beaconSkewMax) to be
+// recognised.
 //
 // Constraint (Linux): a UDP socket bound to a specific address, such as
 // 127.0.0.2:7117 or 192.168.1.5:7117, does not receive datagrams sent to a
@@ -73,9 +90,12 @@ type discoverer struct {
 	// ports, if set, replaces the ports beacons go to (tests on real UDP,
 	// where two agents cannot share one port). Guarded by mu.
 	ports    []uint16
-	running  bool                             // guarded by mu: probes may start
-	probes   sync.WaitGroup                   // probes in flight; Add under mu while running
-	inflight int                              // guarded by mu
+	running  bool                             // guarded by mu: probes and meetings may start
+	ctx      context.Context                  // guarded by mu: run's, while running; ends probes and dials
+	probes   sync.WaitGroup                   // probes and meetings in flight; Add under mu while running
+	inflight int                              // guarded by mu: probes in flight
+	meet     meetings                         // guarded by mu: meetings of unknown own devices (discover_meet.go)
+	ciphers  *beaconCiphers                   // its own lock
 	nonces   map[[beaconNonce]byte]time.Time  // guarded by mu: taken beacons and ours, until they expire
 	sources  map[netip.Addr]*rate.Limiter     // guarded by mu
 	answered map[seed.DevicePublic]time.Time  // guarded by mu: our last answer to each device
@@ -96,14 +116,19 @@ type foundOnLAN struct {
 type DiscoverStats struct {
 	Sent       uint64 // beacons sent (one per destination)
 	Received   uint64 // datagrams of type 0x20
+	Idle       uint64 // before discovery runs, or after it stopped
 	Malformed  uint64
 	OffLAN     uint64 // from an address on none of our networks
 	Throttled  uint64 // over the per-source or global rate
 	Replayed   uint64 // a beacon already taken, or our own
-	Unknown    uint64 // recognised as nobody's we know
-	Recognised uint64
+	Unknown    uint64 // recognised as nobody's we know, or sealed by another user than the device's
+	Recognised uint64 // beacons of a known user (counted once, whatever is done next)
+	Foreign    uint64 // of a friend's device not in the book: ignored
+	Revoked    uint64 // of a revoked own device: ignored
+	Dials      uint64 // unknown own devices dialed (meetings begun)
+	Met        uint64 // unknown own devices dialed and added to the book
 	Confirmed  uint64 // probes answered
-	Tags       uint64 // HMACs computed to recognise beacons
+	Tries      uint64 // keys tried (AEAD openings) to recognise beacons
 }
 
 func newDiscoverer(a *Agent) *discoverer {
@@ -116,6 +141,8 @@ func newDiscoverer(a *Agent) *discoverer {
 		answered: map[seed.DevicePublic]time.Time{},
 		probed:   map[seed.DevicePublic]time.Time{},
 		found:    map[seed.DevicePublic]foundOnLAN{},
+		meet:     newMeetings(),
+		ciphers:  newBeaconCiphers(),
 	}
 }
 
@@ -123,11 +150,11 @@ func newDiscoverer(a *Agent) *discoverer {
 // flight.
 func (d *discoverer) run(ctx context.Context) error {
 	d.mu.Lock()
-	d.running = true
+	d.running, d.ctx = true, ctx
 	d.mu.Unlock()
 	defer func() {
 		d.mu.Lock()
-		d.running = false
+		d.running, d.ctx = false, nil
 		d.mu.Unlock()
 		d.probes.Wait()
 	}()
@@ -213,24 +240,33 @@ func (d *discoverer) round() {
 		return
 	}
 	for _, to := range dests {
-		d.send(d.beacon(), to) // a fresh one each: no two datagrams alike
+		d.sendBeacon(to) // a fresh one each: no two datagrams alike
 	}
 }
 
 // beacon makes a fresh beacon and remembers its nonce, so that our own
 // broadcast coming back costs nothing.
-func (d *discoverer) beacon() []byte {
+func (d *discoverer) beacon() ([]byte, error) {
 	now := d.a.cfg.Now()
-	pkt := newBeacon(d.a.dev.Window[:], d.a.dev.Cert.Device, now)
+	pkt, err := newBeacon(d.a.dev.Window[:], d.a.dev.Cert.Device, now)
+	if err != nil {
+		return nil, err
+	}
 	var n [beaconNonce]byte
 	copy(n[:], pkt[1:])
 	d.mu.Lock()
 	d.rememberLocked(n, now)
 	d.mu.Unlock()
-	return pkt
+	return pkt, nil
 }
 
-func (d *discoverer) send(pkt []byte, to netip.AddrPort) {
+// sendBeacon sends a fresh beacon to to.
+func (d *discoverer) sendBeacon(to netip.AddrPort) {
+	pkt, err := d.beacon()
+	if err != nil {
+		d.a.log.Warn("discover: making a beacon", "err", err)
+		return
+	}
 	if err := d.a.tr.WriteDatagram(pkt, to); err != nil {
 		d.a.log.Debug("discover: sending a beacon", "to", to.String(), "err", err)
 		return
@@ -263,6 +299,13 @@ func (d *discoverer) handle(pkt []byte, from netip.AddrPort) {
 	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 	d.mu.Lock()
 	d.stats.Received++
+	if !d.running {
+		// Before Run (the transport may deliver datagrams while New
+		// still sets the agent up) or after it: nothing may be sent.
+		d.stats.Idle++
+		d.mu.Unlock()
+		return
+	}
 	bc, err := decodeBeacon(pkt)
 	if err != nil {
 		d.stats.Malformed++
@@ -286,11 +329,15 @@ func (d *discoverer) handle(pkt []byte, from netip.AddrPort) {
 		d.mu.Unlock()
 		return
 	}
-	keys := d.a.beaconKeys()
-	dev, ok := bc.recognise(keys, now)
+	users := d.a.beaconUsers()
+	user, dev, ok := bc.recognise(users, now, d.ciphers)
+	act := actNone
+	if ok && !dev.Equal(d.a.dev.Cert.Device) {
+		act = d.a.beaconAction(user, dev)
+	}
 	d.mu.Lock()
-	d.stats.Tags += uint64(len(keys) * (2*beaconSkewMax + 1))
-	if !ok || dev.Equal(d.a.dev.Cert.Device) {
+	d.stats.Tries += uint64(len(users) * beaconTries)
+	if !ok || act == actNone {
 		d.stats.Unknown++
 		d.mu.Unlock()
 		return
@@ -301,24 +348,91 @@ func (d *discoverer) handle(pkt []byte, from netip.AddrPort) {
 		return
 	}
 	d.stats.Recognised++
+	switch act {
+	case actForeign:
+		d.stats.Foreign++
+		d.mu.Unlock()
+		return
+	case actRevoked:
+		d.stats.Revoked++
+		d.mu.Unlock()
+		d.a.log.Debug("discover: beacon of a revoked device", "device", dev.Short(), "from", from.String())
+		return
+	}
 	answer := now.Sub(d.answered[dev]) >= answerGap || now.Before(d.answered[dev])
 	if answer {
 		d.answered[dev] = now
 	}
-	probe := d.running && d.inflight < maxProbes && (now.Sub(d.probed[dev]) >= probeGap || now.Before(d.probed[dev]))
-	if probe {
-		d.probed[dev] = now
-		d.inflight++
-		d.probes.Add(1)
+	var probe, meet bool
+	var ctx context.Context
+	if act == actProbe {
+		probe = d.running && d.inflight < maxProbes && (now.Sub(d.probed[dev]) >= probeGap || now.Before(d.probed[dev]))
+		if probe {
+			d.probed[dev] = now
+			d.inflight++
+			d.probes.Add(1)
+		}
+	} else {
+		meet = d.running && d.meet.allowLocked(dev, from.Addr(), now)
+		if meet {
+			d.stats.Dials++
+			d.probes.Add(1)
+		}
 	}
+	ctx = d.ctx
 	d.mu.Unlock()
-	d.a.log.Debug("discover: beacon recognised", "device", dev.Short(), "from", from.String())
+	d.a.log.Debug("discover: beacon recognised", "device", dev.Short(), "from", from.String(), "known", act == actProbe)
 	if answer {
-		d.send(d.beacon(), from)
+		d.sendBeacon(from)
 	}
-	if probe {
-		go d.probe(dev, from)
+	switch {
+	case probe:
+		go func() {
+			defer func() {
+				d.mu.Lock()
+				d.inflight--
+				d.mu.Unlock()
+				d.probes.Done()
+			}()
+			d.probe(ctx, dev, from)
+		}()
+	case meet:
+		go func() {
+			defer d.probes.Done()
+			d.meetOnLAN(ctx, dev, from)
+		}()
 	}
+}
+
+// What a recognised beacon leads to.
+type beaconAct int
+
+const (
+	actNone    beaconAct = iota // nothing: not a device of the user that sealed it
+	actProbe                    // a device in the book: answer and probe
+	actMeet                     // an unknown own device: answer, dial, probe
+	actForeign                  // an unknown device of a friend: nothing
+	actRevoked                  // a revoked own device: nothing
+)
+
+// beaconAction decides what a beacon of user's device dev leads to. A
+// device in the book must be user's: a friend, who holds our window
+// secret, could seal another user's device key, and we would probe that
+// device at the friend's address.
+func (a *Agent) beaconAction(user seed.UserPublic, dev seed.DevicePublic) beaconAct {
+	if p, ok := a.book.peerFor(dev); ok {
+		if !p.UserID.Equal(user) {
+			return actNone
+		}
+		return actProbe
+	}
+	switch {
+	case !user.Equal(a.dev.Cert.User):
+		return actForeign
+	case a.book.revoked(dev):
+		return actRevoked
+	}
+	return actMeet
 }
 
 // allowLocked applies the per-source and global rate limits.
@@ -336,14 +450,8 @@ func (d *discoverer) allowLocked(src netip.Addr) bool {
 
 // probe sends dev a heartbeat at addr and, when its reply comes, records
 // the LAN path. The agent's Run waits for it (run's probes).
-func (d *discoverer) probe(dev seed.DevicePublic, addr netip.AddrPort) {
-	defer func() {
-		d.mu.Lock()
-		d.inflight--
-		d.mu.Unlock()
-		d.probes.Done()
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+func (d *discoverer) probe(ctx context.Context, dev seed.DevicePublic, addr netip.AddrPort) {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	res, err := d.a.presence.Probe(ctx, dev, addr)
 	if err != nil {
@@ -397,30 +505,16 @@ func (d *discoverer) Stats() DiscoverStats {
 	return d.stats
 }
 
-// beaconKeys lists every device whose beacon we would recognise, with its
-// user's window secret: our own devices, and friends' who gave us theirs.
-// Blocked users' devices are left out.
-func (a *Agent) beaconKeys() []beaconKey {
-	ps := a.book.reachable()
-	out := make([]beaconKey, 0, len(ps))
-	wins := map[seed.UserPublic][]byte{}
-	for _, p := range ps {
-		if p.DeviceID.Equal(a.dev.Cert.Device) {
+// beaconUsers lists every user whose beacons we recognise, with their
+// window secret: our own user first, then each friend who gave us theirs
+// and is not blocked.
+func (a *Agent) beaconUsers() []beaconUser {
+	out := []beaconUser{{user: a.dev.Cert.User, window: a.dev.Window[:]}}
+	for _, f := range a.book.rosterNow().Friends() {
+		if f.Status == roster.StatusBlocked || len(f.Window) == 0 || f.UserID.Equal(a.dev.Cert.User) {
 			continue
 		}
-		var w []byte
-		if p.Kind == roster.KindOwn {
-			w = a.dev.Window[:]
-		} else {
-			var ok bool
-			if w, ok = wins[p.UserID]; !ok {
-				w = a.book.window(p.UserID)
-				wins[p.UserID] = w
-			}
-		}
-		if len(w) > 0 {
-			out = append(out, beaconKey{device: p.DeviceID, window: w})
-		}
+		out = append(out, beaconUser{user: f.UserID, window: f.Window})
 	}
 	return out
 }

@@ -538,7 +538,23 @@ func (r *relayService) open(ctx context.Context, from seed.DevicePublic, fromAdd
 		left := RelayQuotaWindow - now.Sub(r.quotaStart)
 		r.mu.Unlock()
 		return r.refuse(from, to, fmt.Sprintf("the relay's quota of %d bytes per day is used up (kith run --relay-quota); it renews in %s", r.quota, left.Round(time.Minute)))
-	case len(r.sessions) >= maxRelaySessions:
+	}
+	if old := r.pairSessionLocked(from, to); old != nil {
+		if old.ends[1].dev.Equal(from) && (!old.ready || now.Sub(old.created) < relayCrossWindow) {
+			// The two ends asked at once (each fell back to a relay
+			// after the same failed punch): the second gets the first's
+			// session, which it is offered or consented to already, or
+			// each would install another and neither would hear the
+			// other. The same end asking again gets a new session,
+			// offered anew.
+			old.ends[1].addr = fromAddr
+			old.last = now
+			r.mu.Unlock()
+			return relayAnswer{OK: true, Session: sessionString(old.id)}
+		}
+		delete(r.sessions, old.id) // an older session of the pair: replaced
+	}
+	if len(r.sessions) >= maxRelaySessions {
 		r.mu.Unlock()
 		return r.refuse(from, to, fmt.Sprintf("the relay already relays %d sessions, its limit", maxRelaySessions))
 	}
@@ -573,6 +589,23 @@ func (r *relayService) open(ctx context.Context, from seed.DevicePublic, fromAdd
 	}
 	r.a.log.Info("relay: session open", "session", sessionString(id)[:8], "from", from.Short(), "to", to.Short())
 	return relayAnswer{OK: true, Session: sessionString(id)}
+}
+
+// relayCrossWindow is how long after a session opens a request of its
+// other end for the same pair is taken as the two asking at once, and
+// answered with that session.
+const relayCrossWindow = 2 * relayAskTimeout
+
+// pairSessionLocked returns the session between a and b, either way
+// round, if there is one.
+func (r *relayService) pairSessionLocked(a, b seed.DevicePublic) *relaySession {
+	for _, s := range r.sessions {
+		e0, e1 := s.ends[0].dev, s.ends[1].dev
+		if (e0.Equal(a) && e1.Equal(b)) || (e0.Equal(b) && e1.Equal(a)) {
+			return s
+		}
+	}
+	return nil
 }
 
 // offer asks the device to, at addr, whether it takes a session with from;

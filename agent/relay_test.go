@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -554,5 +555,43 @@ func TestRelayPrefersOwnDevice(t *testing.T) {
 	}
 	if home.relay.stats().Forwarded == 0 || rita.relay.stats().Forwarded != 0 {
 		t.Fatalf("home forwarded %+v, rita %+v", home.relay.stats(), rita.relay.stats())
+	}
+}
+
+// Both ends fall back to the relay at once, as two symmetric NATs make
+// them: rita answers both with one session, and streams flow both ways.
+func TestRelayBothEndsAskAtOnce(t *testing.T) {
+	for round := range 3 {
+		l := newRelayLab(t, Config{Relay: RelayFriends})
+		ab, ba := l.bob.dev.Cert.Device, l.alice.dev.Cert.Device
+		errs := make(chan error, 2)
+		for _, c := range []struct {
+			a *testAgent
+			d seed.DevicePublic
+		}{{l.alice, ab}, {l.bob, ba}} {
+			go func() {
+				ok, err := c.a.relayTo(context.Background(), c.d)
+				if err == nil && !ok {
+					err = errors.New("no relay")
+				}
+				errs <- err
+			}()
+		}
+		for range 2 {
+			if err := <-errs; err != nil {
+				t.Fatalf("round %d: relayTo: %v", round, err)
+			}
+		}
+		if n := l.rita.relay.stats().Sessions; n != 1 {
+			t.Errorf("round %d: rita relays %d sessions for one pair, want 1", round, n)
+		}
+		if err := send(t, l.alice, l.bob, []byte("hello bob"), 30*time.Second); err != nil {
+			t.Fatalf("round %d: alice → bob: %v", round, err)
+		}
+		waitLong(t, "both online through rita", 60*time.Second, func() bool {
+			pa, _, oa := peerStatus(t, l.alice, ab)
+			pb, _, ob := peerStatus(t, l.bob, ba)
+			return pa == string(PathRelay) && oa && pb == string(PathRelay) && ob
+		})
 	}
 }

@@ -77,9 +77,44 @@ func TestDiscoverFindsFriendWithNoKnownAddress(t *testing.T) {
 	}
 }
 
+// Two own devices that never met (the second restored from the phrase of
+// the first, as device 1), each on a port of 0.0.0.0, neither knowing the
+// other: "kith discover" on the first finds the second as an own device,
+// and both show the other online on the LAN path.
+func TestDiscoverFindsRestoredOwnDevice(t *testing.T) {
+	hb := []string{"--heartbeat", "200ms", "--portmap", "off"}
+	laptop := &person{Device: kithtest.NewDevice(t)}
+	laptop.id = initDevice(t, laptop.Device)
+	phone := &person{Device: kithtest.NewDevice(t)}
+	phone.id = restoreDevice(t, phone.Device, laptop.id.Mnemonic, 1)
+	if phone.id.UserID != laptop.id.UserID || phone.id.DeviceID == laptop.id.DeviceID {
+		t.Fatalf("restored %+v from %+v", phone.id, laptop.id)
+	}
+	lAddr, pAddr := kithtest.FreeAddr(t, "0.0.0.0"), kithtest.FreeAddr(t, "0.0.0.0")
+	laptop.agent = laptop.Start(lAddr, append(hb, "--beacon-port", portOf(t, pAddr))...)
+	phone.agent = phone.Start(pAddr, append(hb, "--beacon-port", portOf(t, lAddr))...)
+
+	kithtest.Eventually(t, time.Minute, "the laptop discovers the phone", func() error {
+		var found []discovered
+		laptop.JSON(&found, "", "discover")
+		for _, d := range found {
+			if d.DeviceID == phone.id.DeviceID {
+				if d.Kind != "own" || d.UserID != laptop.id.UserID || portOf(t, d.Addr) != portOf(t, pAddr) {
+					t.Fatalf("discovered %+v, the phone listens on %s", d, pAddr)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("discover found %+v", found)
+	})
+	own := func(ps control.PeerStatus) bool { return ps.Online && ps.Path == "lan" && ps.Kind == "own" }
+	waitPeer(t, laptop, phone.id.DeviceID, time.Minute, "the phone, own, on the LAN path", own)
+	waitPeer(t, phone, laptop.id.DeviceID, time.Minute, "the laptop, own, on the LAN path", own)
+}
+
 // What a stranger on the LAN hears: a socket of the test's own on
 // 0.0.0.0 collects the beacons of an agent across three restarts. Every
-// beacon is 33 bytes of type 0x20, no two are alike, and none holds the
+// beacon is 73 bytes of type 0x20, no two are alike, and none holds the
 // device's ID or any four bytes of it, nor shares a run of four bytes with
 // another beacon.
 func TestBeaconsUnlinkableAcrossRestarts(t *testing.T) {
@@ -100,12 +135,12 @@ func TestBeaconsUnlinkableAcrossRestarts(t *testing.T) {
 		got := 0
 		ear.SetReadDeadline(time.Now().Add(30 * time.Second))
 		for got < 2 {
-			b := make([]byte, 64)
+			b := make([]byte, 128)
 			n, _, err := ear.ReadFromUDP(b)
 			if err != nil {
 				t.Fatalf("after %d beacons of this run: %v", got, err)
 			}
-			if n != 33 || b[0] != 0x20 {
+			if n != 73 || b[0] != 0x20 {
 				t.Fatalf("a beacon of %d bytes: % x", n, b[:n])
 			}
 			beacons = append(beacons, b[:n])
