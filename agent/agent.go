@@ -51,6 +51,8 @@
 //	0x03  relay: setting up a relayed path through this device (relay.go);
 //	      own devices and friends
 //	0x04  raft, for the own cluster; own devices only
+//	0x05  roster: signed rosters exchanged with own devices and friends
+//	      (rosters.go); own devices and friends; 20 s
 //
 // # Datagrams
 //
@@ -59,6 +61,8 @@
 //
 //	0x10..0x12  presence: heartbeat, reply, address update
 //	0x13        keepalive: refreshes a NAT mapping, ignored on arrival
+//	0x14        revocation notice: tells a refused device it was revoked
+//	            (rosters.go)
 //	0x20        LAN beacon (discover.go)
 //	0x30..0x31  relay: a relayed datagram, and a relay session's refresh
 //
@@ -250,9 +254,10 @@ type Agent struct {
 	portmap    *portmap.Mapper // nil when off, for the reason in portmapOff
 	portmapOff string
 	relay      *relayService
-	intro      introducer // introductions asked of us, and candidate sets taken
-	reach      *reacher   // when to punch (reach.go)
-	punches    punchGate  // one punch per peer at a time, rate-limited
+	rosters    *rosterSync // roster exchanges with own devices and friends (rosters.go)
+	intro      introducer  // introductions asked of us, and candidate sets taken
+	reach      *reacher    // when to punch (reach.go)
+	punches    punchGate   // one punch per peer at a time, rate-limited
 	keep       keepaliveCounters
 	// keepEvery is the keepalive interval; zero means keepaliveEvery.
 	// Tests shorten it before Run.
@@ -284,13 +289,15 @@ func New(cfg Config, dev *device.Device, st *store.Store) (*Agent, error) {
 	cfg.Logger = slog.New(ratelog.New(cfg.Logger.Handler(), cfg.Now))
 	a := &Agent{cfg: cfg, dev: dev, st: st, log: cfg.Logger, inviteWake: make(chan struct{}, 1), paths: newPaths()}
 	var err error
-	if a.book, err = loadBook(st, dev.Cert.User); err != nil {
+	if a.book, err = loadBook(st, dev.Cert.User, dev.Cert.Device); err != nil {
 		return nil, err
 	}
 	a.pair = newPairer(a)
 	a.disc = newDiscoverer(a)
 	a.relay = newRelayService(a, cfg)
 	a.reach = newReacher(a)
+	a.rosters = newRosterSync(a)
+	a.book.onChange = a.rosters.wake
 	if err := a.registerProtocols(); err != nil {
 		return nil, err
 	}
@@ -369,6 +376,13 @@ func (a *Agent) registerProtocols() error {
 			Deadline:   3 * relayAskTimeout,
 			MaxStreams: 16,
 			Handle:     a.relay.serve,
+		}),
+		a.streams.register(Protocol{
+			ID: protoRoster, Name: "roster",
+			Openers:    OpenOwn | OpenFriend,
+			Deadline:   2 * rosterTimeout,
+			MaxStreams: 16,
+			Handle:     a.rosters.serve,
 		}),
 		a.streams.register(Protocol{
 			ID: protoIntroduce, Name: "introduce",
@@ -474,6 +488,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	service("relay", a.relay.run)
 	service("reach", a.reach.run)
 	service("keepalive", a.keepalive)
+	service("rosters", a.rosters.run)
 	a.log.Info("agent running", "listen", a.Addr().String(), "user", a.dev.Identity.UserID, "device", a.dev.Identity.DeviceID)
 	<-ctx.Done()
 	// Closing the transport ends serveConns' Accept.
@@ -529,7 +544,10 @@ func (a *Agent) authorize(peer ed25519.PublicKey, remote netip.AddrPort, dir tra
 	if _, ok := a.book.peerForKey(peer); ok {
 		return nil
 	}
-	if d, ok := devOf(peer); !ok || a.book.revoked(d) {
+	if d, ok := devOf(peer); !ok {
+		return errRevoked
+	} else if a.book.revoked(d) {
+		a.rosters.noticeRevoked(d, remote)
 		return errRevoked
 	}
 	if a.pair.admits(peer, dir) {
@@ -554,6 +572,7 @@ func (a *Agent) authorizeOwn(peer ed25519.PublicKey, credential []byte, remote n
 		return errors.New("a device presented this device's own certificate")
 	}
 	if a.book.revoked(cert.Device) {
+		a.rosters.noticeRevoked(cert.Device, remote)
 		return errRevoked
 	}
 	p := Peer{
@@ -599,6 +618,9 @@ func (a *Agent) datagram(pkt []byte, from netip.AddrPort) {
 		return
 	case typeKeepalive:
 		return // it only refreshed a NAT mapping on its way
+	case typeRevokedNotice:
+		a.rosters.handleNotice(pkt)
+		return
 	}
 	a.presence.HandleDatagram(pkt, from)
 }

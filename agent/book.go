@@ -69,13 +69,18 @@ type book struct {
 	ownVersion      uint64 // guarded by mu
 	ownVersionDirty bool   // guarded by mu
 
+	// onChange, if set before the agent serves, is called (with mu held;
+	// it must not block) after every roster change: rosters.go pushes the
+	// new roster.
+	onChange func()
+
 	// blocked holds the last addresses of blocked users' devices, derived
 	// by refreshLocked after every change. It is read without the lock for
 	// every incoming packet.
 	blocked atomic.Pointer[map[netip.AddrPort]bool]
 }
 
-func loadBook(st *store.Store, self seed.UserPublic) (*book, error) {
+func loadBook(st *store.Store, self seed.UserPublic, local seed.DevicePublic) (*book, error) {
 	b := &book{
 		st:    st,
 		local: map[seed.DevicePublic]*Local{},
@@ -87,7 +92,7 @@ func loadBook(st *store.Store, self seed.UserPublic) (*book, error) {
 		if err != nil {
 			return err
 		}
-		b.roster = r
+		b.roster = r.WithLocal(local)
 		if _, err := tx.Get(store.BucketMeta, ownVersionKey, &b.ownVersion); err != nil {
 			return fmt.Errorf("our address record version: %w", err)
 		}
@@ -258,6 +263,9 @@ func (b *book) change(c roster.Change, locals []Local, extra func(*store.Tx) err
 		}
 	}
 	b.refreshLocked()
+	if b.onChange != nil {
+		b.onChange()
+	}
 	return nil
 }
 

@@ -25,6 +25,9 @@ func (a *Agent) status() control.Status {
 		Cluster:     control.ClusterView{State: "standalone", Leader: id.DeviceID.ID(), Voters: []string{id.DeviceID.ID()}, Nonvoters: []string{}},
 		Relay:       a.relay.status(),
 	}
+	if msg := a.rosters.revokedSelf(); msg != "" {
+		st.Revoked, st.RevokedMessage = true, msg
+	}
 	for _, ap := range a.presence.PublicAddrs() {
 		st.PublicAddrs = append(st.PublicAddrs, ap.String())
 	}

@@ -95,6 +95,7 @@ var (
 // returns a new one. The zero value is not usable; use [New] or [Load].
 type Roster struct {
 	self    seed.UserPublic
+	local   seed.DevicePublic // this device, never listed as a peer; zero if unset
 	friends map[seed.UserPublic]Friend
 	devices map[seed.DevicePublic]Device
 	revoked map[seed.DevicePublic]seed.Revocation
@@ -153,6 +154,25 @@ func Load(tx *store.Tx, self seed.UserPublic) (*Roster, error) {
 	return r, nil
 }
 
+// WithLocal returns r with d recorded as the device that holds it: a
+// merged roster ([OpMerge]) never lists it among the devices, and
+// [Roster.LocalRevoked] says whether a revocation names it.
+func (r *Roster) WithLocal(d seed.DevicePublic) *Roster {
+	n := r.clone()
+	n.local = d
+	return n
+}
+
+// LocalRevoked returns the revocation of the device that holds r, if this
+// user's key revoked it.
+func (r *Roster) LocalRevoked() (seed.Revocation, bool) {
+	rev, ok := r.revoked[r.local]
+	if !ok || !rev.User.Equal(r.self) {
+		return seed.Revocation{}, false
+	}
+	return rev, true
+}
+
 // Self is the user whose roster this is.
 func (r *Roster) Self() seed.UserPublic { return r.self }
 
@@ -168,10 +188,23 @@ func (r *Roster) Device(d seed.DevicePublic) (Device, bool) {
 	return dv, ok
 }
 
-// Revoked reports whether device d was revoked.
+// Revoked reports whether device d was revoked: by its own user's key, if
+// the roster knows whose device it is.
 func (r *Roster) Revoked(d seed.DevicePublic) bool {
-	_, ok := r.revoked[d]
-	return ok
+	rev, ok := r.revoked[d]
+	if !ok {
+		return false
+	}
+	if dv, known := r.devices[d]; known && !dv.UserID.Equal(rev.User) {
+		return false
+	}
+	return true
+}
+
+// revokedAs reports whether device d was revoked by user's key.
+func (r *Roster) revokedAs(d seed.DevicePublic, user seed.UserPublic) bool {
+	rev, ok := r.revoked[d]
+	return ok && rev.User.Equal(user)
 }
 
 // Blocked reports whether user u is blocked.
@@ -239,6 +272,9 @@ const (
 	// OpRevoke records Revocation, signed by this user's key, and forgets
 	// nothing else: the revoked device stays listed as revoked.
 	OpRevoke Op = "revoke"
+	// OpMerge takes Roster, a signed roster (signed.go) of this user or of
+	// a friend, as a union: see [Roster.merge].
+	OpMerge Op = "merge"
 )
 
 // Change is one replicated change to a roster.
@@ -249,6 +285,8 @@ type Change struct {
 	User       seed.UserPublic `json:"user,omitzero"`
 	Status     Status          `json:"status,omitempty"`
 	Revocation []byte          `json:"revocation,omitempty"`
+	// Roster is a signed roster's binary form, for OpMerge.
+	Roster []byte `json:"roster,omitempty"`
 }
 
 // Apply returns the roster with c applied, after writing every record c
@@ -262,8 +300,15 @@ func (r *Roster) Apply(tx *store.Tx, c Change) (*Roster, error) {
 			return nil, fmt.Errorf("%w: pair without a device", ErrBadChange)
 		}
 		d := *c.Device
-		if next.Revoked(d.DeviceID) {
+		if next.revokedAs(d.DeviceID, d.UserID) {
 			return nil, fmt.Errorf("%w: %s", ErrRevoked, d.DeviceID)
+		}
+		if _, ok := next.revoked[d.DeviceID]; ok {
+			// Another user's key "revoked" this device: met in person, it
+			// is not theirs, and their word on it goes.
+			if err := next.deleteRevocation(tx, d.DeviceID); err != nil {
+				return nil, err
+			}
 		}
 		if d.Kind == KindFriend {
 			if c.Friend == nil || !c.Friend.UserID.Equal(d.UserID) {
@@ -312,9 +357,12 @@ func (r *Roster) Apply(tx *store.Tx, c Change) (*Roster, error) {
 		if !rev.User.Equal(r.self) {
 			return nil, fmt.Errorf("%w: the revocation is signed by another user", ErrBadChange)
 		}
-		next.revoked[rev.Device] = rev
-		if err := tx.Put(store.BucketRevocations, rev.Device.ID(), rev.Marshal()); err != nil {
-			return nil, fmt.Errorf("roster: %w", err)
+		if err := next.putRevocation(tx, rev); err != nil {
+			return nil, err
+		}
+	case OpMerge:
+		if err := next.merge(tx, c.Roster); err != nil {
+			return nil, err
 		}
 	default:
 		return nil, fmt.Errorf("%w: unknown operation %q", ErrBadChange, c.Op)
@@ -323,7 +371,7 @@ func (r *Roster) Apply(tx *store.Tx, c Change) (*Roster, error) {
 }
 
 func (r *Roster) clone() *Roster {
-	return &Roster{self: r.self, friends: maps.Clone(r.friends), devices: maps.Clone(r.devices), revoked: maps.Clone(r.revoked)}
+	return &Roster{self: r.self, local: r.local, friends: maps.Clone(r.friends), devices: maps.Clone(r.devices), revoked: maps.Clone(r.revoked)}
 }
 
 func (r *Roster) putFriend(tx *store.Tx, f Friend) error {

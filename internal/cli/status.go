@@ -31,6 +31,9 @@ func newStatusCmd(g *globals) *cobra.Command {
 }
 
 func printStatus(w io.Writer, st control.Status, now time.Time) {
+	if st.Revoked {
+		fmt.Fprintf(w, "REVOKED %s\n", clip(st.RevokedMessage, 160))
+	}
 	fmt.Fprintf(w, "device  %s\n", st.DeviceID)
 	fmt.Fprintf(w, "name    %s\n", clip(st.Name, 70))
 	fmt.Fprintf(w, "user    %s\n", st.UserID)

@@ -41,6 +41,10 @@ type Status struct {
 	NAT string `json:"nat"`
 	// Relay is what this device relays for others (kith run --relay).
 	Relay RelayStatus `json:"relay"`
+	// Revoked is set once this device learned that its user revoked it;
+	// RevokedMessage then says what to do.
+	Revoked        bool   `json:"revoked,omitempty"`
+	RevokedMessage string `json:"revoked_message,omitempty"`
 }
 
 // RelayStatus is this device's relay service in "kith status": its

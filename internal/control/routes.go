@@ -16,6 +16,9 @@ const (
 	RouteDiscover      = "POST /v1/discover"
 	RouteNetcheck      = "POST /v1/netcheck"
 	RouteRelay         = "POST /v1/relay"
+	// RouteRosterRevoke records a revocation signed with the phrase
+	// (rosterapi.go): the roster plumbing under "kith devices revoke".
+	RouteRosterRevoke = "POST /v1/roster/revoke"
 )
 
 // friendRoutes maps each friend action to its route.
