@@ -21,16 +21,21 @@ import (
 // introduction and its punch; rounds are spaced by backoff: the first at
 // once (within reachTick of noticing), then 5 s, 30 s, and 2 min from
 // then on. Presence events (a peer offline, our address changed) start a
-// new round at once. After tries rounds that failed, it calls fallback
-// (a relay) once, and goes on trying at the capped backoff, so that a
-// punched path wins over a relayed one when it can.
+// new round at once. After the first round that failed it calls fallback
+// (a relay) once, so that two devices behind symmetric NATs talk within
+// seconds, and it goes on punching: reachTries rounds at the backoff, then
+// at the capped backoff, so that a punched path wins over a relayed one
+// when it can.
 
 // Reach defaults; tests shorten them through the reacher's fields.
 var defaultBackoff = []time.Duration{5 * time.Second, 30 * time.Second, 2 * time.Minute}
 
 const (
 	reachTick  = 250 * time.Millisecond
-	reachTries = 3
+	reachTries = 3 // rounds before the backoff is capped
+	// reachRelayAfter is the failed rounds after which fallback sets up a
+	// relay, while punching goes on.
+	reachRelayAfter = 1
 )
 
 // reacher is the reach service's state. Safe for concurrent use.
@@ -220,7 +225,7 @@ func introducersFor(d seed.DevicePublic, online []presence.PeerStatus) []seed.De
 
 // round is one try for d: the first introducer that introduces us, and
 // the punch. It then schedules the next round by the backoff, and calls
-// fallback after reachTries failures in a row.
+// fallback after reachRelayAfter failures in a row.
 func (r *reacher) round(ctx context.Context, d seed.DevicePublic, vias []seed.DevicePublic) {
 	a := r.a
 	ok, counted, err := r.try(ctx, d, vias)
@@ -236,14 +241,14 @@ func (r *reacher) round(ctx context.Context, d seed.DevicePublic, vias []seed.De
 		st.failed++
 	}
 	st.next = a.cfg.Now().Add(r.backoff[min(max(st.failed-1, 0), len(r.backoff)-1)])
-	fall := st.failed >= reachTries && !st.fellBack
+	fall, tries := st.failed >= reachRelayAfter && !st.fellBack, st.failed
 	if fall {
 		st.fellBack = true
 	}
 	r.mu.Unlock()
 	if fall && ctx.Err() == nil {
 		r.fallbacks.Add(1)
-		a.log.Info("no punched path after three tries; falling back", "peer", d.Short(), "nat", a.natType(), "err", err)
+		a.log.Info("no punched path; falling back to a relay while punching goes on", "peer", d.Short(), "tries", tries, "nat", a.natType(), "err", err)
 		a.fallback(ctx, d)
 	}
 }
