@@ -25,6 +25,9 @@ const keepaliveFor = 10 * time.Minute
 // heartbeats, in bytes per second.
 func TestNATLabKeepalive(t *testing.T) {
 	natlab.Require(t)
+	if dl, ok := t.Deadline(); ok && time.Until(dl) < keepaliveFor+3*time.Minute {
+		t.Fatalf("this test watches a path for %v: run go test with -timeout 15m or more (the README's test command does); %v is left", keepaliveFor, time.Until(dl).Round(time.Second))
+	}
 	t.Parallel()
 	g := newGrid(t, gridOptions{router: []natlab.RouterOption{natlab.UDPTimeouts(30*time.Second, 30*time.Second)}, flags: []string{"--heartbeat", "20s"}})
 	g.waitPaths(t, 2*time.Minute, "punched")
