@@ -73,6 +73,10 @@ func (p *Presence) handleKith(pkt []byte, from netip.AddrPort) {
 	var (
 		stale    bool
 		observed bool // a reply told us how we are seen
+		// probe waits for this reply; it is answered once the reply
+		// has moved the peer, so that its caller finds the book moved.
+		probe  chan<- ProbeResult
+		result ProbeResult
 	)
 	if pk.typ == TypeHeartbeatReply {
 		// The echo of a heartbeat we sent, once, proves a reply fresh:
@@ -83,12 +87,10 @@ func (p *Presence) handleKith(pkt []byte, from netip.AddrPort) {
 			p.n.unsolicited.Add(1)
 			return
 		}
-		probe, sentAt := ps.pending[i].probe, ps.pending[i].at
+		sentAt := ps.pending[i].at
+		probe, result = ps.pending[i].probe, ProbeResult{RTT: now.Sub(sentAt), From: from, Seen: pk.seen}
 		ps.pending = slices.Delete(ps.pending, i, i+1)
 		p.measureLocked(ps, pk, now)
-		if probe != nil {
-			answered(probe, ProbeResult{RTT: now.Sub(sentAt), From: from, Seen: pk.seen})
-		}
 		observed = true
 		switch {
 		case verdict != seqUnsynced:
@@ -146,6 +148,9 @@ func (p *Presence) handleKith(pkt []byte, from netip.AddrPort) {
 		// once, as WireGuard roams.
 		p.log.Debug("presence: peer moved", "device", pk.sender.Short(), "from", info.Addr, "to", from)
 		p.setAddr(info, from, version)
+	}
+	if probe != nil {
+		answered(probe, result)
 	}
 	p.applyRecords(pk, from)
 	if pk.typ != TypeHeartbeatReply {
