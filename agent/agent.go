@@ -84,6 +84,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kith-project/kith/cluster"
 	"github.com/kith-project/kith/cluster/presence"
 	"github.com/kith-project/kith/internal/control"
 	"github.com/kith-project/kith/internal/device"
@@ -146,6 +147,13 @@ type Config struct {
 	// punching (introduce.go): IntroduceOwn (the default), IntroduceFriends
 	// or IntroduceOff (kith run --introduce).
 	Introduce string
+	// RaftProfile names the own cluster's timeouts (kith run
+	// --raft-profile): "home" (the default, "") or "lan"; see
+	// cluster.ProfileHome.
+	RaftProfile string
+
+	// raftProfile, set by tests in this package, overrides RaftProfile.
+	raftProfile *cluster.Profile
 }
 
 // Defaults.
@@ -191,6 +199,9 @@ func (c Config) Validate() error {
 	case "", IntroduceOwn, IntroduceFriends, IntroduceOff:
 	default:
 		return fmt.Errorf("agent: introduce policy %q is not own, friends or off", c.Introduce)
+	}
+	if _, err := cluster.ParseProfile(c.RaftProfile); err != nil {
+		return fmt.Errorf("agent: %w", err)
 	}
 	if c.InviteTTL < 0 || c.InviteTTL > MaxInviteTTL {
 		return fmt.Errorf("agent: invite lifetime %v is outside 0..%v", c.InviteTTL, MaxInviteTTL)
@@ -259,6 +270,7 @@ type Agent struct {
 	keepEvery time.Duration
 
 	presence *presence.Presence
+	cluster  clusterHolder
 
 	started    time.Time
 	inviteWake chan struct{} // wakes closeStrangers; buffered, one
@@ -287,6 +299,7 @@ func New(cfg Config, dev *device.Device, st *store.Store) (*Agent, error) {
 	if a.book, err = loadBook(st, dev.Cert.User); err != nil {
 		return nil, err
 	}
+	a.book.propose = a.proposeChange
 	a.pair = newPairer(a)
 	a.disc = newDiscoverer(a)
 	a.relay = newRelayService(a, cfg)
@@ -356,6 +369,7 @@ var handshakeRate float64
 // registerProtocols fills the stream table.
 func (a *Agent) registerProtocols() error {
 	return errors.Join(
+		a.registerCluster(),
 		a.streams.register(Protocol{
 			ID: protoPairing, Name: "pairing",
 			Openers:    OpenOwn | OpenFriend | OpenStranger,
@@ -474,6 +488,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	service("relay", a.relay.run)
 	service("reach", a.reach.run)
 	service("keepalive", a.keepalive)
+	service("cluster", a.runCluster)
 	a.log.Info("agent running", "listen", a.Addr().String(), "user", a.dev.Identity.UserID, "device", a.dev.Identity.DeviceID)
 	<-ctx.Done()
 	// Closing the transport ends serveConns' Accept.

@@ -68,6 +68,10 @@ type book struct {
 	ownVersion      uint64 // guarded by mu
 	ownVersionDirty bool   // guarded by mu
 
+	// propose, set before the agent serves, hands every roster change
+	// made on this device to the own cluster (cluster.go); nil for none.
+	propose func(roster.Change)
+
 	// blocked holds the last addresses of blocked users' devices, derived
 	// by refreshLocked after every change. It is read without the lock for
 	// every incoming packet.
@@ -213,8 +217,21 @@ func (b *book) refreshLocked() {
 
 // change applies one roster change and writes, in the same transaction, the
 // local records in locals and whatever extra writes. Nothing changes in
-// memory unless the transaction commits.
+// memory unless the transaction commits. A committed change goes to the
+// own cluster, which replicates it to the other own devices.
 func (b *book) change(c roster.Change, locals []Local, extra func(*store.Tx) error) error {
+	if err := b.apply(c, locals, extra); err != nil {
+		return err
+	}
+	if b.propose != nil {
+		b.propose(c)
+	}
+	return nil
+}
+
+// apply is change without handing the change to the cluster: what the
+// cluster's log applies.
+func (b *book) apply(c roster.Change, locals []Local, extra func(*store.Tx) error) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var next *roster.Roster

@@ -16,6 +16,8 @@ const (
 	RouteDiscover      = "POST /v1/discover"
 	RouteNetcheck      = "POST /v1/netcheck"
 	RouteRelay         = "POST /v1/relay"
+	RouteDevices       = "GET /v1/devices"
+	RouteDevicesRevoke = "POST /v1/devices/revoke"
 )
 
 // friendRoutes maps each friend action to its route.

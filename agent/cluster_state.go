@@ -1,0 +1,162 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/kith-project/kith/cluster"
+	"github.com/kith-project/kith/roster"
+	"github.com/kith-project/kith/seed"
+)
+
+// clusterState is the own cluster's state machine: the roster in the
+// book. Commands of kind roster are one roster.Change each; a merge, and
+// a snapshot, is a rosterDoc, applied additively.
+type clusterState struct{ a *Agent }
+
+var _ cluster.State = clusterState{}
+
+// rosterDoc is a whole roster as the cluster snapshots and merges it.
+type rosterDoc struct {
+	Friends     []roster.Friend `json:"friends"`
+	Devices     []roster.Device `json:"devices"`
+	Revocations [][]byte        `json:"revocations"`
+}
+
+// Apply applies a committed command. A change this device already made
+// locally changes nothing the second time.
+func (s clusterState) Apply(c cluster.Command) error {
+	switch c.Kind {
+	case cluster.KindRoster:
+		var ch roster.Change
+		if err := json.Unmarshal(c.Body, &ch); err != nil {
+			return fmt.Errorf("%w: %w", roster.ErrBadChange, err)
+		}
+		return s.a.applyReplicated(ch, c.Hints)
+	case cluster.KindRosterMerge:
+		return s.Restore(c.Body)
+	}
+	return fmt.Errorf("unknown command kind %q", c.Kind)
+}
+
+// Snapshot returns the roster as a rosterDoc.
+func (s clusterState) Snapshot() ([]byte, error) {
+	r := s.a.book.rosterNow()
+	doc := rosterDoc{Friends: r.Friends(), Devices: r.Devices(), Revocations: [][]byte{}}
+	for _, rev := range r.Revocations() {
+		doc.Revocations = append(doc.Revocations, rev.Marshal())
+	}
+	return json.Marshal(doc)
+}
+
+// Restore merges a rosterDoc: revocations first, so that no revoked device
+// comes back, then devices and friends this roster lacks or holds
+// differently.
+func (s clusterState) Restore(b []byte) error {
+	var doc rosterDoc
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return fmt.Errorf("%w: %w", roster.ErrBadChange, err)
+	}
+	var errs []error
+	for _, rv := range doc.Revocations {
+		errs = append(errs, s.a.applyReplicated(roster.Change{Op: roster.OpRevoke, Revocation: rv}, nil))
+	}
+	friends := map[seed.UserPublic]roster.Friend{}
+	for _, f := range doc.Friends {
+		friends[f.UserID] = f
+	}
+	for _, d := range doc.Devices {
+		c := roster.Change{Op: roster.OpPair, Device: &d}
+		if d.Kind == roster.KindFriend {
+			f, ok := friends[d.UserID]
+			if !ok {
+				continue
+			}
+			c.Friend = &f
+		}
+		errs = append(errs, s.a.applyReplicated(c, nil))
+	}
+	for _, f := range doc.Friends {
+		if f.Status == roster.StatusBlocked {
+			errs = append(errs, s.a.applyReplicated(roster.Change{Op: roster.OpStatus, User: f.UserID, Status: f.Status}, nil))
+		}
+	}
+	// A merge is best effort: what one device holds that another refuses
+	// (a revoked device, say) is dropped there.
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, roster.ErrRevoked) && !errors.Is(err, roster.ErrNoFriend) {
+			return err
+		}
+	}
+	return nil
+}
+
+// applyReplicated applies a change from the cluster's log to the book,
+// unless the roster holds it already, and acts on it as the device that
+// made it did (closing a blocked or revoked device's connections).
+func (a *Agent) applyReplicated(c roster.Change, hints map[string]string) error {
+	r := a.book.rosterNow()
+	if noop(r, c, a.dev.Cert.Device) {
+		return nil
+	}
+	var locals []Local
+	if c.Device != nil {
+		if h, ok := hints[c.Device.DeviceID.ID()]; ok {
+			if ap, err := netip.ParseAddrPort(h); err == nil && a.bookAddr(c.Device.DeviceID) == (netip.AddrPort{}) {
+				locals = append(locals, Local{DeviceID: c.Device.DeviceID, Addr: ap.String()})
+			}
+		}
+	}
+	var devs []seed.DevicePublic
+	if c.Op == roster.OpRemove || (c.Op == roster.OpStatus && c.Status == roster.StatusBlocked) {
+		devs = a.book.devicesOf(c.User)
+	}
+	if err := a.book.apply(c, locals, nil); err != nil {
+		return err
+	}
+	if c.Op == roster.OpRevoke {
+		if rev, err := seed.ParseRevocation(c.Revocation); err == nil {
+			devs = append(devs, rev.Device)
+		}
+	}
+	if len(devs) > 0 {
+		a.closeDevices(devs)
+	}
+	return nil
+}
+
+// noop reports whether roster r already holds what c would write, or c
+// names this device itself (another device's list of own devices holds
+// it, ours does not).
+func noop(r *roster.Roster, c roster.Change, self seed.DevicePublic) bool {
+	switch c.Op {
+	case roster.OpPair:
+		if c.Device == nil {
+			return false
+		}
+		if c.Device.DeviceID.Equal(self) {
+			return true
+		}
+		d, ok := r.Device(c.Device.DeviceID)
+		if !ok || d.Name != c.Device.Name || string(d.Cert) != string(c.Device.Cert) || d.Kind != c.Device.Kind {
+			return false
+		}
+		if c.Device.Kind == roster.KindFriend && c.Friend != nil {
+			f, ok := r.Friend(c.Friend.UserID)
+			return ok && f.Met()
+		}
+		return true
+	case roster.OpStatus:
+		f, ok := r.Friend(c.User)
+		return ok && f.Status == c.Status
+	case roster.OpRemove:
+		_, ok := r.Friend(c.User)
+		return !ok
+	case roster.OpRevoke:
+		rev, err := seed.ParseRevocation(c.Revocation)
+		return err == nil && r.Revoked(rev.Device)
+	}
+	return false
+}
