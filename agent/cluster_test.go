@@ -3,8 +3,8 @@ package agent
 import (
 	"fmt"
 	"log/slog"
-	"os"
 	"net/netip"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -101,7 +101,6 @@ func TestClusterThreeOwnDevices(t *testing.T) {
 		return true
 	})
 }
-
 
 // waitCluster waits for cond with the generous deadline raft's elections
 // need on a loaded machine.

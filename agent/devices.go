@@ -11,7 +11,9 @@ import (
 	"github.com/kith-project/kith/seed"
 )
 
-func (c controlAPI) Devices(context.Context) ([]control.OwnDevice, error) { return c.a.ownDevices(), nil }
+func (c controlAPI) Devices(context.Context) ([]control.OwnDevice, error) {
+	return c.a.ownDevices(), nil
+}
 
 func (c controlAPI) DevicesRevoke(ctx context.Context, req control.RevokeRequest) (control.RevokeResult, error) {
 	return c.a.revoke(ctx, req.Revocation)
