@@ -320,6 +320,31 @@ func (b *book) setAddr(d seed.DevicePublic, addr netip.AddrPort, version uint64,
 	return moved
 }
 
+// hintAddr takes addr ("HOST:PORT", from the own cluster's log) as device
+// d's address if the book has none for it; presence corrects it later.
+func (b *book) hintAddr(d seed.DevicePublic, addr string) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.roster.Reachable(d); !ok {
+		return
+	}
+	l := b.local[d]
+	if l == nil {
+		l = &Local{DeviceID: d}
+		b.local[d] = l
+	}
+	if l.Addr != "" {
+		return
+	}
+	l.Addr = ap.String()
+	b.dirty[d] = struct{}{}
+	b.wake()
+}
+
 // noteLastSeen records last-seen times newer than the known ones; the
 // writer persists them on its next write.
 func (b *book) noteLastSeen(seen map[seed.DevicePublic]time.Time) {

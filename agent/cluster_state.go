@@ -36,7 +36,7 @@ func (s clusterState) Apply(c cluster.Command) error {
 		}
 		return s.a.applyReplicated(ch, c.Hints)
 	case cluster.KindRosterMerge:
-		return s.Restore(c.Body)
+		return s.merge(c.Body, c.Hints)
 	}
 	return fmt.Errorf("unknown command kind %q", c.Kind)
 }
@@ -51,10 +51,25 @@ func (s clusterState) Snapshot() ([]byte, error) {
 	return json.Marshal(doc)
 }
 
-// Restore merges a rosterDoc: revocations first, so that no revoked device
+// Hints are the addresses of the own devices this device knows.
+func (s clusterState) Hints() map[string]string {
+	h := map[string]string{}
+	h[s.a.dev.Cert.Device.ID()] = s.a.Addr().String()
+	for _, p := range s.a.book.reachable() {
+		if p.Kind == roster.KindOwn && p.Addr != "" {
+			h[p.DeviceID.ID()] = p.Addr
+		}
+	}
+	return h
+}
+
+// Restore merges a snapshot.
+func (s clusterState) Restore(b []byte) error { return s.merge(b, nil) }
+
+// merge merges a rosterDoc: revocations first, so that no revoked device
 // comes back, then devices and friends this roster lacks or holds
 // differently.
-func (s clusterState) Restore(b []byte) error {
+func (s clusterState) merge(b []byte, hints map[string]string) error {
 	var doc rosterDoc
 	if err := json.Unmarshal(b, &doc); err != nil {
 		return fmt.Errorf("%w: %w", roster.ErrBadChange, err)
@@ -76,7 +91,7 @@ func (s clusterState) Restore(b []byte) error {
 			}
 			c.Friend = &f
 		}
-		errs = append(errs, s.a.applyReplicated(c, nil))
+		errs = append(errs, s.a.applyReplicated(c, hints))
 	}
 	for _, f := range doc.Friends {
 		if f.Status == roster.StatusBlocked {
@@ -99,12 +114,15 @@ func (s clusterState) Restore(b []byte) error {
 func (a *Agent) applyReplicated(c roster.Change, hints map[string]string) error {
 	r := a.book.rosterNow()
 	if noop(r, c, a.dev.Cert.Device) {
+		if c.Device != nil {
+			a.book.hintAddr(c.Device.DeviceID, hints[c.Device.DeviceID.ID()])
+		}
 		return nil
 	}
 	var locals []Local
 	if c.Device != nil {
 		if h, ok := hints[c.Device.DeviceID.ID()]; ok {
-			if ap, err := netip.ParseAddrPort(h); err == nil && a.bookAddr(c.Device.DeviceID) == (netip.AddrPort{}) {
+			if ap, err := netip.ParseAddrPort(h); err == nil && !a.bookAddr(c.Device.DeviceID).IsValid() {
 				locals = append(locals, Local{DeviceID: c.Device.DeviceID, Addr: ap.String()})
 			}
 		}

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
+	"github.com/kith-project/kith/cluster"
 	"github.com/kith-project/kith/internal/control"
 	"github.com/kith-project/kith/roster"
 	"github.com/kith-project/kith/seed"
@@ -99,42 +101,47 @@ func (a *Agent) revoke(ctx context.Context, b []byte) (control.RevokeResult, err
 }
 
 // recoverIfLost recovers the cluster onto this device and the own devices
-// online now when the online voters are no majority of the configuration
-// without the revoked devices; it returns the survivors, or nil when the
-// cluster had quorum.
+// that answer when the revocation cannot commit and the voters that answer
+// are no majority; it returns the survivors, or nil when the cluster had
+// quorum.
 func (a *Agent) recoverIfLost(ctx context.Context) ([]string, error) {
 	n := a.cluster.node.Load()
 	if n == nil {
 		return nil, errors.New("the cluster is not running")
 	}
-	st := n.Status()
-	if st.Leader != "" && st.Leader != a.dev.Cert.Device.ID() {
-		if _, ok := a.book.peerFor(mustDevice(st.Leader)); ok {
-			return nil, nil
+	// A cluster with quorum commits the revocation within a few election
+	// timeouts.
+	wait := time.NewTimer(3 * n.Profile().Election)
+	defer wait.Stop()
+	for n.Status().Pending > 0 {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-wait.C:
+			return a.recoverNow(ctx, n)
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	if st.State == "leader" {
-		return nil, nil
-	}
-	online := a.onlineSet()
+	return nil, nil
+}
+
+func (a *Agent) recoverNow(ctx context.Context, n *cluster.Node) ([]string, error) {
+	st := n.Status()
 	r := a.book.rosterNow()
 	self := a.dev.Cert.Device.ID()
-	survivors := []string{self}
+	answers := func(id string) bool { return id == self || n.Ping(ctx, id, 2*time.Second) }
 	alive := 0
 	for _, v := range st.Voters {
-		d, err := seed.ParseDevicePublic(v)
-		if err != nil || r.Revoked(d) {
-			continue
-		}
-		if v == self || online[d] {
+		if answers(v) {
 			alive++
 		}
 	}
 	if alive > len(st.Voters)/2 {
-		return nil, nil // the voters here are a majority: an election will do
+		return nil, nil // a majority answers: the write waits for an election
 	}
+	survivors := []string{self}
 	for _, m := range a.clusterMembers() {
-		if m.Online {
+		if d, err := seed.ParseDevicePublic(m.ID); err == nil && !r.Revoked(d) && answers(m.ID) {
 			survivors = append(survivors, m.ID)
 		}
 	}
@@ -151,6 +158,7 @@ func (a *Agent) recoverIfLost(ctx context.Context) ([]string, error) {
 	if err := n.Recover(survivors); err != nil {
 		return nil, err
 	}
+	a.log.Info("the cluster had lost quorum: recovered onto the survivors", "survivors", len(survivors))
 	return survivors, nil
 }
 

@@ -106,6 +106,12 @@ type State interface {
 	Restore(b []byte) error
 }
 
+// Hinter is a State that can say where the devices it names are, for the
+// merge command a node proposes when it bootstraps or joins.
+type Hinter interface {
+	Hints() map[string]string
+}
+
 // Member is an own device that belongs in the cluster, as the roster and
 // presence see it.
 type Member struct {
@@ -330,7 +336,11 @@ func (n *Node) proposeMerge() error {
 	if err != nil {
 		return fmt.Errorf("cluster: the local state: %w", err)
 	}
-	return n.Propose(Command{Kind: KindRosterMerge, Body: b})
+	c := Command{Kind: KindRosterMerge, Body: b}
+	if h, ok := n.cfg.State.(Hinter); ok {
+		c.Hints = h.Hints()
+	}
+	return n.Propose(c)
 }
 
 // halt stops raft and closes its store. Call with mu held.
@@ -366,6 +376,9 @@ func (n *Node) Close() error {
 	})
 	return nil
 }
+
+// Profile is the node's timeouts.
+func (n *Node) Profile() Profile { return n.cfg.Profile }
 
 // Propose queues c to be applied by the cluster, durably, and returns.
 func (n *Node) Propose(c Command) error {

@@ -9,10 +9,12 @@ import (
 	"github.com/hashicorp/go-hclog"
 )
 
-// hclogger adapts a slog.Logger to the hclog.Logger raft logs to. Raft's
-// info lines (elections, configuration changes) go to slog at debug level
-// so that the cluster is quiet by default; its warnings and errors keep
-// their levels.
+// hclogger adapts a slog.Logger to the hclog.Logger raft logs to. Every
+// line of raft's goes to slog at debug level, with raft's own level as
+// the attribute raft_level: raft warns and errs on every failed heartbeat
+// to a device that is off, which for a user's phones and laptops is the
+// normal case. What the cluster decides (joins, promotions, recovery) the
+// cluster logs itself, at info.
 type hclogger struct {
 	l    *slog.Logger
 	name string
@@ -23,16 +25,7 @@ var _ hclog.Logger = (*hclogger)(nil)
 
 func newHCLogger(l *slog.Logger) hclog.Logger { return &hclogger{l: l} }
 
-func (h *hclogger) level(lv hclog.Level) slog.Level {
-	switch lv {
-	case hclog.Error:
-		return slog.LevelError
-	case hclog.Warn:
-		return slog.LevelWarn
-	default:
-		return slog.LevelDebug
-	}
-}
+func (h *hclogger) level(hclog.Level) slog.Level { return slog.LevelDebug }
 
 func (h *hclogger) Log(lv hclog.Level, msg string, args ...any) {
 	ctx := context.Background()
@@ -41,6 +34,7 @@ func (h *hclogger) Log(lv hclog.Level, msg string, args ...any) {
 		return
 	}
 	all := append(append([]any(nil), h.args...), args...)
+	all = append(all, "raft_level", lv.String())
 	if h.name != "" {
 		all = append(all, "raft", h.name)
 	}

@@ -20,6 +20,7 @@ import (
 //	{"op":"apply","command":{…}}           apply a command (on the leader)
 //	{"op":"hello","hello":{…}}             the join handshake (members.go)
 //	{"op":"recover","servers":["ID",…]}    recover onto these servers
+//	{"op":"ping"}                          is the device's cluster running
 //
 // A Reply is {"err":"…"} on failure, else {} with "yield" and "hello" for
 // a hello.
@@ -32,6 +33,7 @@ const (
 	OpApply   = "apply"
 	OpHello   = "hello"
 	OpRecover = "recover"
+	OpPing    = "ping"
 )
 
 // Request is what the opener of a forward stream sends.
@@ -72,6 +74,7 @@ func DecodeRequest(b []byte) (Request, error) {
 		if r.Hello == nil || r.Hello.ID == "" {
 			return r, errors.New("cluster: a hello without its state")
 		}
+	case OpPing:
 	case OpRecover:
 		if len(r.Servers) == 0 || len(r.Servers) > 16 {
 			return r, errors.New("cluster: a recovery without 1..16 servers")
@@ -161,6 +164,8 @@ func (n *Node) handle(ctx context.Context, req Request, from string) (Reply, err
 			return Reply{}, errors.New("a hello for another device")
 		}
 		return n.answerHello(*req.Hello), nil
+	case OpPing:
+		return Reply{}, nil
 	case OpRecover:
 		// Recover refuses while a leader is known; an own device asks
 		// only after the user revoked the lost devices with the phrase.
@@ -177,4 +182,12 @@ func (n *Node) handle(ctx context.Context, req Request, from string) (Reply, err
 func (n *Node) AskRecover(ctx context.Context, id string, servers []string) error {
 	_, err := n.ask(ctx, id, Request{Op: OpRecover, Servers: servers})
 	return err
+}
+
+// Ping reports whether own device id's cluster answers within timeout.
+func (n *Node) Ping(ctx context.Context, id string, timeout time.Duration) bool {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	_, err := n.ask(ctx, id, Request{Op: OpPing})
+	return err == nil
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -249,4 +250,141 @@ func TestClusterThreeDevicesLeaderLossAndRevoke(t *testing.T) {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
+}
+
+func TestClusterRecoversAfterLosingQuorum(t *testing.T) {
+	ds, phrase := ownDevices(t, 3)
+	pairOwn(t, ds[0], ds[1])
+	pairOwn(t, ds[0], ds[2])
+	agree(t, ds, 3, "three voters")
+	// A change made on device 1 is committed and reaches device 0.
+	ds[1].JSON(new(map[string]any), "", "friends", "block", someUser(2))
+	kithtest.Eventually(t, 60*time.Second, "the block on device 0", func() error {
+		if !blockedOn(t, ds[0], someUser(2)) {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	agree(t, ds, 3, "the block committed everywhere")
+	// Devices 1 and 2 are lost for good, and quorum with them.
+	for _, d := range ds[1:] {
+		d.agent.Kill()
+		os.RemoveAll(d.Home)
+	}
+	var res control.RevokeResult
+	ds[0].JSON(&res, phrase, "devices", "revoke", "1")
+	if len(res.Recovered) != 1 || res.Recovered[0] != ds[0].id.DeviceID {
+		t.Fatalf("revoke 1 on the survivor: %+v, want a recovery onto device 0", res)
+	}
+	kithtest.Eventually(t, 60*time.Second, "the survivor leads a one-voter cluster", func() error {
+		c := ds[0].status(t).Cluster
+		if c.Leader != ds[0].id.DeviceID || len(c.Voters) != 1 || c.Pending != 0 {
+			return fmt.Errorf("%+v", c)
+		}
+		return nil
+	})
+	var res2 control.RevokeResult
+	ds[0].JSON(&res2, phrase, "devices", "revoke", "2")
+	if len(res2.Recovered) != 0 {
+		t.Fatalf("revoke 2 recovered again: %+v", res2)
+	}
+	// It can grow again: a device restored with a new index joins and
+	// gets every entry committed before the loss.
+	n := &own{Device: kithtest.NewDevice(t)}
+	n.JSON(&n.id, phrase, "restore", "--device", "3", "--name", "dev3")
+	n.addr = kithtest.FreeAddr(t, "127.0.0.5")
+	n.agent = n.Start(n.addr, clusterFlags...)
+	pairOwn(t, ds[0], n)
+	grown := []*own{ds[0], n}
+	agree(t, grown, 1, "the new device joins the recovered cluster")
+	kithtest.Eventually(t, 60*time.Second, "the new device has the entries from before the loss", func() error {
+		if !blockedOn(t, n, someUser(2)) {
+			return fmt.Errorf("no block yet")
+		}
+		revoked := 0
+		for _, v := range n.devices(t) {
+			if v.Revoked {
+				revoked++
+			}
+		}
+		if revoked != 2 {
+			return fmt.Errorf("%d revoked devices listed, want 2", revoked)
+		}
+		return nil
+	})
+	if c := n.status(t).Cluster; len(c.Nonvoters) != 1 {
+		t.Fatalf("the second device is not a non-voter: %+v", c)
+	}
+}
+
+func TestClusterVoterMoves(t *testing.T) {
+	ds, _ := ownDevices(t, 3)
+	pairOwn(t, ds[0], ds[1])
+	pairOwn(t, ds[0], ds[2])
+	agree(t, ds, 3, "three voters")
+	// Device 1 moves to another loopback address.
+	if err := ds[1].agent.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	ds[1].addr = kithtest.FreeAddr(t, "127.0.0.9")
+	ds[1].agent = ds[1].Start(ds[1].addr, clusterFlags...)
+	ds[0].JSON(new(map[string]any), "", "friends", "block", someUser(3))
+	kithtest.Eventually(t, 90*time.Second, "the change reaches the device that moved", func() error {
+		if !blockedOn(t, ds[1], someUser(3)) {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	agree(t, ds, 3, "three voters, the configuration unchanged")
+}
+
+func TestClusterFriendPairedWithoutQuorum(t *testing.T) {
+	ds, _ := ownDevices(t, 3)
+	pairOwn(t, ds[0], ds[1])
+	pairOwn(t, ds[0], ds[2])
+	agree(t, ds, 3, "three voters")
+	for _, d := range ds[1:] {
+		d.agent.Kill()
+	}
+	friend := newPerson(t, "friend", "127.0.0.6", "--heartbeat", "300ms")
+	_, fPNG := friend.show(t)
+	png := filepath.Join(t.TempDir(), "invite.png")
+	ds[0].JSON(new(showResult), "", "pair", "show", "--png", png)
+	ds[0].JSON(new(scanResult), "", "pair", "scan", "--no-wait", fPNG)
+	friend.JSON(new(scanResult), "", "pair", "scan", png)
+	// Local-first: the friend is a friend here at once, and the write waits.
+	var fs []friendView
+	ds[0].JSON(&fs, "", "friends")
+	if _, ok := findFriend(fs, friend.id.UserID); !ok {
+		t.Fatalf("the friend is not listed on the device that paired: %+v", fs)
+	}
+	if c := ds[0].status(t).Cluster; c.Pending == 0 {
+		t.Fatalf("no write pending without quorum: %+v", c)
+	}
+	if res := ds[0].Run("", "status"); !containsAll(res.Stdout, "writes pending") {
+		t.Fatalf("kith status does not say writes are pending:\n%s", res.Stdout)
+	}
+	for _, d := range ds[1:] {
+		d.agent = d.Start(d.addr, clusterFlags...)
+	}
+	for _, d := range ds {
+		kithtest.Eventually(t, 90*time.Second, d.id.Name+" lists the friend", func() error {
+			var fs []friendView
+			d.JSON(&fs, "", "friends")
+			if f, ok := findFriend(fs, friend.id.UserID); !ok || f.Status != "friend" {
+				return fmt.Errorf("friends: %+v", fs)
+			}
+			return nil
+		})
+	}
+	agree(t, ds, 3, "nothing pending once quorum returned")
+}
+
+func containsAll(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
 }
