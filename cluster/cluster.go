@@ -209,6 +209,10 @@ type Node struct {
 	trans *raft.NetworkTransport // raft closes it on shutdown
 	store *raftboltdb.BoltStore
 	snaps raft.SnapshotStore
+	// yieldedTo is the node this one last reset itself to join, at
+	// yieldedAt (answerHello).
+	yieldedTo string
+	yieldedAt time.Time
 
 	stop   chan struct{}
 	wg     sync.WaitGroup

@@ -125,15 +125,26 @@ func yields(a, b Hello) bool {
 
 // answerHello is the answering side of the join handshake: if this node
 // yields it resets before answering, so that the asker adds an empty node.
+// A node that gave its state up for one cluster waits this long to be
+// added to it before it answers another's hello.
 func (n *Node) answerHello(them Hello) Reply {
 	me := n.hello()
-	if yields(me, them) {
-		if err := n.reset(); err != nil {
-			return Reply{Err: err.Error()}
-		}
-		return Reply{Yield: true, Hello: &me}
+	if !yields(me, them) {
+		return Reply{Hello: &me}
 	}
-	return Reply{Hello: &me}
+	n.mu.Lock()
+	promised := n.yieldedTo != "" && n.yieldedTo != them.ID && time.Since(n.yieldedAt) < n.cfg.Profile.Election*10
+	if !promised {
+		n.yieldedTo, n.yieldedAt = them.ID, time.Now()
+	}
+	n.mu.Unlock()
+	if promised {
+		return Reply{Hello: &me}
+	}
+	if err := n.reset(); err != nil {
+		return Reply{Err: err.Error()}
+	}
+	return Reply{Yield: true, Hello: &me}
 }
 
 // reset gives this node's raft state up and restarts it empty and
@@ -196,11 +207,16 @@ func (n *Node) reconcile(ctx context.Context, r *raft.Raft) {
 			delete(in, string(s.ID))
 		}
 	}
-	for id, m := range members {
-		if _, ok := in[id]; ok || !m.Online {
+	// Devices not in the configuration are asked whether online or not:
+	// presence may not see a device that does not know us yet, and the
+	// hello's connection is how it learns of us (by our certificate).
+	for id := range members {
+		if _, ok := in[id]; ok {
 			continue
 		}
-		rep, err := n.ask(ctx, id, Request{Op: OpHello, Hello: ptr(n.hello())})
+		hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		rep, err := n.ask(hctx, id, Request{Op: OpHello, Hello: ptr(n.hello())})
+		cancel()
 		if err != nil {
 			n.log.Debug("cluster: join handshake", "device", shortID(id), "err", err)
 			continue
