@@ -28,17 +28,81 @@ type rosterDoc struct {
 // Apply applies a committed command. A change this device already made
 // locally changes nothing the second time.
 func (s clusterState) Apply(c cluster.Command) error {
+	changes, err := decodeClusterCommand(c)
+	if err != nil {
+		return err
+	}
+	return s.applyAll(changes, c.Hints)
+}
+
+// decodeClusterCommand turns a command into the roster changes it makes,
+// in order: one for kind roster; for a merge (and a snapshot), the
+// revocations first, so that no revoked device comes back, then the
+// devices and friends, then the blocks.
+func decodeClusterCommand(c cluster.Command) ([]roster.Change, error) {
 	switch c.Kind {
 	case cluster.KindRoster:
 		var ch roster.Change
 		if err := json.Unmarshal(c.Body, &ch); err != nil {
-			return fmt.Errorf("%w: %w", roster.ErrBadChange, err)
+			return nil, fmt.Errorf("%w: %w", roster.ErrBadChange, err)
 		}
-		return s.a.applyReplicated(ch, c.Hints)
+		return []roster.Change{ch}, nil
 	case cluster.KindRosterMerge:
-		return s.merge(c.Body, c.Hints)
+		return decodeRosterDoc(c.Body)
 	}
-	return fmt.Errorf("unknown command kind %q", c.Kind)
+	return nil, fmt.Errorf("unknown command kind %q", c.Kind)
+}
+
+// maxDocEntries bounds each list of a rosterDoc.
+const maxDocEntries = 10000
+
+func decodeRosterDoc(b []byte) ([]roster.Change, error) {
+	var doc rosterDoc
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return nil, fmt.Errorf("%w: %w", roster.ErrBadChange, err)
+	}
+	if len(doc.Friends) > maxDocEntries || len(doc.Devices) > maxDocEntries || len(doc.Revocations) > maxDocEntries {
+		return nil, fmt.Errorf("%w: a roster of more than %d entries", roster.ErrBadChange, maxDocEntries)
+	}
+	var out []roster.Change
+	for _, rv := range doc.Revocations {
+		out = append(out, roster.Change{Op: roster.OpRevoke, Revocation: rv})
+	}
+	friends := map[seed.UserPublic]roster.Friend{}
+	for _, f := range doc.Friends {
+		friends[f.UserID] = f
+	}
+	for _, d := range doc.Devices {
+		c := roster.Change{Op: roster.OpPair, Device: &d}
+		if d.Kind == roster.KindFriend {
+			f, ok := friends[d.UserID]
+			if !ok {
+				continue
+			}
+			c.Friend = &f
+		}
+		out = append(out, c)
+	}
+	for _, f := range doc.Friends {
+		if f.Status == roster.StatusBlocked {
+			out = append(out, roster.Change{Op: roster.OpStatus, User: f.UserID, Status: f.Status})
+		}
+	}
+	return out, nil
+}
+
+// applyAll applies changes in order. Of several (a merge), what one device
+// holds that another refuses (a revoked device, say) is dropped there.
+func (s clusterState) applyAll(changes []roster.Change, hints map[string]string) error {
+	var errs []error
+	for _, c := range changes {
+		if err := s.a.applyReplicated(c, hints); err != nil {
+			if len(changes) == 1 || (!errors.Is(err, roster.ErrRevoked) && !errors.Is(err, roster.ErrNoFriend) && !errors.Is(err, roster.ErrBadChange)) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Snapshot returns the roster as a rosterDoc.
@@ -64,48 +128,12 @@ func (s clusterState) Hints() map[string]string {
 }
 
 // Restore merges a snapshot.
-func (s clusterState) Restore(b []byte) error { return s.merge(b, nil) }
-
-// merge merges a rosterDoc: revocations first, so that no revoked device
-// comes back, then devices and friends this roster lacks or holds
-// differently.
-func (s clusterState) merge(b []byte, hints map[string]string) error {
-	var doc rosterDoc
-	if err := json.Unmarshal(b, &doc); err != nil {
-		return fmt.Errorf("%w: %w", roster.ErrBadChange, err)
+func (s clusterState) Restore(b []byte) error {
+	changes, err := decodeRosterDoc(b)
+	if err != nil {
+		return err
 	}
-	var errs []error
-	for _, rv := range doc.Revocations {
-		errs = append(errs, s.a.applyReplicated(roster.Change{Op: roster.OpRevoke, Revocation: rv}, nil))
-	}
-	friends := map[seed.UserPublic]roster.Friend{}
-	for _, f := range doc.Friends {
-		friends[f.UserID] = f
-	}
-	for _, d := range doc.Devices {
-		c := roster.Change{Op: roster.OpPair, Device: &d}
-		if d.Kind == roster.KindFriend {
-			f, ok := friends[d.UserID]
-			if !ok {
-				continue
-			}
-			c.Friend = &f
-		}
-		errs = append(errs, s.a.applyReplicated(c, hints))
-	}
-	for _, f := range doc.Friends {
-		if f.Status == roster.StatusBlocked {
-			errs = append(errs, s.a.applyReplicated(roster.Change{Op: roster.OpStatus, User: f.UserID, Status: f.Status}, nil))
-		}
-	}
-	// A merge is best effort: what one device holds that another refuses
-	// (a revoked device, say) is dropped there.
-	for _, err := range errs {
-		if err != nil && !errors.Is(err, roster.ErrRevoked) && !errors.Is(err, roster.ErrNoFriend) {
-			return err
-		}
-	}
-	return nil
+	return s.applyAll(changes, nil)
 }
 
 // applyReplicated applies a change from the cluster's log to the book,
