@@ -50,7 +50,9 @@
 //	      (introduce.go); own devices and friends
 //	0x03  relay: setting up a relayed path through this device (relay.go);
 //	      own devices and friends
-//	0x04  raft, for the own cluster; own devices only
+//	0x04  raft, for the own cluster (package cluster); own devices only
+//	0x06  cluster: a follower's write forwarded to the leader, the join
+//	      handshake and recovery (cluster/wire.go); own devices only
 //
 // # Datagrams
 //
@@ -59,6 +61,7 @@
 //
 //	0x10..0x12  presence: heartbeat, reply, address update
 //	0x13        keepalive: refreshes a NAT mapping, ignored on arrival
+//	0x14        revocation notice: you are revoked (revoked.go)
 //	0x20        LAN beacon (discover.go)
 //	0x30..0x31  relay: a relayed datagram, and a relay session's refresh
 //
@@ -271,6 +274,7 @@ type Agent struct {
 
 	presence *presence.Presence
 	cluster  clusterHolder
+	notices  revokedNotices
 
 	started    time.Time
 	inviteWake chan struct{} // wakes closeStrangers; buffered, one
@@ -545,6 +549,9 @@ func (a *Agent) authorize(peer ed25519.PublicKey, remote netip.AddrPort, dir tra
 		return nil
 	}
 	if d, ok := devOf(peer); !ok || a.book.revoked(d) {
+		if ok {
+			a.tellRevoked(d, remote)
+		}
 		return errRevoked
 	}
 	if a.pair.admits(peer, dir) {
@@ -569,6 +576,7 @@ func (a *Agent) authorizeOwn(peer ed25519.PublicKey, credential []byte, remote n
 		return errors.New("a device presented this device's own certificate")
 	}
 	if a.book.revoked(cert.Device) {
+		a.tellRevoked(cert.Device, remote)
 		return errRevoked
 	}
 	p := Peer{
@@ -589,6 +597,9 @@ func (a *Agent) authorizeOwn(peer ed25519.PublicKey, credential []byte, remote n
 // to pair answers from a stranger's address.
 func (a *Agent) dropSource(from netip.AddrPort, quic bool) bool {
 	if a.book.blockedAddr(from) {
+		if d, ok := a.book.revokedDevice(from); ok && quic {
+			a.tellRevoked(d, from)
+		}
 		return true
 	}
 	if a.presence.Admit(from, quic) {
@@ -614,6 +625,9 @@ func (a *Agent) datagram(pkt []byte, from netip.AddrPort) {
 		return
 	case typeKeepalive:
 		return // it only refreshed a NAT mapping on its way
+	case typeRevokedNotice:
+		a.revokedNotice(pkt)
+		return
 	}
 	a.presence.HandleDatagram(pkt, from)
 }

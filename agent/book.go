@@ -76,6 +76,9 @@ type book struct {
 	// by refreshLocked after every change. It is read without the lock for
 	// every incoming packet.
 	blocked atomic.Pointer[map[netip.AddrPort]bool]
+	// revokedAt maps the last addresses of revoked devices to them, to
+	// tell a revoked device so when its packets are dropped (revoked.go).
+	revokedAt atomic.Pointer[map[netip.AddrPort]seed.DevicePublic]
 }
 
 func loadBook(st *store.Store, self seed.UserPublic) (*book, error) {
@@ -198,10 +201,22 @@ func (b *book) blockedAddr(from netip.AddrPort) bool {
 	return m != nil && (*m)[from]
 }
 
+// revokedDevice returns the revoked device last at from, if any; like
+// blockedAddr it takes no lock.
+func (b *book) revokedDevice(from netip.AddrPort) (seed.DevicePublic, bool) {
+	m := b.revokedAt.Load()
+	if m == nil {
+		return seed.DevicePublic{}, false
+	}
+	d, ok := (*m)[from]
+	return d, ok
+}
+
 // refreshLocked rebuilds what is derived from the roster and the local
 // state. Call with mu held, after every change.
 func (b *book) refreshLocked() {
 	m := map[netip.AddrPort]bool{}
+	rv := map[netip.AddrPort]seed.DevicePublic{}
 	for _, d := range b.roster.Devices() {
 		if !b.roster.Blocked(d.UserID) && !b.roster.Revoked(d.DeviceID) {
 			continue
@@ -209,10 +224,14 @@ func (b *book) refreshLocked() {
 		if l := b.local[d.DeviceID]; l != nil {
 			if ap, err := netip.ParseAddrPort(l.Addr); err == nil {
 				m[ap] = true
+				if b.roster.Revoked(d.DeviceID) {
+					rv[ap] = d.DeviceID
+				}
 			}
 		}
 	}
 	b.blocked.Store(&m)
+	b.revokedAt.Store(&rv)
 }
 
 // change applies one roster change and writes, in the same transaction, the

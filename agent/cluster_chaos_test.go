@@ -181,7 +181,6 @@ func TestClusterChaos(t *testing.T) {
 			mu.Unlock()
 		}
 	}
-	waitCluster(t, "the cluster settles with three voters and nothing pending", func() bool { return agreed(all(), 3) })
 	defer func() {
 		if t.Failed() {
 			for _, a := range all() {
@@ -189,6 +188,7 @@ func TestClusterChaos(t *testing.T) {
 			}
 		}
 	}()
+	waitCluster(t, "the cluster settles with three voters and nothing pending", func() bool { return agreed(all(), 3) })
 	waitCluster(t, "every acknowledged write on every device, identical rosters", func() bool {
 		var first []byte
 		for i, a := range all() {

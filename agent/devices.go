@@ -24,6 +24,13 @@ func (c controlAPI) DevicesRevoke(ctx context.Context, req control.RevokeRequest
 // clusterView is the cluster part of "kith status".
 func (a *Agent) clusterView() control.ClusterView {
 	st := a.clusterStatus()
+	if a.revokedSelf() {
+		v := control.ClusterView{State: "revoked", Voters: []string{}, Nonvoters: []string{}}
+		if st != nil {
+			v.Pending = st.Pending
+		}
+		return v
+	}
 	if st == nil {
 		return control.ClusterView{State: "starting", Voters: []string{}, Nonvoters: []string{}}
 	}

@@ -250,6 +250,13 @@ func TestClusterThreeDevicesLeaderLossAndRevoke(t *testing.T) {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
+	// It learns on first contact that it was revoked, and says so.
+	kithtest.Eventually(t, 60*time.Second, "the old home learns it is revoked", func() error {
+		if c := thief.status(t).Cluster; c.State != "revoked" || !thief.agent.Contains("this device was revoked") {
+			return fmt.Errorf("cluster %+v", c)
+		}
+		return nil
+	})
 }
 
 func TestClusterRecoversAfterLosingQuorum(t *testing.T) {
