@@ -157,6 +157,8 @@ type Config struct {
 
 	// raftProfile, set by tests in this package, overrides RaftProfile.
 	raftProfile *cluster.Profile
+	// noCluster, set by benchmarks in this package, runs no cluster.
+	noCluster bool
 }
 
 // Defaults.
@@ -492,7 +494,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	service("relay", a.relay.run)
 	service("reach", a.reach.run)
 	service("keepalive", a.keepalive)
-	service("cluster", a.runCluster)
+	if !a.cfg.noCluster {
+		service("cluster", a.runCluster)
+	}
 	a.log.Info("agent running", "listen", a.Addr().String(), "user", a.dev.Identity.UserID, "device", a.dev.Identity.DeviceID)
 	<-ctx.Done()
 	// Closing the transport ends serveConns' Accept.

@@ -384,6 +384,18 @@ func (n *Node) Close() error {
 // Profile is the node's timeouts.
 func (n *Node) Profile() Profile { return n.cfg.Profile }
 
+// Commit has the cluster commit c now, on the leader or forwarded to it,
+// without the durable queue: it fails without quorum. Benchmarks and
+// callers that must know the outcome use it; Propose is the local-first
+// path.
+func (n *Node) Commit(ctx context.Context, c Command) error {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	return n.submit(ctx, b)
+}
+
 // Propose queues c to be applied by the cluster, durably, and returns.
 func (n *Node) Propose(c Command) error {
 	b, err := json.Marshal(c)
