@@ -158,6 +158,11 @@ type Profile struct {
 	Election time.Duration
 	// Lease is raft's LeaderLeaseTimeout.
 	Lease time.Duration
+	// Commit is raft's CommitTimeout: an idle leader sends every follower
+	// an AppendEntries this often (raft's default, 50 ms, is 20 a second
+	// per follower whatever the heartbeat), and a follower learns of a
+	// commit within it.
+	Commit time.Duration
 	// Manage is how often the leader reconciles membership and the
 	// pusher retries.
 	Manage time.Duration
@@ -165,14 +170,14 @@ type Profile struct {
 
 // Profiles.
 var (
-	// ProfileHome suits home and mobile links: heartbeats every 0.5 s,
-	// elections after 5 s of silence.
-	ProfileHome = Profile{Name: "home", Heartbeat: 5 * time.Second, Election: 5 * time.Second, Lease: 2500 * time.Millisecond, Manage: 2 * time.Second}
-	// ProfileLAN suits one local network: heartbeats every 0.1 s,
+	// ProfileHome suits home and mobile links: heartbeats every 0.5 to
+	// 1 s, elections after 5 s of silence.
+	ProfileHome = Profile{Name: "home", Heartbeat: 5 * time.Second, Election: 5 * time.Second, Lease: 2500 * time.Millisecond, Commit: time.Second, Manage: 2 * time.Second}
+	// ProfileLAN suits one local network: heartbeats every 0.1 to 0.2 s,
 	// elections after 1 s.
-	ProfileLAN = Profile{Name: "lan", Heartbeat: time.Second, Election: time.Second, Lease: 500 * time.Millisecond, Manage: 500 * time.Millisecond}
+	ProfileLAN = Profile{Name: "lan", Heartbeat: time.Second, Election: time.Second, Lease: 500 * time.Millisecond, Commit: 200 * time.Millisecond, Manage: 500 * time.Millisecond}
 	// ProfileTest is for in-process tests.
-	ProfileTest = Profile{Name: "test", Heartbeat: 300 * time.Millisecond, Election: 300 * time.Millisecond, Lease: 150 * time.Millisecond, Manage: 100 * time.Millisecond}
+	ProfileTest = Profile{Name: "test", Heartbeat: 300 * time.Millisecond, Election: 300 * time.Millisecond, Lease: 150 * time.Millisecond, Commit: 50 * time.Millisecond, Manage: 100 * time.Millisecond}
 )
 
 // ParseProfile returns the profile called name: "home" (or "") or "lan".
@@ -262,6 +267,9 @@ func (n *Node) raftConfig() *raft.Config {
 	c.LocalID = raft.ServerID(n.cfg.ID)
 	p := n.cfg.Profile
 	c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = p.Heartbeat, p.Election, p.Lease
+	if p.Commit > 0 {
+		c.CommitTimeout = p.Commit
+	}
 	c.Logger = newHCLogger(n.log)
 	c.SnapshotThreshold = 1024
 	c.TrailingLogs = 1024
