@@ -95,8 +95,8 @@ committed: the phrase is the authority for it.`,
 	return cmd
 }
 
-// printDevices prints the devices table within 80 columns: 5 + 12 + 16 +
-// 12 + 21 + 7, and the gaps.
+// printDevices prints the devices table within 80 columns: the index (at
+// most 10 digits), 12 + 10 + 9 + 21 + 7, and the gaps.
 func printDevices(w io.Writer, ds []control.OwnDevice) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "INDEX\tDEVICE\tNAME\tROLES\tADDRESS\tSTATE")
@@ -110,7 +110,7 @@ func printDevices(w io.Writer, ds []control.OwnDevice) {
 		case d.Online:
 			state = "online"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", d.DeviceIndex, d.DeviceID.Short(), clip(orDash(d.Name), 16), clip(orDash(strings.Join(d.Roles, ",")), 12), clip(orDash(d.Addr), 21), state)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", d.DeviceIndex, d.DeviceID.Short(), clip(orDash(d.Name), 10), clip(orDash(strings.Join(d.Roles, ",")), 9), clip(orDash(d.Addr), 21), state)
 	}
 	tw.Flush()
 }
