@@ -168,8 +168,3 @@ func (a *Agent) recoverNow(ctx context.Context, n *cluster.Node) ([]string, erro
 	a.log.Info("the cluster had lost quorum: recovered onto the survivors", "survivors", len(survivors))
 	return survivors, nil
 }
-
-func mustDevice(id string) seed.DevicePublic {
-	d, _ := seed.ParseDevicePublic(id)
-	return d
-}
