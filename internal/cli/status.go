@@ -45,6 +45,9 @@ func printStatus(w io.Writer, st control.Status, now time.Time) {
 		fmt.Fprintf(w, "\nnat     %s", clip(st.NAT, 70))
 	}
 	fmt.Fprintf(w, "\ncluster %s (leader %s, %d voters, %d non-voters)\n", clip(st.Cluster.State, 10), shortID(st.Cluster.Leader), len(st.Cluster.Voters), len(st.Cluster.Nonvoters))
+	if st.Cluster.State == "revoked" {
+		fmt.Fprintln(w, "        this device was revoked: your other devices refuse it; restore one with a new index")
+	}
 	if st.Cluster.Pending > 0 {
 		fmt.Fprintf(w, "        %d writes pending: they wait for a quorum of your devices\n", st.Cluster.Pending)
 	}
