@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -107,4 +109,77 @@ func TestClusterThreeOwnDevices(t *testing.T) {
 func waitCluster(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	waitLong(t, what, 60*time.Second, cond)
+}
+
+// revocationOf signs the revocation of device index with phrase's user key.
+func revocationOf(t *testing.T, phrase seed.Phrase, index uint32) []byte {
+	t.Helper()
+	s := phrase.Seed("")
+	user, err := seed.DeriveUser(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dk, _, err := seed.DeriveDevice(s, index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := user.Revoke(seed.Revocation{Device: dk.Public(), Index: index})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rev.Marshal()
+}
+
+func TestClusterRevokeRemovesVoter(t *testing.T) {
+	n := memnet.New(memnet.Options{})
+	phrase := newPhrase(t)
+	var as []*testAgent
+	for i := range 3 {
+		as = append(as, startClustered(t, n, netip.MustParseAddrPort(fmt.Sprintf("10.0.2.%d:7117", i+1)), phrase, uint32(i)))
+	}
+	pairAgents(t, as[0], as[1])
+	pairAgents(t, as[0], as[2])
+	waitCluster(t, "three voters", func() bool { return agreed(as, 3) })
+	// Another user's phrase is refused, and so is revoking oneself.
+	if _, err := as[0].revoke(context.Background(), revocationOf(t, newPhrase(t), 2)); err == nil {
+		t.Fatal("a revocation signed by another user was taken")
+	}
+	if _, err := as[0].revoke(context.Background(), revocationOf(t, phrase, 0)); err == nil {
+		t.Fatal("a device revoked itself")
+	}
+	res, err := as[0].revoke(context.Background(), revocationOf(t, phrase, 2))
+	if err != nil || !res.Revoked || len(res.Recovered) != 0 {
+		t.Fatalf("revoke 2 with quorum: %+v, %v", res, err)
+	}
+	gone := as[2].dev.Cert.Device
+	waitCluster(t, "device 2 revoked on both others, and out of the configuration", func() bool {
+		for _, a := range as[:2] {
+			if !a.book.rosterNow().Revoked(gone) || slices.Contains(append(clusterOf(a).Voters, clusterOf(a).Nonvoters...), gone.ID()) {
+				return false
+			}
+		}
+		return agreed(as[:2], 1)
+	})
+	// The revoked device learns it on its next contact.
+	waitCluster(t, "device 2 told it is revoked", func() bool { return as[2].revokedSelf() })
+	// A stale roster naming it, merged or paired again, does not bring it
+	// back.
+	d, ok := as[0].book.rosterNow().Device(gone)
+	if !ok {
+		t.Fatal("the revoked device is not listed")
+	}
+	stale, err := json.Marshal(rosterDoc{Devices: []roster.Device{d}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := (clusterState{as[0].Agent}).Restore(stale); err != nil {
+		t.Fatal(err)
+	}
+	as[0].applyReplicated(roster.Change{Op: roster.OpPair, Device: &d}, nil)
+	if err := as[1].book.change(roster.Change{Op: roster.OpPair, Device: &d}, nil, nil); err == nil {
+		t.Fatal("pairing the revoked device again was taken")
+	}
+	if _, ok := as[0].book.peerFor(gone); ok {
+		t.Fatal("a stale roster brought the revoked device back")
+	}
 }
