@@ -82,9 +82,12 @@ func (a *Agent) runCluster(ctx context.Context) error {
 		Dial:     a.dialOwn,
 		Resolve:  a.resolveOwn,
 		Members:  a.clusterMembers,
-		State:    clusterState{a},
-		Profile:  prof,
-		Logger:   a.log.With("service", "cluster"),
+		SelfRevoked: func() bool {
+			return a.book.revoked(a.dev.Cert.Device)
+		},
+		State:   clusterState{a},
+		Profile: prof,
+		Logger:  a.log.With("service", "cluster"),
 	})
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -93,12 +94,25 @@ func (a *Agent) revoke(ctx context.Context, b []byte) (control.RevokeResult, err
 	if rev.Device.Equal(a.dev.Cert.Device) {
 		return control.RevokeResult{}, &control.Error{Kind: control.KindBadInput, Message: fmt.Sprintf("device %d is this device: revoke it from another of your devices", rev.Index)}
 	}
-	if err := a.book.change(roster.Change{Op: roster.OpRevoke, Revocation: rev.Marshal()}, nil, nil); err != nil {
+	c := roster.Change{Op: roster.OpRevoke, Revocation: rev.Marshal()}
+	res := control.RevokeResult{DeviceIndex: rev.Index, Revoked: true}
+	// The revocation is committed before this device cuts the revoked one
+	// off: if it is the leader, cutting it off first would leave this
+	// device unable to reach the cluster while the others still follow
+	// it.
+	committed := a.commitRevocation(ctx, c)
+	apply := a.book.apply
+	if !committed {
+		apply = a.book.change // local-first: applied here, queued for the cluster
+	}
+	if err := apply(c, nil, nil); err != nil {
 		return control.RevokeResult{}, fmt.Errorf("revoking device %d: %w", rev.Index, err)
 	}
 	a.closeDevices([]seed.DevicePublic{rev.Device})
-	a.log.Info("device revoked", "device", rev.Device.Short(), "index", rev.Index)
-	res := control.RevokeResult{DeviceIndex: rev.Index, Revoked: true}
+	a.log.Info("device revoked", "device", rev.Device.Short(), "index", rev.Index, "committed", committed)
+	if committed {
+		return res, nil
+	}
 	survivors, err := a.recoverIfLost(ctx)
 	if err != nil {
 		return res, fmt.Errorf("device %d is revoked here, but recovering the cluster failed: %w", rev.Index, err)
@@ -107,29 +121,41 @@ func (a *Agent) revoke(ctx context.Context, b []byte) (control.RevokeResult, err
 	return res, nil
 }
 
+// commitRevocation has the cluster commit c within a few election
+// timeouts, and reports whether it did.
+func (a *Agent) commitRevocation(ctx context.Context, c roster.Change) bool {
+	n := a.cluster.node.Load()
+	if n == nil {
+		return false
+	}
+	body, err := json.Marshal(c)
+	if err != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*n.Profile().Election)
+	defer cancel()
+	for {
+		err := n.Commit(ctx, cluster.Command{Kind: cluster.KindRoster, Body: body})
+		if err == nil {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 // recoverIfLost recovers the cluster onto this device and the own devices
-// that answer when the revocation cannot commit and the voters that answer
-// are no majority; it returns the survivors, or nil when the cluster had
-// quorum.
+// that answer, when the voters that answer are no majority; it returns the
+// survivors, or nil when the cluster has quorum.
 func (a *Agent) recoverIfLost(ctx context.Context) ([]string, error) {
 	n := a.cluster.node.Load()
 	if n == nil {
 		return nil, errors.New("the cluster is not running")
 	}
-	// A cluster with quorum commits the revocation within a few election
-	// timeouts.
-	wait := time.NewTimer(3 * n.Profile().Election)
-	defer wait.Stop()
-	for n.Status().Pending > 0 {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-wait.C:
-			return a.recoverNow(ctx, n)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return nil, nil
+	return a.recoverNow(ctx, n)
 }
 
 func (a *Agent) recoverNow(ctx context.Context, n *cluster.Node) ([]string, error) {

@@ -136,6 +136,9 @@ type Config struct {
 	// Members lists the other own devices that belong in the cluster (not
 	// revoked).
 	Members func() []Member
+	// SelfRevoked reports whether this device itself was revoked: a leader
+	// that was removes itself from the configuration. Default: never.
+	SelfRevoked func() bool
 	// State is the replicated state machine.
 	State State
 	// Profile sets the timeouts. Default ProfileHome.
@@ -239,11 +242,21 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Members == nil {
 		cfg.Members = func() []Member { return nil }
 	}
+	if cfg.SelfRevoked == nil {
+		cfg.SelfRevoked = func() bool { return false }
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	// Like the rest of the home, the node's files are never reached
+	// through a symbolic link (bbolt would follow one).
+	for _, p := range []string{cfg.Dir, filepath.Join(cfg.Dir, "raft.db"), filepath.Join(cfg.Dir, "pending.db"), filepath.Join(cfg.Dir, "snapshots")} {
+		if fi, err := os.Lstat(p); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			return nil, fmt.Errorf("cluster: %s is a symbolic link; kith does not follow links in its home", p)
+		}
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1), stop: make(chan struct{})}
 	var err error

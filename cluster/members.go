@@ -189,6 +189,13 @@ func (n *Node) reconcile(ctx context.Context, r *raft.Raft) {
 		return
 	}
 	conf := f.Configuration()
+	if n.cfg.SelfRevoked() {
+		n.log.Debug("cluster: this device was revoked: leaving the configuration")
+		if err := r.RemoveServer(raft.ServerID(n.cfg.ID), 0, 10*time.Second).Error(); err != nil {
+			n.log.Debug("cluster: leaving", "err", err)
+		}
+		return
+	}
 	members := map[string]Member{}
 	for _, m := range n.cfg.Members() {
 		if m.ID != n.cfg.ID {
