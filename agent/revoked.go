@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"net/netip"
 	"sync"
 	"time"
@@ -92,4 +93,22 @@ func (a *Agent) revokedSelf() bool {
 	a.notices.mu.Lock()
 	defer a.notices.mu.Unlock()
 	return a.notices.self != nil
+}
+
+// errRevokedSelf is what a command that failed says when this device has
+// been told it is revoked.
+const errRevokedSelf = "this device was revoked with the seed phrase, and your other devices refuse it: restore a device with a new index (kith restore --device N)"
+
+// waitRevokedSelf reports whether this device is revoked, waiting a moment
+// for a notice still on its way: the refusal of a handshake and the notice
+// that explains it arrive separately.
+func (a *Agent) waitRevokedSelf(ctx context.Context) bool {
+	deadline := time.Now().Add(time.Second)
+	for !a.revokedSelf() {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
 }

@@ -395,3 +395,28 @@ func containsAll(s string, subs ...string) bool {
 	}
 	return true
 }
+
+func TestClusterRestoredWithRevokedIndexIsTold(t *testing.T) {
+	ds, phrase := ownDevices(t, 2)
+	pairOwn(t, ds[0], ds[1])
+	agree(t, ds, 1, "two devices")
+	ds[1].agent.Kill()
+	os.RemoveAll(ds[1].Home)
+	ds[0].JSON(new(control.RevokeResult), phrase, "devices", "revoke", "1")
+	// The user restores index 1 again, by mistake, and scans an invite of
+	// device 0: the scan fails and says why.
+	again := &own{Device: kithtest.NewDevice(t)}
+	again.JSON(&again.id, phrase, "restore", "--device", "1", "--name", "again")
+	again.addr = kithtest.FreeAddr(t, "127.0.0.7")
+	again.agent = again.Start(again.addr, clusterFlags...)
+	png := filepath.Join(t.TempDir(), "invite.png")
+	ds[0].JSON(new(showResult), "", "pair", "show", "--png", png)
+	again.JSON(new(showResult), "", "pair", "show")
+	res := again.Run("", "pair", "scan", png)
+	if res.Code == 0 || !strings.Contains(res.Stderr, "this device was revoked") || !strings.Contains(res.Stderr, "new index") {
+		t.Fatalf("scanning with a revoked index: %s", res)
+	}
+	if c := again.status(t).Cluster; c.State != "revoked" {
+		t.Fatalf("the revoked device's cluster: %+v", c)
+	}
+}
