@@ -459,6 +459,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.cancel, a.ran = cancel, make(chan struct{})
 	defer close(a.ran)
 	a.mu.Unlock()
+	a.notices.ready.Store(true)
 	var (
 		wg       sync.WaitGroup
 		errOnce  sync.Once

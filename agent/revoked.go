@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kith-project/kith/seed"
@@ -30,13 +31,16 @@ type revokedNotices struct {
 	mu   sync.Mutex
 	sent map[seed.DevicePublic]time.Time // guarded by mu
 	self *seed.Revocation                // guarded by mu: this device's own revocation, once told
+	// ready is set by Run: the transport, which the packet path reaches
+	// tellRevoked through before New has stored it, is there.
+	ready atomic.Bool
 }
 
 // tellRevoked sends device d at remote its revocation, if the roster holds
 // it and d was not told in the last noticeGap. It runs on the packet path
 // (dropSource) and in the handshake (authorize).
 func (a *Agent) tellRevoked(d seed.DevicePublic, remote netip.AddrPort) {
-	if !remote.IsValid() {
+	if !remote.IsValid() || !a.notices.ready.Load() {
 		return
 	}
 	now := a.cfg.Now()
