@@ -4,6 +4,14 @@ go 1.26.8
 
 require (
 	filippo.io/age v1.3.2
+	// The own cluster (package cluster). raft v1.7.3 with raft-boltdb/v2
+	// v2.3.1 on bbolt v1.5.0 builds as it is; raft v1.8.0 pulls go-metrics
+	// v0.7.0, which dropped the compat package raft-boltdb/v2 imports, and
+	// would need a replace of go-metrics (DESIGN §10). go-hclog is raft's
+	// logger interface, adapted to slog in cluster/hclog.go.
+	github.com/hashicorp/go-hclog v1.6.2
+	github.com/hashicorp/raft v1.7.3
+	github.com/hashicorp/raft-boltdb/v2 v2.3.1
 	github.com/huin/goupnp v1.3.1
 	github.com/jackpal/go-nat-pmp v1.1.0
 	github.com/makiuchi-d/gozxing v0.1.1
@@ -23,7 +31,16 @@ require (
 
 require (
 	filippo.io/hpke v0.4.0 // indirect
+	github.com/armon/go-metrics v0.4.1 // indirect
+	github.com/boltdb/bolt v1.3.1 // indirect
+	github.com/fatih/color v1.13.0 // indirect
+	github.com/hashicorp/go-immutable-radix v1.0.0 // indirect
+	github.com/hashicorp/go-metrics v0.5.4 // indirect
+	github.com/hashicorp/go-msgpack/v2 v2.1.2 // indirect
+	github.com/hashicorp/golang-lru v0.5.0 // indirect
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect
+	github.com/mattn/go-colorable v0.1.12 // indirect
+	github.com/mattn/go-isatty v0.0.14 // indirect
 	github.com/pion/dtls/v2 v2.2.7 // indirect
 	github.com/pion/logging v0.2.2 // indirect
 	github.com/pion/transport/v2 v2.2.1 // indirect

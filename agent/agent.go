@@ -50,9 +50,11 @@
 //	      (introduce.go); own devices and friends
 //	0x03  relay: setting up a relayed path through this device (relay.go);
 //	      own devices and friends
-//	0x04  raft, for the own cluster; own devices only
+//	0x04  raft, for the own cluster (package cluster); own devices only
 //	0x05  roster: signed rosters exchanged with own devices and friends
 //	      (rosters.go); own devices and friends; 20 s
+//	0x06  cluster: a follower's write forwarded to the leader, the join
+//	      handshake and recovery (cluster/wire.go); own devices only
 //
 // # Datagrams
 //
@@ -62,7 +64,7 @@
 //	0x10..0x12  presence: heartbeat, reply, address update
 //	0x13        keepalive: refreshes a NAT mapping, ignored on arrival
 //	0x14        revocation notice: tells a refused device it was revoked
-//	            (rosters.go)
+//	            (rosters.go, revoked.go)
 //	0x20        LAN beacon (discover.go)
 //	0x30..0x31  relay: a relayed datagram, and a relay session's refresh
 //
@@ -88,6 +90,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kith-project/kith/cluster"
 	"github.com/kith-project/kith/cluster/presence"
 	"github.com/kith-project/kith/internal/control"
 	"github.com/kith-project/kith/internal/device"
@@ -150,6 +153,15 @@ type Config struct {
 	// punching (introduce.go): IntroduceOwn (the default), IntroduceFriends
 	// or IntroduceOff (kith run --introduce).
 	Introduce string
+	// RaftProfile names the own cluster's timeouts (kith run
+	// --raft-profile): "home" (the default, "") or "lan"; see
+	// cluster.ProfileHome.
+	RaftProfile string
+
+	// raftProfile, set by tests in this package, overrides RaftProfile.
+	raftProfile *cluster.Profile
+	// noCluster, set by benchmarks in this package, runs no cluster.
+	noCluster bool
 }
 
 // Defaults.
@@ -195,6 +207,9 @@ func (c Config) Validate() error {
 	case "", IntroduceOwn, IntroduceFriends, IntroduceOff:
 	default:
 		return fmt.Errorf("agent: introduce policy %q is not own, friends or off", c.Introduce)
+	}
+	if _, err := cluster.ParseProfile(c.RaftProfile); err != nil {
+		return fmt.Errorf("agent: %w", err)
 	}
 	if c.InviteTTL < 0 || c.InviteTTL > MaxInviteTTL {
 		return fmt.Errorf("agent: invite lifetime %v is outside 0..%v", c.InviteTTL, MaxInviteTTL)
@@ -264,6 +279,8 @@ type Agent struct {
 	keepEvery time.Duration
 
 	presence *presence.Presence
+	cluster  clusterHolder
+	notices  revokedNotices
 
 	started    time.Time
 	inviteWake chan struct{} // wakes closeStrangers; buffered, one
@@ -292,6 +309,7 @@ func New(cfg Config, dev *device.Device, st *store.Store) (*Agent, error) {
 	if a.book, err = loadBook(st, dev.Cert.User, dev.Cert.Device); err != nil {
 		return nil, err
 	}
+	a.book.propose = a.proposeChange
 	a.pair = newPairer(a)
 	a.disc = newDiscoverer(a)
 	a.relay = newRelayService(a, cfg)
@@ -363,6 +381,7 @@ var handshakeRate float64
 // registerProtocols fills the stream table.
 func (a *Agent) registerProtocols() error {
 	return errors.Join(
+		a.registerCluster(),
 		a.streams.register(Protocol{
 			ID: protoPairing, Name: "pairing",
 			Openers:    OpenOwn | OpenFriend | OpenStranger,
@@ -453,6 +472,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.cancel, a.ran = cancel, make(chan struct{})
 	defer close(a.ran)
 	a.mu.Unlock()
+	a.notices.ready.Store(true)
 	var (
 		wg       sync.WaitGroup
 		errOnce  sync.Once
@@ -489,6 +509,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	service("reach", a.reach.run)
 	service("keepalive", a.keepalive)
 	service("rosters", a.rosters.run)
+	if !a.cfg.noCluster {
+		service("cluster", a.runCluster)
+	}
 	a.log.Info("agent running", "listen", a.Addr().String(), "user", a.dev.Identity.UserID, "device", a.dev.Identity.DeviceID)
 	<-ctx.Done()
 	// Closing the transport ends serveConns' Accept.
@@ -544,10 +567,10 @@ func (a *Agent) authorize(peer ed25519.PublicKey, remote netip.AddrPort, dir tra
 	if _, ok := a.book.peerForKey(peer); ok {
 		return nil
 	}
-	if d, ok := devOf(peer); !ok {
-		return errRevoked
-	} else if a.book.revoked(d) {
-		a.rosters.noticeRevoked(d, remote)
+	if d, ok := devOf(peer); !ok || a.book.revoked(d) {
+		if ok {
+			a.tellRevoked(d, remote)
+		}
 		return errRevoked
 	}
 	if a.pair.admits(peer, dir) {
@@ -572,7 +595,7 @@ func (a *Agent) authorizeOwn(peer ed25519.PublicKey, credential []byte, remote n
 		return errors.New("a device presented this device's own certificate")
 	}
 	if a.book.revoked(cert.Device) {
-		a.rosters.noticeRevoked(cert.Device, remote)
+		a.tellRevoked(cert.Device, remote)
 		return errRevoked
 	}
 	p := Peer{
@@ -593,6 +616,9 @@ func (a *Agent) authorizeOwn(peer ed25519.PublicKey, credential []byte, remote n
 // to pair answers from a stranger's address.
 func (a *Agent) dropSource(from netip.AddrPort, quic bool) bool {
 	if a.book.blockedAddr(from) {
+		if d, ok := a.book.revokedDevice(from); ok && quic {
+			a.tellRevoked(d, from)
+		}
 		return true
 	}
 	if a.presence.Admit(from, quic) {
@@ -619,7 +645,7 @@ func (a *Agent) datagram(pkt []byte, from netip.AddrPort) {
 	case typeKeepalive:
 		return // it only refreshed a NAT mapping on its way
 	case typeRevokedNotice:
-		a.rosters.handleNotice(pkt)
+		a.revokedNotice(pkt)
 		return
 	}
 	a.presence.HandleDatagram(pkt, from)

@@ -73,11 +73,17 @@ type book struct {
 	// it must not block) after every roster change: rosters.go pushes the
 	// new roster.
 	onChange func()
+	// propose, set before the agent serves, hands every roster change
+	// made on this device to the own cluster (cluster.go); nil for none.
+	propose func(roster.Change)
 
 	// blocked holds the last addresses of blocked users' devices, derived
 	// by refreshLocked after every change. It is read without the lock for
 	// every incoming packet.
 	blocked atomic.Pointer[map[netip.AddrPort]bool]
+	// revokedAt maps the last addresses of revoked devices to them, to
+	// tell a revoked device so when its packets are dropped (revoked.go).
+	revokedAt atomic.Pointer[map[netip.AddrPort]seed.DevicePublic]
 }
 
 func loadBook(st *store.Store, self seed.UserPublic, local seed.DevicePublic) (*book, error) {
@@ -200,10 +206,22 @@ func (b *book) blockedAddr(from netip.AddrPort) bool {
 	return m != nil && (*m)[from]
 }
 
+// revokedDevice returns the revoked device last at from, if any; like
+// blockedAddr it takes no lock.
+func (b *book) revokedDevice(from netip.AddrPort) (seed.DevicePublic, bool) {
+	m := b.revokedAt.Load()
+	if m == nil {
+		return seed.DevicePublic{}, false
+	}
+	d, ok := (*m)[from]
+	return d, ok
+}
+
 // refreshLocked rebuilds what is derived from the roster and the local
 // state. Call with mu held, after every change.
 func (b *book) refreshLocked() {
 	m := map[netip.AddrPort]bool{}
+	rv := map[netip.AddrPort]seed.DevicePublic{}
 	for _, d := range b.roster.Devices() {
 		if !b.roster.Blocked(d.UserID) && !b.roster.Revoked(d.DeviceID) {
 			continue
@@ -211,16 +229,33 @@ func (b *book) refreshLocked() {
 		if l := b.local[d.DeviceID]; l != nil {
 			if ap, err := netip.ParseAddrPort(l.Addr); err == nil {
 				m[ap] = true
+				if b.roster.Revoked(d.DeviceID) {
+					rv[ap] = d.DeviceID
+				}
 			}
 		}
 	}
 	b.blocked.Store(&m)
+	b.revokedAt.Store(&rv)
 }
 
 // change applies one roster change and writes, in the same transaction, the
 // local records in locals and whatever extra writes. Nothing changes in
-// memory unless the transaction commits.
+// memory unless the transaction commits. A committed change goes to the
+// own cluster, which replicates it to the other own devices.
 func (b *book) change(c roster.Change, locals []Local, extra func(*store.Tx) error) error {
+	if err := b.apply(c, locals, extra); err != nil {
+		return err
+	}
+	if b.propose != nil {
+		b.propose(c)
+	}
+	return nil
+}
+
+// apply is change without handing the change to the cluster: what the
+// cluster's log applies.
+func (b *book) apply(c roster.Change, locals []Local, extra func(*store.Tx) error) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var next *roster.Roster
@@ -341,6 +376,31 @@ func keepAddr(addrs []string, old, now string) []string {
 		}
 	}
 	return out
+}
+
+// hintAddr takes addr ("HOST:PORT", from the own cluster's log) as device
+// d's address if the book has none for it; presence corrects it later.
+func (b *book) hintAddr(d seed.DevicePublic, addr string) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.roster.Reachable(d); !ok {
+		return
+	}
+	l := b.local[d]
+	if l == nil {
+		l = &Local{DeviceID: d}
+		b.local[d] = l
+	}
+	if l.Addr != "" {
+		return
+	}
+	l.Addr = ap.String()
+	b.dirty[d] = struct{}{}
+	b.wake()
 }
 
 // noteLastSeen records last-seen times newer than the known ones; the

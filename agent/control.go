@@ -36,7 +36,14 @@ func (c controlAPI) PairShow(_ context.Context, ttl time.Duration) (control.Show
 }
 
 func (c controlAPI) PairScan(ctx context.Context, code string) (control.ScanResult, error) {
-	return c.a.pair.scan(ctx, code)
+	res, err := c.a.pair.scan(ctx, code)
+	var ce *control.Error
+	refused := (err != nil && !(errors.As(err, &ce) && ce.Kind == control.KindBadInput)) || (err == nil && res.Unreachable != "")
+	if refused && c.a.waitRevokedSelf(ctx) {
+		// An own device refused us and said why (revoked.go).
+		return control.ScanResult{}, &control.Error{Kind: control.KindFailed, Message: errRevokedSelf}
+	}
+	return res, err
 }
 
 func (c controlAPI) PairWait(ctx context.Context, code string) (control.ScanResult, error) {

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/kith-project/kith/cluster/presence"
-	"github.com/kith-project/kith/internal/control"
 	"github.com/kith-project/kith/internal/transport"
 	"github.com/kith-project/kith/roster"
 	"github.com/kith-project/kith/seed"
@@ -31,12 +30,9 @@ import (
 // devices unreachable for good. A roster must be the sending device's own
 // user's: a friend never tells us about another user's devices.
 //
-// Between two devices of the same user the frame also carries, until the
-// own cluster replicates them through Raft, the user's friends with their
-// signed rosters ("friends") and the addresses this device knows ("addrs"),
-// so that a device learns its siblings' friends and where to find them.
-// That part (takeOwn) is add-only and separate from the rest; Raft replaces
-// it.
+// Between two devices of the same user the frame carries only the user's
+// own roster: friends, their rosters and their status reach the other own
+// devices through the own cluster (Raft, cluster.go), which also forgets.
 //
 // A device exchanges with a peer when the peer comes online (presence's
 // PeerOnline), when what it would send changed (a pairing, a merge that
@@ -63,8 +59,6 @@ const typeRevokedNotice byte = 0x14
 const (
 	maxFriendRosterFrame = 96 << 10 // a signed roster in JSON, with room
 	maxOwnRosterFrame    = 1 << 20
-	maxOwnFriends        = 256
-	maxOwnAddrs          = 1024
 	rosterTimeout        = 10 * time.Second
 	rosterRefresh        = 10 * time.Minute
 	minRosterPass        = time.Second
@@ -86,23 +80,9 @@ const (
 
 // rosterFrame is both frames of an exchange.
 type rosterFrame struct {
-	Roster  []byte      `json:"roster,omitempty"`
-	Friends []ownFriend `json:"friends,omitempty"` // own devices only
-	Addrs   []ownAddr   `json:"addrs,omitempty"`   // own devices only
-	Code    string      `json:"code,omitempty"`
-	Error   string      `json:"error,omitempty"`
-}
-
-// ownFriend is a friend as one own device tells another.
-type ownFriend struct {
-	Friend roster.Friend `json:"friend"`
-	Roster []byte        `json:"roster"`
-}
-
-// ownAddr is where one own device last reached a device.
-type ownAddr struct {
-	Device seed.DevicePublic `json:"device"`
-	Addr   string            `json:"addr"`
+	Roster []byte `json:"roster,omitempty"`
+	Code   string `json:"code,omitempty"`
+	Error  string `json:"error,omitempty"`
 }
 
 // readRosterFrame reads one frame of at most max bytes.
@@ -115,9 +95,8 @@ func readRosterFrame(s *transport.Stream, max int) (rosterFrame, error) {
 }
 
 // decodeRosterFrame parses a frame and checks its bounds: a roster or a
-// refusal, short codes and errors, at most maxOwnFriends friends and
-// maxOwnAddrs addresses. The signed rosters in it are checked where they
-// are taken (roster.ParseSigned).
+// refusal, short codes and errors. The signed roster in it is checked
+// where it is taken (roster.ParseSigned).
 func decodeRosterFrame(b []byte) (rosterFrame, error) {
 	var f rosterFrame
 	if err := json.Unmarshal(b, &f); err != nil {
@@ -127,12 +106,10 @@ func decodeRosterFrame(b []byte) (rosterFrame, error) {
 	switch {
 	case len(f.Code) > 16 || len(f.Error) > maxRosterError:
 		return rosterFrame{}, errors.New("roster frame: refusal too long")
-	case refused && (len(f.Roster) > 0 || len(f.Friends) > 0 || len(f.Addrs) > 0):
+	case refused && len(f.Roster) > 0:
 		return rosterFrame{}, errors.New("roster frame: a refusal with a roster")
 	case !refused && len(f.Roster) == 0:
 		return rosterFrame{}, errors.New("roster frame without a roster")
-	case len(f.Friends) > maxOwnFriends || len(f.Addrs) > maxOwnAddrs:
-		return rosterFrame{}, fmt.Errorf("roster frame: %d friends and %d addresses; at most %d and %d", len(f.Friends), len(f.Addrs), maxOwnFriends, maxOwnAddrs)
 	}
 	return f, nil
 }
@@ -335,32 +312,9 @@ func (rs *rosterSync) frameFor(k roster.Kind) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := rosterFrame{Roster: own.Marshal()}
-	if k != roster.KindOwn {
-		return json.Marshal(f)
-	}
-	for _, fr := range r.Friends() {
-		if fr.Status != roster.StatusFriend || !fr.Met() || len(f.Friends) == maxOwnFriends {
-			continue
-		}
-		s, err := r.SignedOf(fr.UserID, nil)
-		if err != nil || len(s.Certs) == 0 {
-			continue
-		}
-		f.Friends = append(f.Friends, ownFriend{Friend: fr, Roster: s.Marshal()})
-	}
-	_, peers := rs.a.book.snapshot()
-	for _, p := range peers {
-		if p.Addr != "" && len(f.Addrs) < maxOwnAddrs {
-			f.Addrs = append(f.Addrs, ownAddr{Device: p.DeviceID, Addr: p.Addr})
-		}
-	}
-	b, err := json.Marshal(f)
-	for err == nil && len(b) > maxOwnRosterFrame && len(f.Friends) > 0 {
-		f.Friends = f.Friends[:len(f.Friends)/2]
-		b, err = json.Marshal(f)
-	}
-	return b, err
+	// Friends and addresses reach the other own devices through the own
+	// cluster (Raft), not in this frame.
+	return json.Marshal(rosterFrame{Roster: own.Marshal()})
 }
 
 func maxFrameOf(k roster.Kind) int {
@@ -466,13 +420,7 @@ func (rs *rosterSync) take(p Peer, f rosterFrame) error {
 	if !s.User.Equal(p.UserID) {
 		return &errRoster{Code: rosterForeign, Reason: fmt.Sprintf("a roster of user %s from a device of user %s", s.User.Short(), p.UserID.Short())}
 	}
-	if err := rs.merge(s, f.Roster, nil); err != nil {
-		return err
-	}
-	if p.Kind == roster.KindOwn {
-		rs.takeOwn(f)
-	}
-	return nil
+	return rs.merge(s, f.Roster, nil)
 }
 
 // merge takes the signed roster s (raw is its binary form) into the book,
@@ -502,84 +450,6 @@ func (rs *rosterSync) merge(s roster.Signed, raw []byte, locals []Local) error {
 		rs.setRevoked(rev)
 	}
 	return nil
-}
-
-// takeOwn takes what an own device tells of friends and addresses: a
-// friend this device does not know yet is added with one device, then
-// every friend's roster is merged; an address is taken for a device this
-// device has none for. It never changes a friend's status and never
-// forgets anything: that waits for the own cluster (Raft).
-func (rs *rosterSync) takeOwn(f rosterFrame) {
-	a := rs.a
-	addrs := map[seed.DevicePublic]string{}
-	for _, ad := range f.Addrs {
-		if ap, err := netip.ParseAddrPort(ad.Addr); err == nil && usableAddr(ap) {
-			addrs[ad.Device] = ap.String()
-		}
-	}
-	localsOf := func(certs []seed.DeviceCert) []Local {
-		var ls []Local
-		for _, c := range certs {
-			if ad, ok := addrs[c.Device]; ok {
-				if p, known := a.book.peerFor(c.Device); !known || p.Addr == "" {
-					ls = append(ls, Local{DeviceID: c.Device, Addr: ad})
-				}
-			}
-		}
-		return ls
-	}
-	r := a.book.rosterNow()
-	if own, err := r.SignedOf(r.Self(), a.dev.Identity.Cert); err == nil {
-		if ls := localsOf(own.Certs); len(ls) > 0 {
-			if err := rs.merge(own, own.Marshal(), ls); err != nil {
-				a.log.Debug("own devices' addresses", "err", err)
-			}
-		}
-	}
-	for _, of := range f.Friends {
-		s, err := roster.ParseSigned(of.Roster)
-		if err != nil || !s.User.Equal(of.Friend.UserID) || s.User.Equal(r.Self()) {
-			continue
-		}
-		if _, known := a.book.rosterNow().Friend(s.User); !known {
-			if err := rs.addFriend(of, s, addrs); err != nil {
-				a.log.Debug("a friend from an own device", "user", s.User.Short(), "err", err)
-				continue
-			}
-		}
-		if err := rs.merge(s, of.Roster, localsOf(s.Certs)); err != nil {
-			a.log.Debug("a friend's roster from an own device", "user", s.User.Short(), "err", err)
-		}
-	}
-}
-
-// addFriend records a friend that an own device paired with, with the
-// first of their devices that is not revoked. The name kept is that
-// device's certified one.
-func (rs *rosterSync) addFriend(of ownFriend, s roster.Signed, addrs map[seed.DevicePublic]string) error {
-	fr := of.Friend
-	if fr.Status != roster.StatusFriend || !fr.Met() {
-		return errors.New("not a friend met in person")
-	}
-	for _, c := range s.Certs {
-		if _, revoked := s.Revoked(c.Device); revoked {
-			continue
-		}
-		f := roster.Friend{UserID: s.User, Name: c.Name, Status: roster.StatusFriend, PairedAt: fr.PairedAt.UTC()}
-		if len(fr.SAS) <= 64 {
-			f.SAS = fr.SAS
-		}
-		if len(fr.Window) == len(seed.WindowSecret{}) {
-			f.Window = fr.Window
-		}
-		p := Peer{Device: roster.Device{DeviceID: c.Device, UserID: s.User, Kind: roster.KindFriend, Name: c.Name, Cert: c.Marshal()}, Addr: addrs[c.Device]}
-		if err := rs.a.book.addPairing(f, p, nil); err != nil {
-			return err
-		}
-		rs.a.log.Info("friend learned from an own device", "user", s.User.Short(), "name", c.Name)
-		return nil
-	}
-	return errors.New("no device that is not revoked")
 }
 
 // noticeRevoked answers a refused handshake of a revoked device with its
@@ -620,27 +490,12 @@ func (rs *rosterSync) handleNotice(pkt []byte) {
 	if err != nil || !rev.User.Equal(rs.a.dev.Cert.User) || !rev.Device.Equal(rs.a.dev.Cert.Device) {
 		return
 	}
-	if err := rs.a.book.change(roster.Change{Op: roster.OpRevoke, Revocation: pkt[1:]}, nil, nil); err != nil {
+	// Applied here only: a revoked device proposes nothing to the cluster
+	// that no longer counts it.
+	if err := rs.a.book.apply(roster.Change{Op: roster.OpRevoke, Revocation: pkt[1:]}, nil, nil); err != nil {
 		rs.a.log.Warn("recording this device's revocation", "err", err)
 	}
 	rs.setRevoked(rev)
-}
-
-// revokeOwn records a revocation of one of this user's devices, signed by
-// the user key (the phrase), closes the device's connections and tells it.
-func (rs *rosterSync) revokeOwn(rev seed.Revocation) error {
-	a := rs.a
-	var to netip.AddrPort
-	if p, ok := a.book.peerFor(rev.Device); ok {
-		to, _ = netip.ParseAddrPort(p.Addr)
-	}
-	if err := a.book.change(roster.Change{Op: roster.OpRevoke, Revocation: rev.Marshal()}, nil, nil); err != nil {
-		return fmt.Errorf("recording the revocation: %w", err)
-	}
-	a.closeDevices([]seed.DevicePublic{rev.Device})
-	a.log.Info("device revoked", "device", rev.Device.Short(), "index", rev.Index)
-	rs.noticeRevoked(rev.Device, to)
-	return nil
 }
 
 // clipString bounds a peer's string and keeps only printable ASCII.
@@ -652,28 +507,4 @@ func clipString(s string, n int) string {
 		}
 	}
 	return string(b)
-}
-
-var _ control.RosterBackend = controlAPI{}
-
-// RosterRevoke records a revocation signed with the phrase: the agent's
-// side of "kith devices revoke".
-func (c controlAPI) RosterRevoke(_ context.Context, req control.RevokeRequest) (control.RevokeResult, error) {
-	a := c.a
-	rev, err := seed.ParseRevocation(req.Revocation)
-	if err != nil {
-		return control.RevokeResult{}, &control.Error{Kind: control.KindBadInput, Message: err.Error()}
-	}
-	if !rev.User.Equal(a.dev.Cert.User) {
-		return control.RevokeResult{}, &control.Error{Kind: control.KindBadInput,
-			Message: "the revocation is signed by another user's key: check the phrase and the BIP39 passphrase"}
-	}
-	if rev.Device.Equal(a.dev.Cert.Device) {
-		return control.RevokeResult{}, &control.Error{Kind: control.KindBadInput,
-			Message: "a device does not revoke itself: revoke it from another of your devices"}
-	}
-	if err := a.rosters.revokeOwn(rev); err != nil {
-		return control.RevokeResult{}, err
-	}
-	return control.RevokeResult{DeviceIndex: rev.Index, DeviceID: rev.Device, Revoked: true}, nil
 }

@@ -22,7 +22,7 @@ func (a *Agent) status() control.Status {
 		Uptime:      a.cfg.Now().Sub(a.started).Round(time.Second).String(),
 		Peers:       []control.PeerStatus{},
 		NAT:         a.natType(),
-		Cluster:     control.ClusterView{State: "standalone", Leader: id.DeviceID.ID(), Voters: []string{id.DeviceID.ID()}, Nonvoters: []string{}},
+		Cluster:     a.clusterView(),
 		Relay:       a.relay.status(),
 	}
 	if msg := a.rosters.revokedSelf(); msg != "" {

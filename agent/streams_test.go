@@ -126,10 +126,10 @@ func TestStreamListenerAndLimit(t *testing.T) {
 	ln := NewStreamListener(&net.UDPAddr{}, 4)
 	defer ln.Close()
 	a := startAgent(t, phrase, 0, "laptop", "127.0.0.2", func(a *Agent) {
-		register(t, a, Protocol{ID: 0x04, Name: "raft", Openers: OpenOwn, MaxStreams: 1, Listener: ln})
+		register(t, a, Protocol{ID: 0x7b, Name: "listener", Openers: OpenOwn, MaxStreams: 1, Listener: ln})
 	})
 	b := startAgent(t, phrase, 1, "phone", "127.0.0.3")
-	s1 := openRaw(t, b, a, []byte{0x04, 'x'})
+	s1 := openRaw(t, b, a, []byte{0x7b, 'x'})
 	c, err := ln.Accept()
 	if err != nil {
 		t.Fatal(err)
@@ -140,11 +140,11 @@ func TestStreamListenerAndLimit(t *testing.T) {
 		t.Fatalf("the listener's stream: %q %v", buf, err)
 	}
 	// The one slot is taken: a second stream is reset.
-	refused(t, openRaw(t, b, a, []byte{0x04}), "a stream past the protocol's limit")
+	refused(t, openRaw(t, b, a, []byte{0x7b}), "a stream past the protocol's limit")
 	// Closing the first frees the slot.
 	c.Close()
 	s1.Close()
-	s3 := openRaw(t, b, a, []byte{0x04, 'y'})
+	s3 := openRaw(t, b, a, []byte{0x7b, 'y'})
 	defer s3.Close()
 	acc := make(chan net.Conn, 1)
 	go func() {

@@ -90,7 +90,7 @@ func TestFriendFollowsRoster(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	revoked := time.Now()
-	if res, err := alice0.agent.Client().RosterRevoke(ctx, control.RevokeRequest{Revocation: rev.Marshal()}); err != nil || !res.Revoked {
+	if res, err := alice0.agent.Client().DevicesRevoke(ctx, control.RevokeRequest{Revocation: rev.Marshal()}); err != nil || !res.Revoked {
 		t.Fatalf("revoke: %+v %v", res, err)
 	}
 	kithtest.Eventually(t, 90*time.Second, "bob drops alice-1", func() error {

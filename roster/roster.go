@@ -207,6 +207,16 @@ func (r *Roster) revokedAs(d seed.DevicePublic, user seed.UserPublic) bool {
 	return ok && rev.User.Equal(user)
 }
 
+// Revocations returns every revocation, sorted by device ID.
+func (r *Roster) Revocations() []seed.Revocation {
+	out := make([]seed.Revocation, 0, len(r.revoked))
+	for _, rev := range r.revoked {
+		out = append(out, rev)
+	}
+	slices.SortFunc(out, func(a, b seed.Revocation) int { return bytes.Compare(a.Device[:], b.Device[:]) })
+	return out
+}
+
 // Blocked reports whether user u is blocked.
 func (r *Roster) Blocked(u seed.UserPublic) bool {
 	f, ok := r.friends[u]

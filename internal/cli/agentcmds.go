@@ -57,6 +57,7 @@ func addAgentCommands(root *cobra.Command, g *globals) {
 		newRunCmd(g),
 		newPairCmd(g),
 		newFriendsCmd(g),
+		newDevicesCmd(g),
 		newStatusCmd(g),
 		newDiscoverCmd(g),
 		newNetcheckCmd(g),

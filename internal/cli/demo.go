@@ -35,7 +35,8 @@ with its own home folder under DIR and its own agent on a 127.0.0.x address:
 
   1. a new identity, and a device restored from its seed phrase;
   2. two people pairing in person by scanning each other's QR codes;
-  3. a restored device joining its owner as an own device;
+  3. a restored device joining its owner as an own device: the two form one
+     Raft cluster and list the same roster;
   4. presence: heartbeats, RTT and clock offsets, and a device that moves.
 
 Everything it starts is stopped at the end; DIR is removed unless --keep.`,
@@ -217,11 +218,11 @@ func (d *demo) run(ctx context.Context) error {
 	if err := d.kith("bob-phone", "", &bob, "init", "--name", "bob-phone"); err != nil {
 		return err
 	}
-	aAddr, err := d.start(ctx, "alice-laptop", "127.0.0.2", "--heartbeat", "500ms")
+	aAddr, err := d.start(ctx, "alice-laptop", "127.0.0.2", "--heartbeat", "500ms", "--raft-profile", "lan")
 	if err != nil {
 		return err
 	}
-	bAddr, err := d.start(ctx, "bob-phone", "127.0.0.3", "--heartbeat", "500ms")
+	bAddr, err := d.start(ctx, "bob-phone", "127.0.0.3", "--heartbeat", "500ms", "--raft-profile", "lan")
 	if err != nil {
 		return err
 	}
@@ -250,7 +251,7 @@ func (d *demo) run(ctx context.Context) error {
 	}
 
 	d.story("A restored phone joins its owner's devices")
-	pAddr, err := d.start(ctx, "alice-phone", "127.0.0.4", "--heartbeat", "500ms")
+	pAddr, err := d.start(ctx, "alice-phone", "127.0.0.4", "--heartbeat", "500ms", "--raft-profile", "lan")
 	if err != nil {
 		return err
 	}
@@ -268,6 +269,23 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 	d.say("alice's phone (%s) and laptop scan each other: %s, kind %q: it is her own device, not a friend.", pAddr, s2.Status, s2.Kind)
+	if err := d.waitCluster(ctx, []string{"alice-laptop", "alice-phone"}); err != nil {
+		return err
+	}
+	d.say("The phone joins the laptop's own cluster (Raft) as a non-voter: two voters would be worse than one.")
+	for _, name := range []string{"alice-laptop", "alice-phone"} {
+		if err := d.printDevices(name); err != nil {
+			return err
+		}
+	}
+	var fs []control.FriendView
+	if err := d.kith("alice-phone", "", &fs, "friends"); err != nil {
+		return err
+	}
+	if len(fs) != 1 || !fs[0].UserID.Equal(bob.UserID) {
+		return errors.New("the phone does not list bob, paired on the laptop, as a friend")
+	}
+	d.say("Both list the same devices, and bob, paired on the laptop, is a friend on the phone too: the roster is replicated.")
 
 	d.story("Presence: heartbeats, clock offsets, and a device that moves")
 	for _, dev := range []seed.DevicePublic{bob.DeviceID, alicePhone.DeviceID} {
@@ -280,7 +298,7 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	d.say("bob's phone leaves the café Wi-Fi: its agent stops and comes back on another address.")
 	d.stopOne(1)
-	nAddr, err := d.start(ctx, "bob-phone", "127.0.0.9", "--heartbeat", "500ms")
+	nAddr, err := d.start(ctx, "bob-phone", "127.0.0.9", "--heartbeat", "500ms", "--raft-profile", "lan")
 	if err != nil {
 		return err
 	}
@@ -342,6 +360,51 @@ func (d *demo) printStatus(name string) error {
 	d.say("\n$ kith status   (on %s)", name)
 	var buf bytes.Buffer
 	printStatus(&buf, st, time.Now())
+	for _, line := range strings.Split(strings.TrimRight(buf.String(), "\n"), "\n") {
+		d.say("  %s", line)
+	}
+	return nil
+}
+
+// waitCluster waits until the agents of names agree on one leader and have
+// nothing pending.
+func (d *demo) waitCluster(ctx context.Context, names []string) error {
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for {
+		var leader string
+		ok := true
+		for i, name := range names {
+			st, err := d.status(name)
+			c := st.Cluster
+			if err != nil || c.Leader == "" || c.Pending != 0 || len(c.Voters)+len(c.Nonvoters) != len(names) || (i > 0 && c.Leader != leader) {
+				ok = false
+				break
+			}
+			leader = c.Leader
+		}
+		if ok {
+			return nil
+		}
+		select {
+		case <-wctx.Done():
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("the devices did not form one cluster within 60 s; see the logs in %s", d.dir)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (d *demo) printDevices(name string) error {
+	ds, err := control.NewClient(d.home(name)).Devices(context.Background())
+	if err != nil {
+		return err
+	}
+	d.say("\n$ kith devices   (on %s)", name)
+	var buf bytes.Buffer
+	printDevices(&buf, ds)
 	for _, line := range strings.Split(strings.TrimRight(buf.String(), "\n"), "\n") {
 		d.say("  %s", line)
 	}

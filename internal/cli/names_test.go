@@ -105,3 +105,9 @@ func TestFriendsByNameOrPrefix(t *testing.T) {
 		}
 	}
 }
+
+func (f *fakeAgent) Devices(context.Context) ([]control.OwnDevice, error) { return nil, nil }
+
+func (f *fakeAgent) DevicesRevoke(context.Context, control.RevokeRequest) (control.RevokeResult, error) {
+	return control.RevokeResult{}, nil
+}

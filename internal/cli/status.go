@@ -47,7 +47,13 @@ func printStatus(w io.Writer, st control.Status, now time.Time) {
 	if st.NAT != "" {
 		fmt.Fprintf(w, "\nnat     %s", clip(st.NAT, 70))
 	}
-	fmt.Fprintf(w, "\ncluster %s (leader %s, %d voters, %d non-voters)\n", st.Cluster.State, shortID(st.Cluster.Leader), len(st.Cluster.Voters), len(st.Cluster.Nonvoters))
+	fmt.Fprintf(w, "\ncluster %s (leader %s, %d voters, %d non-voters)\n", clip(st.Cluster.State, 10), shortID(st.Cluster.Leader), len(st.Cluster.Voters), len(st.Cluster.Nonvoters))
+	if st.Cluster.State == "revoked" {
+		fmt.Fprintln(w, "        this device was revoked: your other devices refuse it; restore one with a new index")
+	}
+	if st.Cluster.Pending > 0 {
+		fmt.Fprintf(w, "        %d writes pending: they wait for a quorum of your devices\n", st.Cluster.Pending)
+	}
 	if st.Relay.Policy != "" {
 		fmt.Fprintf(w, "relay   %s: %d sessions, %s of %s today\n", clip(st.Relay.Policy, 10), st.Relay.Sessions, fmtBytes(st.Relay.QuotaUsed), fmtBytes(st.Relay.QuotaBytes))
 	}

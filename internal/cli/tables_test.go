@@ -32,7 +32,7 @@ func TestTablesFitIn80ColumnsAndShowNamesSafely(t *testing.T) {
 			{DeviceID: dev, UserID: user, Name: "phone", Kind: roster.KindOwn, Addr: "[2001:db8:ffff:ffff:ffff:ffff:ffff:ffff]:65535", Online: true, RTTMillis: ms(0.42), ClockOffsetMillis: ms(3.5), Path: "relay", Via: evil},
 			{DeviceID: dev, UserID: user, Kind: roster.KindOwn},
 		},
-		Cluster: control.ClusterView{State: "leader", Leader: dev.ID()},
+		Cluster: control.ClusterView{State: "candidate" + evil, Leader: dev.ID(), Voters: []string{dev.ID(), dev.ID(), dev.ID()}, Nonvoters: []string{dev.ID(), dev.ID()}, Pending: 123456},
 		Relay:   control.RelayStatus{Policy: "friends" + evil, Sessions: 1 << 20, QuotaUsed: 1 << 63, QuotaBytes: ^uint64(0)},
 	}
 	var out strings.Builder
@@ -42,6 +42,11 @@ func TestTablesFitIn80ColumnsAndShowNamesSafely(t *testing.T) {
 		{UserID: user, Status: roster.StatusFriend},
 	}
 	printFriends(&out, fs)
+	printDevices(&out, []control.OwnDevice{
+		{DeviceID: dev, DeviceIndex: seed.MaxDeviceIndex, Name: evil, Roles: []string{"access", "archive", "always-on", "relay"}, Addr: "[2001:db8:ffff:ffff:ffff:ffff:ffff:ffff]:65535", Revoked: true},
+		{DeviceID: dev, Name: "laptop", Self: true},
+		{DeviceID: dev, Name: "phone", Online: true},
+	})
 	for _, line := range strings.Split(out.String(), "\n") {
 		if n := utf8.RuneCountInString(line); n > 80 {
 			t.Errorf("%d columns: %q", n, line)
@@ -53,7 +58,8 @@ func TestTablesFitIn80ColumnsAndShowNamesSafely(t *testing.T) {
 		}
 	}
 	if !strings.Contains(out.String(), "mallory[31mevil") || !strings.Contains(out.String(), "-27h") ||
-		!strings.Contains(out.String(), "is relayed via mallory[31mevil") {
+		!strings.Contains(out.String(), "is relayed via mallory[31mevil") ||
+		!strings.Contains(out.String(), "123456 writes pending") || !strings.Contains(out.String(), "revoked") {
 		t.Errorf("the tables:\n%s", out.String())
 	}
 	t.Logf("\n%s", out.String())

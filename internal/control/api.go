@@ -89,13 +89,17 @@ type PeerStatus struct {
 	Via  string `json:"via,omitempty"`
 }
 
-// ClusterView is the own cluster's state. Until the own cluster runs Raft
-// (a later stage), a device reports itself as a standalone voter.
+// ClusterView is the own cluster's state (package cluster): raft's state
+// on this device (leader, follower, candidate; "starting" before the
+// cluster runs), the leader's device ID ("" without one), the voters and
+// non-voters by device ID, and the writes waiting for quorum.
 type ClusterView struct {
 	State     string   `json:"state"`
 	Leader    string   `json:"leader"`
+	Term      uint64   `json:"term"`
 	Voters    []string `json:"voters"`
 	Nonvoters []string `json:"nonvoters"`
+	Pending   int      `json:"pending"`
 }
 
 // MaxInviteTTL is the longest lifetime an invite may be asked for in a

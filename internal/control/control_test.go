@@ -134,3 +134,9 @@ func TestLongSocketPath(t *testing.T) {
 		t.Fatalf("got %v, want a SocketPathError", err)
 	}
 }
+
+func (f *fake) Devices(context.Context) ([]OwnDevice, error) { return nil, nil }
+
+func (f *fake) DevicesRevoke(context.Context, RevokeRequest) (RevokeResult, error) {
+	return RevokeResult{}, nil
+}

@@ -16,9 +16,8 @@ const (
 	RouteDiscover      = "POST /v1/discover"
 	RouteNetcheck      = "POST /v1/netcheck"
 	RouteRelay         = "POST /v1/relay"
-	// RouteRosterRevoke records a revocation signed with the phrase
-	// (rosterapi.go): the roster plumbing under "kith devices revoke".
-	RouteRosterRevoke = "POST /v1/roster/revoke"
+	RouteDevices       = "GET /v1/devices"
+	RouteDevicesRevoke = "POST /v1/devices/revoke"
 )
 
 // friendRoutes maps each friend action to its route.

@@ -36,6 +36,10 @@ type Backend interface {
 	FriendAction(ctx context.Context, action FriendAction, user string) (FriendStatus, error)
 	// Relay sets up a relayed path ([RouteRelay]).
 	Relay(ctx context.Context, req RelayRequest) (RelayResult, error)
+	// Devices lists this user's devices ([RouteDevices]).
+	Devices(ctx context.Context) ([]OwnDevice, error)
+	// DevicesRevoke applies a signed revocation ([RouteDevicesRevoke]).
+	DevicesRevoke(ctx context.Context, req RevokeRequest) (RevokeResult, error)
 }
 
 // NewHandler returns the API's HTTP handler, serving every route from b.
@@ -66,9 +70,14 @@ func NewHandler(b Backend) http.Handler {
 		}))
 	}
 	registerNet(mux, b)
-	registerRoster(mux, b)
 	mux.Handle(RouteRelay, handle(func(ctx context.Context, in *RelayRequest) (RelayResult, error) {
 		return b.Relay(ctx, *in)
+	}))
+	mux.Handle(RouteDevices, handle(func(ctx context.Context, _ *none) ([]OwnDevice, error) {
+		return b.Devices(ctx)
+	}))
+	mux.Handle(RouteDevicesRevoke, handle(func(ctx context.Context, in *RevokeRequest) (RevokeResult, error) {
+		return b.DevicesRevoke(ctx, *in)
 	}))
 	return mux
 }

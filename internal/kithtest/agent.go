@@ -104,6 +104,9 @@ func (a *Agent) Running() bool { return a.p.Running() }
 // the process. It returns the process's exit error (nil for a clean exit).
 func (a *Agent) Stop() error { return a.p.Stop() }
 
+// Kill ends the process with SIGKILL and waits for it.
+func (a *Agent) Kill() { a.p.Kill() }
+
 // Eventually calls f until it returns nil or timeout passes, and then fails
 // the test with f's last error.
 func Eventually(t testing.TB, timeout time.Duration, what string, f func() error) {

@@ -161,6 +161,15 @@ func (p *Process) Stop() error {
 	}
 }
 
+// Kill sends SIGKILL, as a crash or a power cut would end the agent, and
+// waits for the process to exit.
+func (p *Process) Kill() {
+	if p.Running() {
+		p.cmd.Process.Kill()
+	}
+	<-p.done
+}
+
 // WaitStatus asks c for the agent's status until ok accepts it, and
 // returns that status. If ctx ends first it returns the last status seen
 // with ctx's error (and the last request's, if it failed).

@@ -179,3 +179,9 @@ func TestContextEndStopsTheProcess(t *testing.T) {
 		t.Fatal("the process outlived its context")
 	}
 }
+
+func (f *fakeAgent) Devices(context.Context) ([]control.OwnDevice, error) { return nil, nil }
+
+func (f *fakeAgent) DevicesRevoke(context.Context, control.RevokeRequest) (control.RevokeResult, error) {
+	return control.RevokeResult{}, nil
+}

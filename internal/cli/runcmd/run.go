@@ -139,6 +139,9 @@ sessions' bytes per day.`,
 			default:
 				return badInputf(h, "--introduce %q: use own, friends or off", cfg.Introduce)
 			}
+			if cfg.RaftProfile != "home" && cfg.RaftProfile != "lan" {
+				return badInputf(h, "--raft-profile %q: use home or lan", cfg.RaftProfile)
+			}
 			cfg.Version = h.Version()
 			cfg.Logger = slog.New(slog.NewTextHandler(h.Stderr(), &slog.HandlerOptions{Level: level}))
 			if skew != 0 {
@@ -186,6 +189,7 @@ sessions' bytes per day.`,
 	cmd.Flags().BoolVar(&cfg.Quiet, "quiet", false, "quiet mode: outside short windows, strangers get no answer at all")
 	cmd.Flags().StringVar(&cfg.PortMap, "portmap", agent.PortMapOn, "ask the router for a mapping of the UDP port (NAT-PMP, UPnP IGD): on or off")
 	cmd.Flags().StringVar(&cfg.Introduce, "introduce", agent.IntroduceOwn, "whom this device introduces to each other for hole punching: own, friends or off")
+	cmd.Flags().StringVar(&cfg.RaftProfile, "raft-profile", "home", "own cluster timeouts: home (home and mobile links: heartbeats every 0.5 s, elections after 5 s) or lan (0.1 s, 1 s)")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	cmd.Flags().StringVar(&relay, "relay", string(agent.RelayOwn), "relay for others when they cannot reach each other: own (this user's devices, and them with friends), friends (also two friends), or off")
 	cmd.Flags().StringVar(&rateS, "relay-rate", "1M", "bytes per second one relayed session may carry (K, M, G: powers of 1024)")
@@ -205,16 +209,17 @@ func badInputf(h Host, format string, args ...any) error {
 // EnvVars maps each flag of the run command to the environment variable
 // that sets it when the flag is not given.
 var EnvVars = map[string]string{
-	"listen":      "KITH_LISTEN",
-	"heartbeat":   "KITH_HEARTBEAT",
-	"stun":        "KITH_STUN",
-	"quiet":       "KITH_QUIET",
-	"portmap":     "KITH_PORTMAP",
-	"introduce":   "KITH_INTRODUCE",
-	"log-level":   "KITH_LOG_LEVEL",
-	"relay":       "KITH_RELAY",
-	"relay-rate":  "KITH_RELAY_RATE",
-	"relay-quota": "KITH_RELAY_QUOTA",
+	"listen":       "KITH_LISTEN",
+	"heartbeat":    "KITH_HEARTBEAT",
+	"stun":         "KITH_STUN",
+	"quiet":        "KITH_QUIET",
+	"portmap":      "KITH_PORTMAP",
+	"introduce":    "KITH_INTRODUCE",
+	"raft-profile": "KITH_RAFT_PROFILE",
+	"log-level":    "KITH_LOG_LEVEL",
+	"relay":        "KITH_RELAY",
+	"relay-rate":   "KITH_RELAY_RATE",
+	"relay-quota":  "KITH_RELAY_QUOTA",
 }
 
 // fromEnv sets every flag of cmd not given on the command line from its
