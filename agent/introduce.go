@@ -393,7 +393,7 @@ func (a *Agent) planFrom(peer, via seed.DevicePublic, cands []netip.AddrPort, se
 			start = start.Add(-ps.ClockOffset)
 		}
 	}
-	return punchPlan{peer: peer, addrs: addrs, start: start}
+	return punchPlan{peer: peer, addrs: addrs, start: start, was: a.bookAddr(peer)}
 }
 
 func containsAddr(list []netip.AddrPort, ap netip.AddrPort) bool {

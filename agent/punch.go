@@ -33,6 +33,11 @@ type punchPlan struct {
 	peer  seed.DevicePublic
 	addrs []netip.AddrPort
 	start time.Time
+	// was is the peer's address in the book when the introduction
+	// ended: a peer that moved since, to an address no candidate named
+	// (its symmetric NAT's new port toward us, say), was reached by the
+	// punch too, even before the agreed instant.
+	was netip.AddrPort
 }
 
 // Bounds of punching toward one peer: the addresses of a plan come from
@@ -134,7 +139,10 @@ func (a *Agent) punchNow(ctx context.Context, plan punchPlan) (netip.AddrPort, b
 		}
 	}
 	began := a.cfg.Now()
-	before := a.bookAddr(plan.peer)
+	before := plan.was
+	if !before.IsValid() {
+		before = a.bookAddr(plan.peer)
+	}
 	end := began.Add(a.reach.punchFor)
 	a.log.Debug("punching", "peer", plan.peer.Short(), "addrs", plan.addrs)
 	t := time.NewTimer(0)
