@@ -252,7 +252,7 @@ func TestClusterThreeDevicesLeaderLossAndRevoke(t *testing.T) {
 	}
 	// It learns on first contact that it was revoked, and says so.
 	kithtest.Eventually(t, 60*time.Second, "the old home learns it is revoked", func() error {
-		if c := thief.status(t).Cluster; c.State != "revoked" || !thief.agent.Contains("this device was revoked") {
+		if c := thief.status(t).Cluster; c.State != "revoked" || !thief.agent.Contains("was revoked; restore with a new index") {
 			return fmt.Errorf("cluster %+v", c)
 		}
 		return nil
