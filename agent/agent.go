@@ -88,6 +88,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kith-project/kith/cluster"
@@ -279,6 +280,7 @@ type Agent struct {
 	keepEvery time.Duration
 
 	presence *presence.Presence
+	trSet    atomic.Bool // a.tr is set: the packet path may answer (datagram)
 	cluster  clusterHolder
 	notices  revokedNotices
 
@@ -361,6 +363,9 @@ func New(cfg Config, dev *device.Device, st *store.Store) (*Agent, error) {
 		}
 		return nil, fmt.Errorf("starting the transport on %s: %w", pc.LocalAddr(), err)
 	}
+	// The transport reads packets as soon as it listens, before Listen has
+	// returned and a.tr is set: datagram drops them until then.
+	a.trSet.Store(true)
 	if a.ctl, err = control.Listen(cfg.Home); err != nil {
 		a.tr.Close()
 		if a.udp != nil {
@@ -632,7 +637,7 @@ func (a *Agent) dropSource(from netip.AddrPort, quic bool) bool {
 // (those of our own relayed paths the transport unwrapped already),
 // heartbeats and STUN to presence; keepalives are dropped.
 func (a *Agent) datagram(pkt []byte, from netip.AddrPort) {
-	if len(pkt) == 0 {
+	if len(pkt) == 0 || !a.trSet.Load() {
 		return
 	}
 	switch pkt[0] {
