@@ -44,6 +44,9 @@ type reacher struct {
 	// Constant once the agent runs (tests set them before).
 	backoff  []time.Duration
 	punchFor time.Duration
+	// relayAfter is the failed rounds before fallback; zero means
+	// reachRelayAfter. Tests that set up relays by hand raise it.
+	relayAfter int
 
 	punchesSent atomic.Uint64
 	fallbacks   atomic.Uint64
@@ -241,7 +244,11 @@ func (r *reacher) round(ctx context.Context, d seed.DevicePublic, vias []seed.De
 		st.failed++
 	}
 	st.next = a.cfg.Now().Add(r.backoff[min(max(st.failed-1, 0), len(r.backoff)-1)])
-	fall, tries := st.failed >= reachRelayAfter && !st.fellBack, st.failed
+	after := r.relayAfter
+	if after <= 0 {
+		after = reachRelayAfter
+	}
+	fall, tries := st.failed >= after && !st.fellBack, st.failed
 	if fall {
 		st.fellBack = true
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"strings"
@@ -134,8 +135,11 @@ func newRelayLab(t *testing.T, ritaCfg Config) *relayLab {
 		t.Cleanup(func() { pc.Close() })
 		return pc
 	}
-	l.alice = startWith(t, Config{PacketConn: listen(aliceAddr), Heartbeat: hb}, newPhrase(t), 0, "alice")
-	l.bob = startWith(t, Config{PacketConn: listen(bobAddr), Heartbeat: hb}, newPhrase(t), 0, "bob", l.bobSink.register)
+	// The relays of these tests are set up by hand (relayTo): the reach
+	// service falling back on its own would add sessions they count.
+	manual := func(a *Agent) { a.reach.relayAfter = math.MaxInt }
+	l.alice = startWith(t, Config{PacketConn: listen(aliceAddr), Heartbeat: hb}, newPhrase(t), 0, "alice", manual)
+	l.bob = startWith(t, Config{PacketConn: listen(bobAddr), Heartbeat: hb}, newPhrase(t), 0, "bob", l.bobSink.register, manual)
 	l.spy = &spyConn{PacketConn: listen(ritaAddr), marker: l.marker}
 	ritaCfg.PacketConn, ritaCfg.Heartbeat = l.spy, hb
 	ritaCfg.Logger = slog.New(slog.NewTextHandler(l.ritaLog, &slog.HandlerOptions{Level: slog.LevelDebug}))
