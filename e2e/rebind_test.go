@@ -138,6 +138,10 @@ func setPeer(t testing.TB, home, device string, addr netip.AddrPort, version uin
 	}
 	p["addr"], _ = json.Marshal(addr.String())
 	p["addr_version"], _ = json.Marshal(version)
+	// The other addresses known from pairing go too: presence tries them
+	// while the peer is offline, and behind a real NAT they would not
+	// answer, but on loopback they do.
+	delete(p, "addrs")
 	if err := st.Put("peers", device, p); err != nil {
 		t.Fatal(err)
 	}
