@@ -264,11 +264,11 @@ func SealIndex(ix *Index, key seed.DeviceKey, to Recipients) (Blob, error) {
 	if err != nil {
 		return Blob{}, err
 	}
-	in, err := sealLayer(signed, inner)
+	in, err := sealLayer(inner, signed)
 	if err != nil {
 		return Blob{}, err
 	}
-	out, err := sealLayer(in, outer)
+	out, err := sealLayer(outer, in)
 	if err != nil {
 		return Blob{}, err
 	}

@@ -33,17 +33,24 @@ func (r Recipients) check() error {
 	return nil
 }
 
-// sealLayer seals plain to one recipient as a standard age file.
-func sealLayer(plain []byte, to *age.X25519Recipient) ([]byte, error) {
+// sealLayer seals the concatenation of plain to one recipient as a
+// standard age file.
+func sealLayer(to *age.X25519Recipient, plain ...[]byte) ([]byte, error) {
+	n := 0
+	for _, p := range plain {
+		n += len(p)
+	}
 	var buf bytes.Buffer
 	// age adds a header of about 200 bytes and 16 bytes per 64 KiB chunk.
-	buf.Grow(len(plain) + len(plain)/4096 + 512)
+	buf.Grow(n + n/4096 + 512)
 	w, err := age.Encrypt(&buf, to)
 	if err != nil {
 		return nil, fmt.Errorf("archive: sealing: %w", err)
 	}
-	if _, err := w.Write(plain); err != nil {
-		return nil, fmt.Errorf("archive: sealing: %w", err)
+	for _, p := range plain {
+		if _, err := w.Write(p); err != nil {
+			return nil, fmt.Errorf("archive: sealing: %w", err)
+		}
 	}
 	// Without Close the last chunk is never written (DESIGN §10).
 	if err := w.Close(); err != nil {

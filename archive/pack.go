@@ -3,6 +3,7 @@ package archive
 import (
 	"encoding/binary"
 	"fmt"
+	"sort"
 	"unicode"
 	"unicode/utf8"
 )
@@ -40,32 +41,58 @@ const (
 // a control character, on more than MaxRecords records, or on two records
 // with the same ID.
 func Pack(records []Record) ([]byte, error) {
+	segs, size, err := packSegments(records)
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, 0, size)
+	for _, s := range segs {
+		b = append(b, s...)
+	}
+	return b, nil
+}
+
+// packSegments returns the pack as a list of slices, the records' Data
+// among them uncopied, and its total size.
+func packSegments(records []Record) ([][]byte, int, error) {
 	if len(records) > MaxRecords {
-		return nil, fmt.Errorf("%w: %d records, at most %d in one archive", ErrTooLarge, len(records), MaxRecords)
+		return nil, 0, fmt.Errorf("%w: %d records, at most %d in one archive", ErrTooLarge, len(records), MaxRecords)
 	}
 	size := packHeader
 	seen := make(map[string]bool, len(records))
+	heads := 0
 	for _, r := range records {
 		if err := checkID(r.Conversation); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		if seen[r.Conversation] {
-			return nil, fmt.Errorf("archive: conversation %q is given twice", r.Conversation)
+			return nil, 0, fmt.Errorf("archive: conversation %q is given twice", r.Conversation)
 		}
 		seen[r.Conversation] = true
+		heads += 2 + len(r.Conversation) + 8
 		size += 2 + len(r.Conversation) + 8 + len(r.Data)
 	}
-	b := make([]byte, 0, size)
-	b = append(b, packMagic...)
-	b = append(b, packVersion)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(records)))
+	// All the small headers live in one buffer, sliced.
+	hb := make([]byte, 0, packHeader+heads)
+	hb = append(hb, packMagic...)
+	hb = append(hb, packVersion)
+	hb = binary.BigEndian.AppendUint32(hb, uint32(len(records)))
+	segs := make([][]byte, 0, 1+2*len(records))
+	start := 0
 	for _, r := range records {
-		b = binary.BigEndian.AppendUint16(b, uint16(len(r.Conversation)))
-		b = append(b, r.Conversation...)
-		b = binary.BigEndian.AppendUint64(b, uint64(len(r.Data)))
-		b = append(b, r.Data...)
+		hb = binary.BigEndian.AppendUint16(hb, uint16(len(r.Conversation)))
+		hb = append(hb, r.Conversation...)
+		hb = binary.BigEndian.AppendUint64(hb, uint64(len(r.Data)))
+		segs = append(segs, hb[start:len(hb):len(hb)])
+		start = len(hb)
+		if len(r.Data) > 0 {
+			segs = append(segs, r.Data)
+		}
 	}
-	return b, nil
+	if len(records) == 0 {
+		segs = append(segs, hb)
+	}
+	return segs, size, nil
 }
 
 // Unpack parses the pack format. The records' Data alias b. Every length is
@@ -120,6 +147,37 @@ func Unpack(b []byte) ([]Record, error) {
 	return records, nil
 }
 
+// segments is a byte string held as a list of slices.
+type segments struct {
+	segs   [][]byte
+	starts []int // starts[i] is where segs[i] begins
+}
+
+func newSegments(segs [][]byte) segments {
+	starts := make([]int, len(segs))
+	pos := 0
+	for i, s := range segs {
+		starts[i] = pos
+		pos += len(s)
+	}
+	return segments{segs: segs, starts: starts}
+}
+
+// slice returns the bytes from off to end, as slices of the segments.
+func (s segments) slice(off, end int) [][]byte {
+	// The last segment that starts at or before off.
+	i := max(sort.SearchInts(s.starts, off+1)-1, 0)
+	var out [][]byte
+	for ; i < len(s.segs) && s.starts[i] < end; i++ {
+		seg := s.segs[i]
+		lo, hi := max(off-s.starts[i], 0), min(end-s.starts[i], len(seg))
+		if lo < hi {
+			out = append(out, seg[lo:hi])
+		}
+	}
+	return out
+}
+
 // checkID checks a conversation ID.
 func checkID(id string) error {
 	if id == "" || len(id) > MaxIDLen {
@@ -129,7 +187,7 @@ func checkID(id string) error {
 		return fmt.Errorf("archive: conversation ID %q is not UTF-8", id)
 	}
 	for _, r := range id {
-		if unicode.IsControl(r) || r == utf8.RuneError {
+		if unicode.IsControl(r) {
 			return fmt.Errorf("archive: conversation ID %q holds a control character", id)
 		}
 	}

@@ -64,16 +64,34 @@ const (
 
 // encodePart builds a part's plaintext from its raw chunk.
 func encodePart(id ArchiveID, index, count int, chunk []byte, c Compression) ([]byte, error) {
-	b := make([]byte, partHeader, partHeader+len(chunk)+len(chunk)/64+64)
+	head, payload, err := encodePartSplit(id, index, count, [][]byte{chunk}, c)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range payload {
+		head = append(head, p...)
+	}
+	return head, nil
+}
+
+// encodePartSplit builds a part's plaintext as its header and its payload,
+// from the chunk held as slices; a stored payload is those slices, so that
+// sealing copies nothing.
+func encodePartSplit(id ArchiveID, index, count int, chunk [][]byte, c Compression) (head []byte, payload [][]byte, err error) {
+	n := 0
+	for _, p := range chunk {
+		n += len(p)
+	}
+	b := make([]byte, partHeader, partHeader+n/2+64)
 	copy(b, partMagic)
 	b[8] = partVersion
 	copy(b[10:26], id[:])
 	binary.BigEndian.PutUint32(b[26:], uint32(index))
 	binary.BigEndian.PutUint32(b[30:], uint32(count))
-	binary.BigEndian.PutUint32(b[34:], uint32(len(chunk)))
+	binary.BigEndian.PutUint32(b[34:], uint32(n))
 	if c == CompressNone {
 		b[9] = methodStored
-		return append(b, chunk...), nil
+		return b, chunk, nil
 	}
 	level := flate.BestSpeed
 	if c == CompressBest {
@@ -82,23 +100,24 @@ func encodePart(id ArchiveID, index, count int, chunk []byte, c Compression) ([]
 	buf := bytes.NewBuffer(b)
 	w, err := flate.NewWriter(buf, level)
 	if err != nil {
-		return nil, fmt.Errorf("archive: compressing: %w", err)
+		return nil, nil, fmt.Errorf("archive: compressing: %w", err)
 	}
-	if _, err := w.Write(chunk); err != nil {
-		return nil, fmt.Errorf("archive: compressing: %w", err)
+	for _, p := range chunk {
+		if _, err := w.Write(p); err != nil {
+			return nil, nil, fmt.Errorf("archive: compressing: %w", err)
+		}
 	}
 	if err := w.Close(); err != nil {
-		return nil, fmt.Errorf("archive: compressing: %w", err)
+		return nil, nil, fmt.Errorf("archive: compressing: %w", err)
 	}
 	b = buf.Bytes()
-	if len(b)-partHeader >= len(chunk) {
+	if len(b)-partHeader >= n {
 		// It did not compress: store it instead.
-		b = append(b[:partHeader], chunk...)
 		b[9] = methodStored
-		return b, nil
+		return b[:partHeader:partHeader], chunk, nil
 	}
 	b[9] = methodDeflate
-	return b, nil
+	return b[:partHeader:partHeader], [][]byte{b[partHeader:]}, nil
 }
 
 // ParsePart decodes a part's plaintext, the bytes inside the inner layer,

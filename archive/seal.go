@@ -90,13 +90,14 @@ func Seal(ctx context.Context, records []Record, to Recipients, opts *Options) (
 	if err != nil {
 		return nil, err
 	}
-	pack, err := Pack(records)
+	segs, size, err := packSegments(records)
 	if err != nil {
 		return nil, err
 	}
-	count := (len(pack) + chunk - 1) / chunk
+	pack := newSegments(segs)
+	count := (size + chunk - 1) / chunk
 	if count > MaxParts {
-		return nil, fmt.Errorf("%w: %d bytes of history make %d parts, at most %d in one archive: archive fewer conversations at once", ErrTooLarge, len(pack), count, MaxParts)
+		return nil, fmt.Errorf("%w: %d bytes of history make %d parts, at most %d in one archive: archive fewer conversations at once", ErrTooLarge, size, count, MaxParts)
 	}
 	inner, err := to.Inner.AgeRecipient()
 	if err != nil {
@@ -106,22 +107,22 @@ func Seal(ctx context.Context, records []Record, to Recipients, opts *Options) (
 	if err != nil {
 		return nil, err
 	}
-	s := &Sealed{ID: NewArchiveID(), To: to, Blobs: make([]Blob, count), Size: int64(len(pack))}
+	s := &Sealed{ID: NewArchiveID(), To: to, Blobs: make([]Blob, count), Size: int64(size)}
 	for _, r := range records {
 		s.Conversations = append(s.Conversations, r.Conversation)
 	}
 	c := opts.compression()
 	err = parallel(ctx, count, opts.workers(), func(i int) error {
-		end := min((i+1)*chunk, len(pack))
-		plain, err := encodePart(s.ID, i, count, pack[i*chunk:end], c)
+		end := min((i+1)*chunk, size)
+		head, payload, err := encodePartSplit(s.ID, i, count, pack.slice(i*chunk, end), c)
 		if err != nil {
 			return err
 		}
-		in, err := sealLayer(plain, inner)
+		in, err := sealLayer(inner, append([][]byte{head}, payload...)...)
 		if err != nil {
 			return err
 		}
-		out, err := sealLayer(in, outer)
+		out, err := sealLayer(outer, in)
 		if err != nil {
 			return err
 		}
