@@ -1,7 +1,6 @@
 package archive
 
 import (
-	"context"
 	"crypto/ed25519"
 	"encoding/binary"
 	"errors"
@@ -279,13 +278,13 @@ func SealIndex(ix *Index, key seed.DeviceKey, to Recipients) (Blob, error) {
 // for a device that holds the outer key to hand to the one holding the
 // inner key.
 func PeelIndex(sealed []byte, outer seed.ArchiveKey) ([]byte, error) {
-	return openLayer(sealed, outer, "index's outer layer", MaxSealedIndexSize)
+	return openLayer(sealed, []seed.ArchiveKey{outer}, "index's outer layer", MaxSealedIndexSize)
 }
 
 // OpenIndexInner opens a sealed index's inner layer, as PeelIndex returned
 // it, and verifies the index against trust.
 func OpenIndexInner(inner []byte, key seed.ArchiveKey, trust Trust) (*Index, error) {
-	signed, err := openLayer(inner, key, "index's inner layer", MaxSealedIndexSize)
+	signed, err := openLayer(inner, []seed.ArchiveKey{key}, "index's inner layer", MaxSealedIndexSize)
 	if err != nil {
 		return nil, err
 	}
@@ -294,12 +293,27 @@ func OpenIndexInner(inner []byte, key seed.ArchiveKey, trust Trust) (*Index, err
 
 // OpenIndex opens a sealed index with both keys and verifies it against
 // trust.
-func OpenIndex(_ context.Context, sealed []byte, outer, inner seed.ArchiveKey, trust Trust) (*Index, error) {
+func OpenIndex(sealed []byte, outer, inner seed.ArchiveKey, trust Trust) (*Index, error) {
 	in, err := PeelIndex(sealed, outer)
 	if err != nil {
 		return nil, err
 	}
 	return OpenIndexInner(in, inner, trust)
+}
+
+// OpenIndexWith opens a sealed index with whichever of keys are its two
+// recipients, as OpenWith does a blob, and verifies it against trust: the
+// path of a user who lost every device and has only the phrase.
+func OpenIndexWith(sealed []byte, keys []seed.ArchiveKey, trust Trust) (*Index, error) {
+	in, err := openLayer(sealed, keys, "index's outer layer", MaxSealedIndexSize)
+	if err != nil {
+		return nil, err
+	}
+	signed, err := openLayer(in, keys, "index's inner layer", MaxSealedIndexSize)
+	if err != nil {
+		return nil, err
+	}
+	return VerifyIndex(signed, trust)
 }
 
 // Blob returns the index's reference to the named blob, and whether it has

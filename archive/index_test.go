@@ -39,7 +39,7 @@ func TestIndexRoundTrip(t *testing.T) {
 	if bytes.Contains(sealed.Data, []byte("bob, carol")) {
 		t.Fatal("the sealed index shows the friend list")
 	}
-	got, err := OpenIndex(context.Background(), sealed.Data, k.archB, k.archA, trustAB(k, 4))
+	got, err := OpenIndex(sealed.Data, k.archB, k.archA, trustAB(k, 4))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func TestIndexReplayed(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, known := range []uint64{3, 4, 100} {
-		if _, err := OpenIndex(context.Background(), old.Data, k.archB, k.archA, trustAB(k, known)); !errors.Is(err, ErrReplayed) {
+		if _, err := OpenIndex(old.Data, k.archB, k.archA, trustAB(k, known)); !errors.Is(err, ErrReplayed) {
 			t.Fatalf("generation 3 with %d known: %v, want ErrReplayed", known, err)
 		}
 	}
@@ -146,5 +146,56 @@ func TestIndexRefusesBadInput(t *testing.T) {
 	}
 	if _, err := SealIndex(&Index{Generation: 1}, k.devA, Recipients{Inner: k.archA.Recipient(), Outer: k.archA.Recipient()}); err == nil {
 		t.Error("an index sealed to one key twice")
+	}
+}
+
+// TestOpenWithThePhrase: with every device lost, the keys derived from the
+// phrase (several device indexes and the recovery key) open the index and
+// the blobs; the keys of one layer alone do not.
+func TestOpenWithThePhrase(t *testing.T) {
+	k := newTestKeys(t)
+	phrase := bytes.Repeat([]byte{7}, seed.SeedSize)
+	var keys []seed.ArchiveKey
+	var trusted []seed.DevicePublic
+	for i := range uint32(4) {
+		d, a, err := seed.DeriveDevice(phrase, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, a)
+		trusted = append(trusted, d.Public())
+	}
+	keys = append(keys, k.recv)
+	to := Recipients{Inner: k.archB.Recipient(), Outer: k.recv.Recipient()}
+	recs := history(3, 9000)
+	s, err := Seal(context.Background(), recs, to, &Options{ChunkSize: 10_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix := &Index{Generation: 9, Archives: []Entry{s.Entry()}, Friends: []byte("bob")}
+	sealed, err := SealIndex(ix, k.devB, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := OpenIndexWith(sealed.Data, keys, Trust{Devices: trusted})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got.Friends) != "bob" {
+		t.Fatalf("friends %q", got.Friends)
+	}
+	back, err := OpenWith(context.Background(), s.Blobs, keys, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameRecords(t, back, recs)
+	// Without the recovery key, or without device 1's, nothing opens.
+	for _, subset := range [][]seed.ArchiveKey{keys[:4], {keys[0], keys[2], keys[3], keys[4]}, nil} {
+		if _, err := OpenWith(context.Background(), s.Blobs, subset, nil); !errors.Is(err, ErrWrongKey) {
+			t.Fatalf("%d keys: %v, want ErrWrongKey", len(subset), err)
+		}
+		if _, err := OpenIndexWith(sealed.Data, subset, Trust{Devices: trusted}); !errors.Is(err, ErrWrongKey) {
+			t.Fatalf("index with %d keys: %v, want ErrWrongKey", len(subset), err)
+		}
 	}
 }

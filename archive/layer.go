@@ -62,19 +62,29 @@ func sealLayer(to *age.X25519Recipient, plain ...[]byte) ([]byte, error) {
 // openLayer opens one age layer with key. Nothing is returned until the
 // whole layer has been read and authenticated to a clean end: age's stream
 // hands out plaintext before it can tell a truncated file from a whole one.
-func openLayer(sealed []byte, key seed.ArchiveKey, what string, limit int) ([]byte, error) {
+func openLayer(sealed []byte, keys []seed.ArchiveKey, what string, limit int) ([]byte, error) {
 	if len(sealed) > limit {
 		return nil, fmt.Errorf("%w: the %s is %d bytes, at most %d", ErrTooLarge, what, len(sealed), limit)
 	}
-	id, err := key.AgeIdentity()
-	if err != nil {
-		return nil, fmt.Errorf("archive: opening the %s: %w", what, err)
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("%w: no key given for the %s", ErrWrongKey, what)
 	}
-	r, err := age.Decrypt(bytes.NewReader(sealed), id)
+	ids := make([]age.Identity, len(keys))
+	for i, k := range keys {
+		id, err := k.AgeIdentity()
+		if err != nil {
+			return nil, fmt.Errorf("archive: opening the %s: %w", what, err)
+		}
+		ids[i] = id
+	}
+	r, err := age.Decrypt(bytes.NewReader(sealed), ids...)
 	if err != nil {
 		var nomatch *age.NoIdentityMatchError
 		if errors.As(err, &nomatch) {
-			return nil, fmt.Errorf("%w: %s is not a recipient of the %s (or its header is damaged)", ErrWrongKey, key.Recipient(), what)
+			if len(keys) > 1 {
+				return nil, fmt.Errorf("%w: none of the %d keys given is a recipient of the %s (or its header is damaged)", ErrWrongKey, len(keys), what)
+			}
+			return nil, fmt.Errorf("%w: %s is not a recipient of the %s (or its header is damaged)", ErrWrongKey, keys[0].Recipient(), what)
 		}
 		return nil, fmt.Errorf("%w: the %s's header: %w", ErrCorrupt, what, err)
 	}
@@ -100,14 +110,14 @@ func openLayer(sealed []byte, key seed.ArchiveKey, what string, limit int) ([]by
 // not check the blob's name: check it first with BlobName.Matches, or use
 // CheckBlob.
 func PeelOuter(blob []byte, outer seed.ArchiveKey) ([]byte, error) {
-	return openLayer(blob, outer, "outer layer", MaxBlobSize)
+	return openLayer(blob, []seed.ArchiveKey{outer}, "outer layer", MaxBlobSize)
 }
 
 // OpenInner opens an inner layer, as PeelOuter returned it, with the inner
 // recipient's key, and decodes the part inside. A key that is not the inner
 // recipient fails with ErrWrongKey; damage with ErrCorrupt.
 func OpenInner(inner []byte, key seed.ArchiveKey) (Part, error) {
-	plain, err := openLayer(inner, key, "inner layer", MaxBlobSize)
+	plain, err := openLayer(inner, []seed.ArchiveKey{key}, "inner layer", MaxBlobSize)
 	if err != nil {
 		return Part{}, err
 	}
@@ -122,3 +132,4 @@ func CheckBlob(b Blob) error {
 	}
 	return nil
 }
+

@@ -166,6 +166,41 @@ func Open(ctx context.Context, blobs []Blob, outer, inner seed.ArchiveKey, opts 
 	return Assemble(parts)
 }
 
+// OpenWith opens every blob of one archive with whichever of keys are its
+// two recipients: the seed-phrase path after losing every device, where
+// the keys are the recovery key and seed.DeriveDevice's archive key for
+// each device index the user had.
+func OpenWith(ctx context.Context, blobs []Blob, keys []seed.ArchiveKey, opts *Options) ([]Record, error) {
+	if len(blobs) > MaxParts {
+		return nil, fmt.Errorf("%w: %d blobs, at most %d in one archive", ErrTooLarge, len(blobs), MaxParts)
+	}
+	parts := make([]Part, len(blobs))
+	err := parallel(ctx, len(blobs), opts.workers(), func(i int) error {
+		b := blobs[i]
+		if err := CheckBlob(b); err != nil {
+			return err
+		}
+		in, err := openLayer(b.Data, keys, "outer layer", MaxBlobSize)
+		if err != nil {
+			return fmt.Errorf("blob %s: %w", b.Name.Short(), err)
+		}
+		plain, err := openLayer(in, keys, "inner layer", MaxBlobSize)
+		if err != nil {
+			return fmt.Errorf("blob %s: %w", b.Name.Short(), err)
+		}
+		p, err := ParsePart(plain)
+		if err != nil {
+			return fmt.Errorf("blob %s: %w", b.Name.Short(), err)
+		}
+		parts[i] = p
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return Assemble(parts)
+}
+
 // parallel runs f(0) … f(n-1) on at most workers goroutines and returns the
 // first error, after every started call has returned. Once a call fails or
 // ctx is done, no further call starts.
