@@ -132,4 +132,3 @@ func CheckBlob(b Blob) error {
 	}
 	return nil
 }
-
