@@ -115,3 +115,41 @@ func BenchmarkReferenceStockAge(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkReferenceAgeTwoLayers is two nested age layers over the same
+// bytes in memory, on one goroutine, with no packing, naming or copying:
+// the floor of the archive path's sealing cost.
+func BenchmarkReferenceAgeTwoLayers(b *testing.B) {
+	k := newTestKeys(b)
+	pack, err := Pack(benchHistory())
+	if err != nil {
+		b.Fatal(err)
+	}
+	inner, _ := k.archA.Recipient().AgeRecipient()
+	outer, _ := k.archB.Recipient().AgeRecipient()
+	b.SetBytes(benchSize)
+	b.ResetTimer()
+	for b.Loop() {
+		in, err := sealLayer(inner, pack)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := sealLayer(outer, in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkReferenceSHA256 is one SHA-256 pass over the same bytes: what
+// naming the blobs costs.
+func BenchmarkReferenceSHA256(b *testing.B) {
+	pack, err := Pack(benchHistory())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(benchSize)
+	b.ResetTimer()
+	for b.Loop() {
+		NameOf(pack)
+	}
+}

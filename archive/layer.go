@@ -132,3 +132,21 @@ func CheckBlob(b Blob) error {
 	}
 	return nil
 }
+
+// RecipientsFor returns the recipients of the n-th archive a device seals:
+// the inner layer to the device itself (self), the outer layer to one of
+// the user's other access devices, taken in turn by n so that the work of
+// peeling is spread, or to the user's recovery recipient when the device
+// has no other (DESIGN §8). Recipients in others equal to self are skipped.
+func RecipientsFor(self seed.ArchiveRecipient, others []seed.ArchiveRecipient, recovery seed.ArchiveRecipient, n uint64) Recipients {
+	var pool []seed.ArchiveRecipient
+	for _, o := range others {
+		if !o.Equal(self) {
+			pool = append(pool, o)
+		}
+	}
+	if len(pool) == 0 {
+		return Recipients{Inner: self, Outer: recovery}
+	}
+	return Recipients{Inner: self, Outer: pool[n%uint64(len(pool))]}
+}

@@ -289,3 +289,26 @@ func flip(b []byte, pos int) []byte {
 	c[pos] ^= 0x10
 	return c
 }
+
+func TestRecipientsFor(t *testing.T) {
+	k := newTestKeys(t)
+	a, b, r := k.archA.Recipient(), k.archB.Recipient(), k.recv.Recipient()
+	if got := RecipientsFor(a, nil, r, 0); got != (Recipients{Inner: a, Outer: r}) {
+		t.Fatalf("alone: %+v", got)
+	}
+	if got := RecipientsFor(a, []seed.ArchiveRecipient{a}, r, 3); got != (Recipients{Inner: a, Outer: r}) {
+		t.Fatalf("alone, self listed: %+v", got)
+	}
+	c := seed.ArchiveRecipient{9}
+	seen := map[seed.ArchiveRecipient]int{}
+	for n := range uint64(4) {
+		got := RecipientsFor(a, []seed.ArchiveRecipient{b, a, c}, r, n)
+		if got.Inner != a || got.Outer == a || got.Outer == r {
+			t.Fatalf("archive %d: %+v", n, got)
+		}
+		seen[got.Outer]++
+	}
+	if seen[b] != 2 || seen[c] != 2 {
+		t.Fatalf("outer layers not spread: %v", seen)
+	}
+}
