@@ -88,17 +88,25 @@ func openLayer(sealed []byte, keys []seed.ArchiveKey, what string, limit int) ([
 		}
 		return nil, fmt.Errorf("%w: the %s's header: %w", ErrCorrupt, what, err)
 	}
-	// The plaintext is shorter than the sealed bytes, so this bound never
-	// cuts a genuine layer.
-	out := make([]byte, 0, len(sealed))
-	buf := bytes.NewBuffer(out)
-	if _, err := io.Copy(buf, io.LimitReader(r, int64(len(sealed))+1)); err != nil {
-		return nil, fmt.Errorf("%w: the %s is truncated or damaged: %w", ErrCorrupt, what, err)
+	// The plaintext is shorter than the sealed bytes, so a buffer of their
+	// size holds it; filling it means the layer is not what it claims.
+	out := make([]byte, len(sealed))
+	n := 0
+	for {
+		if n == len(out) {
+			return nil, fmt.Errorf("%w: the %s decrypts to more than it holds", ErrCorrupt, what)
+		}
+		m, err := r.Read(out[n:])
+		n += m
+		if err == io.EOF {
+			// age returns io.EOF itself only after the last chunk, marked
+			// last, authenticated; a cut file gives another error.
+			return out[:n:n], nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: the %s is truncated or damaged: %w", ErrCorrupt, what, err)
+		}
 	}
-	if buf.Len() > len(sealed) {
-		return nil, fmt.Errorf("%w: the %s decrypts to more than it holds", ErrCorrupt, what)
-	}
-	return buf.Bytes(), nil
 }
 
 // PeelOuter opens a blob's outer layer with the outer recipient's key and

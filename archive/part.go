@@ -192,6 +192,9 @@ func Assemble(parts []Part) ([]Record, error) {
 		ordered[p.Index] = p.Data
 		size += len(p.Data)
 	}
+	if count == 1 {
+		return Unpack(ordered[0])
+	}
 	pack := make([]byte, 0, size)
 	for _, d := range ordered {
 		pack = append(pack, d...)
