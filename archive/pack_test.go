@@ -95,3 +95,35 @@ func TestPackRefuses(t *testing.T) {
 		}
 	}
 }
+
+func TestParsePartRefuses(t *testing.T) {
+	id := ArchiveID{1}
+	good, err := encodePart(id, 0, 1, bytes.Repeat([]byte("abc"), 10000), CompressFast)
+	if err != nil || good[9] != methodDeflate {
+		t.Fatal("setup", err)
+	}
+	set := func(off int, v ...byte) []byte { b := bytes.Clone(good); copy(b[off:], v); return b }
+	for name, b := range map[string][]byte{
+		"magic":         set(0, 'K'),
+		"version":       set(8, 2),
+		"method":        set(9, 7),
+		"index ≥ count": set(26, 0, 0, 0, 1),
+		"count 0":       set(30, 0, 0, 0, 0),
+		"raw too large": set(34, 0x01, 0, 0, 1),
+		"raw claims a bomb": func() []byte {
+			b := set(34, 0x00, 0xff, 0, 0)
+			return b[:partHeader+5]
+		}(),
+		"raw too small": set(34, 0, 0, 0, 1),
+		"cut":           good[:len(good)-3],
+		"short":         good[:20],
+	} {
+		if _, err := ParsePart(b); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: %v, want ErrCorrupt", name, err)
+		}
+	}
+	stored, _ := encodePart(id, 0, 1, []byte("xyz"), CompressNone)
+	if _, err := ParsePart(stored[:len(stored)-1]); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("stored part cut short: %v", err)
+	}
+}

@@ -60,6 +60,9 @@ const (
 
 	methodStored  = 0
 	methodDeflate = 1
+	// maxInflate bounds DEFLATE's expansion ratio (RFC 1951 allows 258
+	// bytes from a code of at least 2 bits: 1032:1).
+	maxInflate = 1032
 )
 
 // encodePart builds a part's plaintext from its raw chunk.
@@ -150,6 +153,11 @@ func ParsePart(b []byte) (Part, error) {
 		}
 		p.Data = payload
 	case methodDeflate:
+		// DEFLATE expands at most about 1032:1; a header claiming more is
+		// refused before its buffer is allocated.
+		if uint64(raw) > uint64(len(payload))*maxInflate+1024 {
+			return Part{}, fmt.Errorf("%w: %d compressed bytes cannot hold the %d the header says", ErrCorrupt, len(payload), raw)
+		}
 		r := flate.NewReader(bytes.NewReader(payload))
 		data := make([]byte, raw)
 		if _, err := io.ReadFull(r, data); err != nil {

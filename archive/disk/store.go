@@ -128,6 +128,9 @@ type Store struct {
 	blobs  map[archive.BlobName]map[seed.UserPublic]int64 // guarded by mu: name → owner → size
 	used   map[seed.UserPublic]int64                      // guarded by mu: bytes held or being written per owner
 	quotas map[seed.UserPublic]int64                      // guarded by mu: per-owner quotas set
+	// inflight holds a channel per blob being written, closed when the
+	// write ends; guarded by mu.
+	inflight map[putKey]chan struct{}
 }
 
 // Open opens the store in dir, creating it if needed, and scans it: it
@@ -146,6 +149,8 @@ func Open(dir string, opts Options) (*Store, Report, error) {
 		blobs:  make(map[archive.BlobName]map[seed.UserPublic]int64),
 		used:   make(map[seed.UserPublic]int64),
 		quotas: make(map[seed.UserPublic]int64),
+
+		inflight: make(map[putKey]chan struct{}),
 	}
 	if s.quota == 0 {
 		s.quota = DefaultQuota
@@ -288,10 +293,22 @@ func (s *Store) Put(owner seed.UserPublic, name archive.BlobName, data []byte) e
 		return fmt.Errorf("archive store: refusing blob: %w", err)
 	}
 	size := int64(len(data))
+	k := putKey{owner, name}
 	s.mu.Lock()
-	if _, ok := s.blobs[name][owner]; ok {
+	for {
+		if _, ok := s.blobs[name][owner]; ok {
+			s.mu.Unlock()
+			return nil
+		}
+		wait, busy := s.inflight[k]
+		if !busy {
+			break
+		}
+		// The same blob is being written for the same owner: wait for that
+		// write, then look again.
 		s.mu.Unlock()
-		return nil
+		<-wait
+		s.mu.Lock()
 	}
 	if !owner.Equal(s.self) {
 		q := s.quotaOf(owner)
@@ -302,19 +319,26 @@ func (s *Store) Put(owner seed.UserPublic, name archive.BlobName, data []byte) e
 		}
 	}
 	s.used[owner] += size // reserved while writing
+	done := make(chan struct{})
+	s.inflight[k] = done
 	s.mu.Unlock()
 
 	err := s.write(owner, name, data)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	delete(s.inflight, k)
+	close(done)
 	s.used[owner] -= size
 	if err != nil {
 		return err
 	}
-	if _, ok := s.blobs[name][owner]; !ok {
-		s.add(owner, name, size)
-	}
+	s.add(owner, name, size)
 	return nil
+}
+
+type putKey struct {
+	owner seed.UserPublic
+	name  archive.BlobName
 }
 
 // write puts data in place atomically: temporary file, sync, rename, sync

@@ -305,3 +305,47 @@ func TestQuotaErrorText(t *testing.T) {
 		t.Fatalf("%q does not contain %q", e.Error(), want)
 	}
 }
+
+// TestConcurrentPuts: puts from many goroutines, some of the same blob,
+// stay within the quota and count each blob once.
+func TestConcurrentPuts(t *testing.T) {
+	s, _ := open(t, t.TempDir(), Options{Self: self, Quota: 10 * 1000})
+	type item struct {
+		b []byte
+		n archive.BlobName
+	}
+	var items []item
+	for range 20 {
+		b, n := blob(1000)
+		items = append(items, item{b, n})
+	}
+	errs := make(chan error, 40)
+	done := make(chan struct{})
+	for g := range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range items {
+				it := items[(i+g*5)%len(items)]
+				errs <- s.Put(friend, it.n, it.b)
+			}
+		}()
+	}
+	refused := 0
+	go func() {
+		for range 4 {
+			<-done
+		}
+		close(errs)
+	}()
+	for err := range errs {
+		if errors.Is(err, ErrQuota) {
+			refused++
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	used, _ := s.Usage(friend)
+	if used != 10*1000 || len(s.List()) != 10 || refused == 0 {
+		t.Fatalf("used %d, %d blobs, %d refusals; want 10000, 10, some", used, len(s.List()), refused)
+	}
+}
