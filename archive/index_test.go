@@ -3,7 +3,9 @@ package archive
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -197,5 +199,39 @@ func TestOpenWithThePhrase(t *testing.T) {
 		if _, err := OpenIndexWith(sealed.Data, subset, Trust{Devices: trusted}); !errors.Is(err, ErrWrongKey) {
 			t.Fatalf("index with %d keys: %v, want ErrWrongKey", len(subset), err)
 		}
+	}
+}
+
+// TestIndexGolden pins the index format byte by byte.
+func TestIndexGolden(t *testing.T) {
+	k := newTestKeys(t)
+	ix := &Index{
+		Generation: 2,
+		Created:    time.Unix(0x01020304, 0),
+		Roster:     []byte("R"),
+		Friends:    []byte("FF"),
+		Archives: []Entry{{
+			ID:            ArchiveID{0xa1},
+			Conversations: []string{"c"},
+			Blobs:         []BlobRef{{Name: BlobName{0xb1}, Size: 5, Inner: seed.ArchiveRecipient{0x11}, Outer: seed.ArchiveRecipient{0x22}}},
+		}},
+	}
+	signed, err := ix.Sign(k.devA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z := func(n int) string { return strings.Repeat("00", n) }
+	pub := k.devA.Public()
+	want := "6b697468696e6478" + "01" + "0000000000000002" + "0000000001020304" +
+		"00000001" + "52" + "00000002" + "4646" +
+		"00000001" + "a1" + z(15) + "00000001" + "0001" + "63" +
+		"00000001" + "b1" + z(31) + "0000000000000005" + "11" + z(31) + "22" + z(31) +
+		hex.EncodeToString(pub[:])
+	body := hex.EncodeToString(signed[:len(signed)-64])
+	if body != want {
+		t.Fatalf("index\n got %s\nwant %s", body, want)
+	}
+	if !pub.Verify(append([]byte("kith/v1/archive-index\x00"), signed[:len(signed)-64]...), signed[len(signed)-64:]) {
+		t.Fatal("the signature is not over the documented bytes")
 	}
 }
