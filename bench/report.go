@@ -32,6 +32,11 @@ var pairs = []Pair{
 	{"e2e", "RestoreEndToEnd", "ReferenceVersionProcess"},
 	{"cluster/presence", "HeartbeatEncodeSign", "Ed25519SignReference"},
 	{"cluster/presence", "HandleHeartbeat", "Ed25519VerifyReference"},
+	{"archive", "Seal", "ReferenceXChaCha20Poly1305"},
+	{"archive", "SealStored", "ReferenceXChaCha20Poly1305"},
+	{"archive", "SealStored", "ReferenceAgeTwoLayers"},
+	{"archive", "Seal", "ReferenceStockAge"},
+	{"archive", "Open", "ReferenceXChaCha20Poly1305"},
 }
 
 // A Stat summarises the runs of one benchmark.
