@@ -16,6 +16,7 @@
 //	revocations  roster: signed revocations, by the revoked device's ID
 //	peers        local: known devices' addresses and last-seen times, by device ID
 //	invites      local: pairing invites used on this device, by invite hash
+//	forward      local: envelopes held for other devices (store-and-forward), by recipient and hash
 //
 // Values are written with encoding/json; [Store.Get] and [Store.Put] take and
 // fill Go values, and [Store.List] hands out the raw JSON. A bucket name
@@ -75,12 +76,16 @@ const (
 	BucketRevocations = "revocations"
 	BucketPeers       = "peers"
 	BucketInvites     = "invites"
+	// BucketForward holds the envelopes this device stores and forwards
+	// for friends (agent/conv_forward.go): opaque to it, by recipient.
+	BucketForward = "forward"
 )
 
 // buckets lists every bucket, in the order Open creates them.
 var buckets = []string{
 	BucketMeta, BucketIdentity, BucketFriends, BucketDevices,
 	BucketRevocations, BucketPeers, BucketInvites,
+	BucketForward,
 }
 
 // schemaKey is the key in the meta bucket that holds the schema version.
