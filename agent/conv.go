@@ -80,8 +80,8 @@ type convs struct {
 
 	mu        sync.Mutex
 	followers map[conversation.ID]map[chan struct{}]struct{} // guarded by mu
-	syncs     map[conversation.ID]seed.DevicePublic           // guarded by mu: conversations to fetch, from which own device
-	closed    bool                                            // guarded by mu
+	syncs     map[conversation.ID]seed.DevicePublic          // guarded by mu: conversations to fetch, from which own device
+	closed    bool                                           // guarded by mu
 }
 
 // newConvs opens the Book and the forward queue.

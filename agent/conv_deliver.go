@@ -63,9 +63,9 @@ type jobKey struct {
 
 // jobResult is what an attempt reports to run.
 type jobResult struct {
-	key  jobKey
-	ok   bool              // done for now: no backoff
-	via  seed.DevicePublic // the forwarder that took envelopes, if any
+	key jobKey
+	ok  bool              // done for now: no backoff
+	via seed.DevicePublic // the forwarder that took envelopes, if any
 	// handed are outbox sequence numbers a forwarder took.
 	handed []uint64
 	err    error

@@ -62,9 +62,9 @@ type forwardQueue struct {
 	st *store.Store
 
 	mu      sync.Mutex
-	items   map[string]fwdMeta            // guarded by mu: by key
-	count   map[seed.DevicePublic]int     // guarded by mu: items per origin
-	bytes   map[seed.DevicePublic]int     // guarded by mu: bytes per origin
+	items   map[string]fwdMeta             // guarded by mu: by key
+	count   map[seed.DevicePublic]int      // guarded by mu: items per origin
+	bytes   map[seed.DevicePublic]int      // guarded by mu: bytes per origin
 	byDest  map[seed.DevicePublic][]string // guarded by mu: keys per recipient, oldest first
 	total   int                            // guarded by mu: bytes of all items
 	dropped int                            // guarded by mu: refused for quota since start
