@@ -57,9 +57,6 @@ func (c controlAPI) ConvNew(_ context.Context, req control.ConvNewRequest) (cont
 		}
 		rule = r
 	}
-	if pat.HasRule() && rule == "" {
-		return control.ConvNewResult{}, badConv(reasonRule, "a %s needs a rule: give --rule EXPR or --preset NAME", pat)
-	}
 	r := a.book.rosterNow()
 	self := a.dev.Cert.User
 	own, err := r.SignedOf(self, a.dev.Identity.Cert)

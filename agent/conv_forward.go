@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -48,6 +49,8 @@ type fwdItem struct {
 	Origin   seed.DevicePublic `json:"origin"`
 	Envelope []byte            `json:"envelope"`
 	Queued   time.Time         `json:"queued"`
+	// Seq orders the items of one queue: oldest first.
+	Seq uint64 `json:"seq"`
 }
 
 // fwdMeta is what the queue keeps in memory of an item.
@@ -55,11 +58,14 @@ type fwdMeta struct {
 	to, origin seed.DevicePublic
 	size       int
 	queued     time.Time
+	seq        uint64
 }
 
 // forwardQueue is the bucket and an index of it. Safe for concurrent use.
 type forwardQueue struct {
 	st *store.Store
+	// Quotas, the constants above but in tests.
+	perOrigin, bytesPerOrigin int
 
 	mu      sync.Mutex
 	items   map[string]fwdMeta             // guarded by mu: by key
@@ -67,6 +73,7 @@ type forwardQueue struct {
 	bytes   map[seed.DevicePublic]int      // guarded by mu: bytes per origin
 	byDest  map[seed.DevicePublic][]string // guarded by mu: keys per recipient, oldest first
 	total   int                            // guarded by mu: bytes of all items
+	seq     uint64                         // guarded by mu: the newest item's Seq
 	dropped int                            // guarded by mu: refused for quota since start
 }
 
@@ -78,7 +85,7 @@ func fwdKey(to seed.DevicePublic, env []byte) string {
 
 // openForwardQueue loads the index from st, dropping expired items.
 func openForwardQueue(st *store.Store, now time.Time) (*forwardQueue, error) {
-	q := &forwardQueue{st: st, items: map[string]fwdMeta{}, count: map[seed.DevicePublic]int{},
+	q := &forwardQueue{st: st, perOrigin: forwardPerOrigin, bytesPerOrigin: forwardBytesPerOrigin, items: map[string]fwdMeta{}, count: map[seed.DevicePublic]int{},
 		bytes: map[seed.DevicePublic]int{}, byDest: map[seed.DevicePublic][]string{}}
 	var expired []string
 	type entry struct {
@@ -93,14 +100,14 @@ func openForwardQueue(st *store.Store, now time.Time) (*forwardQueue, error) {
 				expired = append(expired, key)
 				return nil
 			}
-			all = append(all, entry{key, fwdMeta{to: it.To, origin: it.Origin, size: len(it.Envelope), queued: it.Queued}})
+			all = append(all, entry{key, fwdMeta{to: it.To, origin: it.Origin, size: len(it.Envelope), queued: it.Queued, seq: it.Seq}})
 			return nil
 		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("loading the forward queue: %w", err)
 	}
-	slices.SortFunc(all, func(a, b entry) int { return a.m.queued.Compare(b.m.queued) })
+	slices.SortFunc(all, func(a, b entry) int { return cmp.Compare(a.m.seq, b.m.seq) })
 	for _, e := range all {
 		q.index(e.key, e.m)
 	}
@@ -118,6 +125,7 @@ func (q *forwardQueue) index(key string, m fwdMeta) {
 	q.bytes[m.origin] += m.size
 	q.total += m.size
 	q.byDest[m.to] = append(q.byDest[m.to], key)
+	q.seq = max(q.seq, m.seq)
 }
 
 // put stores env for device to, handed over by origin. A copy held
@@ -129,16 +137,16 @@ func (q *forwardQueue) put(to, origin seed.DevicePublic, env []byte, now time.Ti
 	if _, ok := q.items[key]; ok {
 		return nil
 	}
-	if q.count[origin] >= forwardPerOrigin || q.bytes[origin]+len(env) > forwardBytesPerOrigin ||
+	if q.count[origin] >= q.perOrigin || q.bytes[origin]+len(env) > q.bytesPerOrigin ||
 		len(q.items) >= forwardTotal || q.total+len(env) > forwardBytesTotal {
 		q.dropped++
 		return errForwardQuota
 	}
-	it := fwdItem{To: to, Origin: origin, Envelope: env, Queued: now.UTC()}
+	it := fwdItem{To: to, Origin: origin, Envelope: env, Queued: now.UTC(), Seq: q.seq + 1}
 	if err := q.st.Update(func(tx *store.Tx) error { return tx.Put(store.BucketForward, key, it) }); err != nil {
 		return fmt.Errorf("storing a forwarded envelope: %w", err)
 	}
-	q.index(key, fwdMeta{to: to, origin: origin, size: len(env), queued: it.Queued})
+	q.index(key, fwdMeta{to: to, origin: origin, size: len(env), queued: it.Queued, seq: it.Seq})
 	return nil
 }
 
