@@ -266,6 +266,16 @@ func TestConvOwnDevices(t *testing.T) {
 		t.Fatalf("own-device pairing: %+v, %+v", r1, r2)
 	}
 
+	// Bob seals to the devices he knows of: he learns of alice-1 from
+	// alice's signed roster.
+	start := time.Now()
+	kithtest.Eventually(t, convWait, "bob knows alice-1", func() error {
+		if f, ok := findFriend(bob.friends(t), alice0.id.UserID); !ok || len(f.Devices) != 2 {
+			return fmt.Errorf("bob's alice: %+v", f)
+		}
+		return nil
+	})
+	t.Logf("bob knows alice-1 after %v", time.Since(start).Round(10*time.Millisecond))
 	id := bob.convNew(t, "Picnic on Sunday?", "discussion", `tally("yes") >= 2`, alice0)
 	for _, p := range []*person{alice0, alice1} {
 		p.waitConv(t, id, "has bob's discussion", hasMessages(0))
