@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -313,7 +315,47 @@ func TestConvPatterns(t *testing.T) {
 		if v.Status != "open" || v.Tally["yes"] != 1 || v.Tally["no"] != 0 {
 			t.Fatalf("after bob's yes, no, yes: status %s, tally %v", v.Status, v.Tally)
 		}
+		// Bob follows the invitation: the messages so far, then alice's
+		// RSVP and the outcome arrive as JSON lines, and the command ends.
+		follow := exec.Command(kithtest.Binary(t), "--home", bob.Home, "--json", "conv", "show", id[:8], "--follow")
+		out, err := follow.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stderr bytes.Buffer
+		follow.Stderr = &stderr
+		if err := follow.Start(); err != nil {
+			t.Fatal(err)
+		}
+		lines := bufio.NewScanner(out)
+		var events []control.ConvEvent
+		next := func() control.ConvEvent {
+			t.Helper()
+			if !lines.Scan() {
+				t.Fatalf("conv show --follow ended after %d events: %v %s", len(events), lines.Err(), stderr.String())
+			}
+			var ev control.ConvEvent
+			if err := json.Unmarshal(lines.Bytes(), &ev); err != nil {
+				t.Fatalf("a line of conv show --follow: %v: %s", err, lines.Text())
+			}
+			events = append(events, ev)
+			return ev
+		}
+		for range 3 {
+			if ev := next(); ev.Type != control.ConvEventMessage || ev.Message.Kind != "rsvp" {
+				t.Fatalf("follow: %+v", ev)
+			}
+		}
 		alice.convVote(t, id, "yes")
+		if ev := next(); ev.Type != control.ConvEventMessage || !strings.EqualFold(ev.Message.By.ID(), alice.id.UserID) {
+			t.Fatalf("follow: %+v, want alice's rsvp", ev)
+		}
+		if ev := next(); ev.Type != control.ConvEventOutcome || ev.Outcome.Result != "yes" {
+			t.Fatalf("follow: %+v, want the outcome", ev)
+		}
+		if err := follow.Wait(); err != nil {
+			t.Fatalf("conv show --follow after the outcome: %v %s", err, stderr.String())
+		}
 		for _, p := range []*person{alice, bob} {
 			v := p.waitConv(t, id, "sees the invitation closed", isDecided)
 			if v.Outcome.Result != "yes" || v.Outcome.Tally["yes"] != 2 {
