@@ -85,6 +85,13 @@ func (b *Book) receive(tx *store.Tx, raw []byte, changed map[ID]bool) ([]byte, e
 		if ferr := b.drainHeld(tx, e.conv, changed); ferr != nil {
 			return nil, ferr
 		}
+		// Decide after the held envelopes: an outcome among them spares
+		// this device publishing its own.
+		if c := b.convs[e.conv]; c != nil && (err == nil || c.winner == nil) {
+			if ferr := b.decide(tx, c); ferr != nil {
+				return nil, fatal(ferr)
+			}
+		}
 	}
 	return ack, err
 }
@@ -230,9 +237,6 @@ func (b *Book) apply(tx *store.Tx, e *envelope, changed map[ID]bool) ([]byte, er
 		return nil, fatal(err)
 	}
 	changed[c.id] = true
-	if err := b.decide(tx, c); err != nil {
-		return nil, fatal(err)
-	}
 	return b.ackFor(e), nil
 }
 
