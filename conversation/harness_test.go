@@ -93,24 +93,38 @@ func (l *lab) addUser(name string, ndev int) *user {
 	}
 	u := &user{name: name, key: k}
 	for i := range ndev {
-		dk, ak, err := seed.DeriveDevice(seedOf(name), uint32(i))
-		if err != nil {
-			l.t.Fatal(err)
-		}
-		cert, err := k.IssueDeviceCert(seed.DeviceCert{Device: dk.Public(), Index: uint32(i), Archive: ak.Recipient(),
-			Name: name + string(rune('0'+i)), Issued: l.clock.Now()})
-		if err != nil {
-			l.t.Fatal(err)
-		}
-		d := &device{name: cert.Name, u: u, self: Self{Key: dk, Cert: cert, Archive: ak},
-			path: filepath.Join(l.t.TempDir(), store.FileName)}
-		copy(d.self.AtRest[:], seedOf("at rest "+cert.Name))
+		d := l.device(u, i, filepath.Join(l.t.TempDir(), store.FileName))
 		l.open(d)
 		u.devs = append(u.devs, d)
 		l.devs = append(l.devs, d)
 	}
 	l.users = append(l.users, u)
 	return u
+}
+
+// device makes the i-th device of u, the same in every process.
+func (l *lab) device(u *user, i int, path string) *device {
+	l.t.Helper()
+	d, err := makeDevice(u, i, path)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return d
+}
+
+func makeDevice(u *user, i int, path string) (*device, error) {
+	dk, ak, err := seed.DeriveDevice(seedOf(u.name), uint32(i))
+	if err != nil {
+		return nil, err
+	}
+	cert, err := u.key.IssueDeviceCert(seed.DeviceCert{Device: dk.Public(), Index: uint32(i), Archive: ak.Recipient(),
+		Name: u.name + string(rune('0'+i)), Issued: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)})
+	if err != nil {
+		return nil, err
+	}
+	d := &device{name: cert.Name, u: u, self: Self{Key: dk, Cert: cert, Archive: ak}, path: path}
+	copy(d.self.AtRest[:], seedOf("at rest "+cert.Name))
+	return d, nil
 }
 
 // open opens d's store and Book (again, after close or a crash).
