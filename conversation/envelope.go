@@ -69,6 +69,7 @@ const (
 	MaxLamport      = 1 << 48  // highest Lamport time
 	MaxHeld         = 1024     // envelopes held out of order, in all
 	MaxHeldPerConv  = 256      // envelopes held out of order, per conversation
+	MaxHeldBytes    = 32 << 20 // bytes of envelopes held out of order, in all
 	maxPayload      = MaxEnvelopeSize - 256 - 600
 	maxKindBytes    = 32
 )

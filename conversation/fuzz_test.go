@@ -34,6 +34,12 @@ func FuzzEnvelope(f *testing.F) {
 		f.Add(o.Envelope)
 	}
 	f.Add([]byte("kith-conv\x01\x02"))
+	// Alice has every seed already, so that a seed's second delivery is
+	// a duplicate and the state stays the same from one input to the
+	// next (the fuzzer minimizes inputs whose coverage changes).
+	for _, o := range b.book.Pending(a.self.Cert.Device, 100) {
+		a.book.Receive(o.Envelope)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		h, ierr := Inspect(data)
 		if ierr == nil && h.Kind == "" {
