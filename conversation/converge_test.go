@@ -50,6 +50,7 @@ func checkConverged(t *testing.T, l *lab, id ID) View {
 func TestConvergence(t *testing.T) {
 	for s := uint64(1); s <= 4; s++ {
 		t.Run(fmt.Sprint("seed", s), func(t *testing.T) {
+			t.Parallel()
 			l := newLab(t)
 			alice, bob, carol := l.addUser("alice", 2), l.addUser("bob", 1), l.addUser("carol", 1)
 			id := l.create(alice, Discussion, `unanimous("yes")`, "lunch on friday?", bob, carol)
