@@ -98,10 +98,19 @@ func toError(src string, err error) *Error {
 	var fe *file.Error
 	if errors.As(err, &fe) {
 		line, col := position(src, fe.From)
-		return &Error{Line: line, Column: col, Reason: fe.Message}
+		return &Error{Line: line, Column: col, Reason: goNames.Replace(fe.Message)}
 	}
 	return &Error{Line: 1, Column: 1, Reason: err.Error()}
 }
+
+// goNames rewords the Go type names in expr's messages as a rule's author
+// knows them.
+var goNames = strings.NewReplacer(
+	"*consensus.ruleEnv", "the environment",
+	"consensus.ruleEnv", "the environment",
+	"consensus.envVote", "vote",
+	"consensus.envMessage", "message",
+)
 
 // position converts a rune offset in src into a 1-based line and column.
 func position(src string, offset int) (line, col int) {
