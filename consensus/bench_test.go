@@ -44,8 +44,8 @@ func benchMembers(n int) []string {
 
 // BenchmarkRule is one message's cost to a conversation: Tally.Add of a
 // vote, then the rule's Eval, for each preset at 10 to 10,000 members,
-// beside the same rule written in Go ("go") and one Ed25519 verify, the
-// cost of checking the message's signature.
+// beside the same rule written in Go ("go"); BenchmarkReferenceEd25519Verify,
+// the cost of checking the message's signature, runs beside it.
 func BenchmarkRule(b *testing.B) {
 	choices := []string{"yes", "no", "abstain"}
 	for _, p := range presets {
@@ -103,16 +103,20 @@ func BenchmarkRule(b *testing.B) {
 			}
 		})
 	}
-	b.Run("ed25519-verify", func(b *testing.B) {
-		pub, priv, _ := ed25519.GenerateKey(nil)
-		msg := make([]byte, 256)
-		sig := ed25519.Sign(priv, msg)
-		b.ReportAllocs()
-		b.ResetTimer()
-		for range b.N {
-			sink = ed25519.Verify(pub, msg, sig)
-		}
-	})
+}
+
+// BenchmarkReferenceEd25519Verify is one ed25519.Verify of a 256-byte
+// message: what checking a message's signature costs, the reference for
+// BenchmarkRule in the same run.
+func BenchmarkReferenceEd25519Verify(b *testing.B) {
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	msg := make([]byte, 256)
+	sig := ed25519.Sign(priv, msg)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		sink = ed25519.Verify(pub, msg, sig)
+	}
 }
 
 // BenchmarkCompile is compiling a preset: once per conversation.
