@@ -3,6 +3,7 @@ package consensus
 import (
 	"crypto/ed25519"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -126,5 +127,40 @@ func BenchmarkCompile(b *testing.B) {
 		if _, err := Compile(src); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkWorstRule is about the most a rule within the bounds costs: as
+// many predicates over the messages as 200 nodes allow (side by side, as
+// they may not nest), with 1,000 and 10,000 messages.
+func BenchmarkWorstRule(b *testing.B) {
+	term := `count(messages, .body == "x")`
+	src := term
+	for {
+		next := src + " + " + term
+		if _, err := Compile(next + " > 0"); err != nil {
+			break
+		}
+		src = next
+	}
+	r, err := Compile(src + " > 0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("%d predicates", strings.Count(src, "count("))
+	for _, n := range []int{1000, 10000} {
+		t := NewTally([]string{"a"})
+		for range n {
+			t.Add(Message{By: "a", Kind: "text", Body: "y", At: t0})
+		}
+		b.Run(fmt.Sprintf("messages=%d", n), func(b *testing.B) {
+			for range b.N {
+				ok, err := r.Eval(t, 0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				sink = ok
+			}
+		})
 	}
 }

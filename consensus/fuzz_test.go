@@ -16,7 +16,7 @@ func FuzzCompile(f *testing.F) {
 	}
 	for _, s := range []string{
 		`now() > 0`, `len(keys({"a": 1})) > 0`, `count(votes, count(votes, true) > 0) > 0`,
-		`votes[0].choice.String() == ""`, `all(messages, len(map(messages, .body)) > 0)`,
+		`votes[0].choice.String() == ""`, `all(messages, len(map(messages, .body)) > 0)`, `count(votes, .choice == "yes") + count(messages, .kind == "text") > 1`,
 		"n > 0 &&\n\tfoo(1)", `tally("yes") >=`, `"\u00e9" + "x" == ""`, `1..3`, `$env.n`,
 		`max(members) == "" || upper(members[0]) matches "["`, `let a = 1; a > 0`,
 	} {
