@@ -224,6 +224,7 @@ func TestRefusals(t *testing.T) {
 		reasonPart string
 	}{
 		{`now() > 0`, 1, 1, "now is not allowed: it reads the clock"},
+		{`"é€" != "" && now() > 0`, 1, 15, "now"}, // columns count characters, not bytes
 		{`n > 0 && date("2026-01-01") != nil`, 1, 10, "date is not allowed"},
 		{`timezone("UTC") != nil`, 1, 1, "timezone"},
 		{`duration("1h") > 0`, 1, 1, "duration"},
