@@ -73,7 +73,7 @@ type checkResult struct {
 
 // refusedError is a refused rule: exit 2, with the hint.
 func refusedError(e *consensus.Error) error {
-	return badInput(withHint(fmt.Errorf("rule refused: %s", e.Error()), ruleHint))
+	return badInput(withHint(fmt.Errorf("rule refused: %s", sanitize(e.Error())), ruleHint))
 }
 
 func newRuleCheckCmd(g *globals) *cobra.Command {
