@@ -37,6 +37,9 @@ var pairs = []Pair{
 	{"archive", "SealStored", "ReferenceAgeTwoLayers"},
 	{"archive", "Seal", "ReferenceStockAge"},
 	{"archive", "Open", "ReferenceXChaCha20Poly1305"},
+	{"consensus", "Rule/quorum/members=10/expr", "ReferenceEd25519Verify"},
+	{"consensus", "Rule/quorum/members=10000/expr", "ReferenceEd25519Verify"},
+	{"consensus", "Rule/quorum/members=10000/expr", "Rule/quorum/members=10000/go"},
 }
 
 // A Stat summarises the runs of one benchmark.
