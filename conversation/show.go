@@ -176,3 +176,45 @@ func (b *Book) Tick() {
 	}
 	b.notify(changed)
 }
+
+// Envelopes returns every stored envelope of conversation id in an order
+// Receive accepts: the genesis, then messages and outcomes ascending by
+// (Lamport, ID), which keeps each author chain in order and every outcome
+// after the messages it names. Late messages are included. It is for an
+// own device that lacks the conversation (the agent's sync); ErrNotFound
+// if there is none.
+func (b *Book) Envelopes(id ID) ([][]byte, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, ErrClosed
+	}
+	c := b.convs[id]
+	if c == nil {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	ms := make([]*msg, 0, len(c.msgs))
+	for _, m := range c.msgs {
+		ms = append(ms, m)
+	}
+	slices.SortFunc(ms, func(x, y *msg) int { return x.less(y) })
+	out := [][]byte{slices.Clone(c.rec.Genesis)}
+	err := b.cfg.Store.View(func(tx *store.Tx) error {
+		for _, m := range ms {
+			var rec msgRec
+			ok, err := tx.Get(store.BucketConvMessages, msgKey(id, m.id), &rec)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return fmt.Errorf("conversation: message %s of %s is missing from the store", m.id, id)
+			}
+			out = append(out, rec.Env)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
