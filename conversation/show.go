@@ -21,29 +21,35 @@ func (b *Book) Pending(to seed.DevicePublic, max int) []Outgoing {
 		return nil
 	}
 	var out []Outgoing
-	for _, it := range q.items {
-		if len(out) >= max {
-			break
+	err := b.cfg.Store.View(func(tx *store.Tx) error {
+		for _, it := range q.items {
+			if len(out) >= max {
+				break
+			}
+			raw := b.envelopeOf(tx, it.conv, it.id)
+			if raw == nil {
+				continue
+			}
+			out = append(out, Outgoing{To: to, ToUser: q.user, Seq: it.seq, Envelope: raw})
 		}
-		raw := b.envelopeOf(it.conv, it.id)
-		if raw == nil {
-			continue
-		}
-		out = append(out, Outgoing{To: to, ToUser: q.user, Seq: it.seq, Envelope: raw})
+		return nil
+	})
+	if err != nil {
+		b.log.Warn("conversation: reading the outbox", "err", err)
 	}
 	return out
 }
 
-// envelopeOf reads a stored envelope from the store. b.mu is held.
-func (b *Book) envelopeOf(conv ID, id MessageID) []byte {
+// envelopeOf reads a stored envelope. b.mu is held.
+func (b *Book) envelopeOf(tx *store.Tx, conv ID, id MessageID) []byte {
 	if id == MessageID(conv) {
 		if c := b.convs[conv]; c != nil {
-			return c.rec.Genesis
+			return slices.Clone(c.rec.Genesis)
 		}
 		return nil
 	}
 	var rec msgRec
-	if ok, err := b.cfg.Store.Get(store.BucketConvMessages, msgKey(conv, id), &rec); !ok || err != nil {
+	if ok, err := tx.Get(store.BucketConvMessages, msgKey(conv, id), &rec); !ok || err != nil {
 		if err != nil {
 			b.log.Warn("conversation: reading an outbox envelope", "err", err)
 		}
