@@ -131,8 +131,12 @@ func (e *NewerSchemaError) Is(target error) bool { return target == ErrNewerSche
 
 // Store is an open database. Its methods are safe for concurrent use.
 type Store struct {
-	db   *bbolt.DB // constant after Open
-	path string    // constant after Open
+	path string // constant after Open
+
+	// dbmu guards db: transactions hold it for reading, Compact (which
+	// swaps the file) and Close for writing.
+	dbmu sync.RWMutex
+	db   *bbolt.DB
 
 	mu     sync.Mutex
 	closed bool // guarded by mu
@@ -275,6 +279,8 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.dbmu.Lock()
+	defer s.dbmu.Unlock()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("store: closing %s: %w", s.path, err)
 	}
@@ -311,12 +317,16 @@ func (s *Store) List(bucket string, fn func(key string, raw []byte) error) error
 // written together if fn returns nil, and none is if it returns an error,
 // which Update returns. tx is valid only during fn.
 func (s *Store) Update(fn func(tx *Tx) error) error {
+	s.dbmu.RLock()
+	defer s.dbmu.RUnlock()
 	return s.closedErr(s.db.Update(func(btx *bbolt.Tx) error { return fn(&Tx{tx: btx}) }))
 }
 
 // View runs fn in a read-only transaction, which sees one consistent state
 // of the database. tx is valid only during fn; its Put and Delete fail.
 func (s *Store) View(fn func(tx *Tx) error) error {
+	s.dbmu.RLock()
+	defer s.dbmu.RUnlock()
 	return s.closedErr(s.db.View(func(btx *bbolt.Tx) error { return fn(&Tx{tx: btx}) }))
 }
 
