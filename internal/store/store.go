@@ -20,6 +20,7 @@
 //	conv_messages      conversations: envelopes, by conversation ID "/" envelope ID
 //	conv_outbox        conversations: unacknowledged deliveries, by device ID "/" sequence number
 //	forward      local: envelopes held for other devices (store-and-forward, agent/conv_forward.go), by recipient and hash
+//	archive      roster: archive placement (blob names, sizes, holders; agent/archive_state.go), key "state"
 //
 // The conversation and forward buckets were added within schema 2: an older kith
 // ignores them, and Open creates them in an existing database.
@@ -89,6 +90,9 @@ const (
 	// BucketForward holds the envelopes this device stores and forwards
 	// for friends (agent/conv_forward.go): opaque to it, by recipient.
 	BucketForward = "forward"
+	// BucketArchive holds the archive placement the own cluster agreed on
+	// (agent/archive_state.go): blob names, sizes, holders, no plaintext.
+	BucketArchive = "archive"
 )
 
 // buckets lists every bucket, in the order Open creates them.
@@ -96,7 +100,7 @@ var buckets = []string{
 	BucketMeta, BucketIdentity, BucketFriends, BucketDevices,
 	BucketRevocations, BucketPeers, BucketInvites,
 	BucketConversations, BucketConvMessages, BucketConvOutbox,
-	BucketForward,
+	BucketForward, BucketArchive,
 }
 
 // schemaKey is the key in the meta bucket that holds the schema version.
