@@ -13,6 +13,7 @@ import (
 	"github.com/kith-project/kith/archive"
 	"github.com/kith-project/kith/archive/disk"
 	"github.com/kith-project/kith/cluster"
+	"github.com/kith-project/kith/cluster/presence"
 	"github.com/kith-project/kith/conversation"
 	"github.com/kith-project/kith/internal/store"
 	"github.com/kith-project/kith/roster"
@@ -113,6 +114,8 @@ func (ar *archiver) run(ctx context.Context) error {
 	every := ar.a.cfg.ArchiveEvery
 	t := time.NewTicker(every)
 	defer t.Stop()
+	events, cancel := ar.a.presence.Subscribe(16)
+	defer cancel()
 	for {
 		var reply chan nowReply
 		force := false
@@ -120,6 +123,11 @@ func (ar *archiver) run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case ev := <-events:
+			// An own device back online: compare placements, repair.
+			if p, ok := ar.a.book.peerFor(ev.Device); !ok || p.Kind != roster.KindOwn || ev.Kind != presence.PeerOnline {
+				continue
+			}
 		case <-ar.kick:
 		case reply = <-ar.now:
 			force = true
@@ -155,6 +163,9 @@ func (ar *archiver) archiveNow(ctx context.Context) ([]conversation.ID, error) {
 
 // pass is one round: forget what others archived, seal, reconcile, repair.
 func (ar *archiver) pass(ctx context.Context, force bool) ([]conversation.ID, error) {
+	if err := ar.syncPlacement(ctx); err != nil {
+		ar.a.log.Debug("placement sync", "err", err)
+	}
 	ar.forgetArchived()
 	ids, err := ar.seal(ctx, force)
 	ar.reconcile()

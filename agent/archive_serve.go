@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -152,6 +153,15 @@ func (ar *archiver) answer(p Peer, f arFrame, payload []byte) (arFrame, []byte) 
 			return arRefuse(arCodeBad, "%v", err), nil
 		}
 		b := encodePart(part)
+		return arFrame{Type: arData, Size: int64(len(b))}, b
+	case arPlace:
+		if !own {
+			return arRefuse(arCodeDenied, "placement is for own devices"), nil
+		}
+		b, err := json.Marshal(ar.placementDoc())
+		if err != nil || len(b) > int(maxPayload(arData)) {
+			return arRefuse(arCodeFailed, "the placement could not be sent"), nil
+		}
 		return arFrame{Type: arData, Size: int64(len(b))}, b
 	}
 	return arRefuse(arCodeBad, "unknown request"), nil

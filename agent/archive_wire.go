@@ -27,6 +27,7 @@ import (
 //	0x06 names    bits (1) ‖ bucket (4)…                             the names in those buckets (none: all)
 //	0x07 peel     size (8), then a blob                              own devices: peel its outer layer
 //	0x08 open     size (8), then an inner layer                      own devices: open it, send the part
+//	0x09 place    (empty)                                            own devices: your archive placement
 //
 //	0x81 ok       (empty)
 //	0x82 data     size (8), then the bytes                           a blob, an inner layer or a part
@@ -36,7 +37,8 @@ import (
 //	0x86 names    archive.AppendNames form
 //	0x87 has      0 or 1 (1)
 //
-// A part sent as data is archive ID (16) ‖ index (4) ‖ count (4) ‖ data.
+// The answer to place is data: the placement as JSON (archive_state.go's
+// archiveDoc). A part sent as data is archive ID (16) ‖ index (4) ‖ count (4) ‖ data.
 // Owners: an own device's requests are about this user's blobs; a
 // friend's device may put, get and list only its own user's blobs, and
 // may not peel or open.
@@ -52,6 +54,7 @@ const (
 	arNames   byte = 0x06
 	arPeel    byte = 0x07
 	arOpen    byte = 0x08
+	arPlace   byte = 0x09
 
 	arOK      byte = 0x81
 	arData    byte = 0x82
@@ -114,7 +117,7 @@ func encodeArFrame(f arFrame) ([]byte, error) {
 		b = binary.BigEndian.AppendUint64(b, uint64(f.Size))
 	case arGet, arHas:
 		b = append(b, f.Name[:]...)
-	case arRoot, arOK:
+	case arRoot, arOK, arPlace:
 	case arBuckets:
 		b = append(b, byte(f.Bits))
 	case arNames:
@@ -190,7 +193,7 @@ func decodeArFrame(b []byte) (arFrame, error) {
 			return arFrame{}, err
 		}
 		copy(f.Name[:], body)
-	case arRoot, arOK:
+	case arRoot, arOK, arPlace:
 		if err := exact(0); err != nil {
 			return arFrame{}, err
 		}
@@ -259,7 +262,7 @@ func decodeArFrame(b []byte) (arFrame, error) {
 }
 
 // isArRequest reports whether t is a frame an opener sends.
-func isArRequest(t byte) bool { return t >= arPut && t <= arOpen }
+func isArRequest(t byte) bool { return t >= arPut && t <= arPlace }
 
 // writeArFrame writes f and then payload, which must be f.Size bytes.
 func writeArFrame(w io.Writer, f arFrame, payload []byte) error {
