@@ -177,6 +177,10 @@ type Config struct {
 	// ArchiveEvery is how often the archive service runs a pass. Default
 	// DefaultArchiveEvery.
 	ArchiveEvery time.Duration
+	// ArchiveSettle is how long a decided conversation stays unchanged
+	// before it is archived (kith run --archive-settle). Default
+	// DefaultArchiveSettle.
+	ArchiveSettle time.Duration
 
 	// raftProfile, set by tests in this package, overrides RaftProfile.
 	raftProfile *cluster.Profile
@@ -277,6 +281,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ArchiveEvery <= 0 {
 		c.ArchiveEvery = DefaultArchiveEvery
+	}
+	if c.ArchiveSettle <= 0 {
+		c.ArchiveSettle = DefaultArchiveSettle
 	}
 }
 

@@ -44,9 +44,10 @@ import (
 
 // Defaults of the archive service.
 const (
-	DefaultArchiveIdle  = 30 * 24 * time.Hour
-	DefaultArchiveGone  = 14 * 24 * time.Hour
-	DefaultArchiveEvery = time.Minute
+	DefaultArchiveIdle   = 30 * 24 * time.Hour
+	DefaultArchiveGone   = 14 * 24 * time.Hour
+	DefaultArchiveEvery  = time.Minute
+	DefaultArchiveSettle = 10 * time.Minute
 )
 
 // archiver is the agent's archive service.
@@ -184,12 +185,33 @@ func (ar *archiver) eligible() ([]conversation.ID, error) {
 	now := ar.a.cfg.Now()
 	var out []conversation.ID
 	for _, s := range list {
-		if s.Status == conversation.StatusDecided || now.Sub(s.Updated) > ar.a.cfg.ArchiveIdle {
+		idle := now.Sub(s.Updated)
+		// A decided conversation waits ArchiveSettle after its last change:
+		// a concurrent outcome that wins (the lowest Lamport time and ID,
+		// DESIGN §7) may still be on its way, and an archive keeps what
+		// this device held when it sealed.
+		if (s.Status == conversation.StatusDecided && idle > ar.a.cfg.ArchiveSettle) || idle > ar.a.cfg.ArchiveIdle {
 			out = append(out, s.ID)
 		}
 	}
 	slices.SortFunc(out, func(x, y conversation.ID) int { return slices.Compare(x[:], y[:]) })
 	return out, nil
+}
+
+// isArchiver reports whether this device archives on its own: the own
+// device with the lowest ID among those online does, so that two own
+// devices, both member devices of every conversation, do not both seal
+// the same ones. "kith archive now" archives on any device.
+func (ar *archiver) isArchiver() bool {
+	a := ar.a
+	self := a.dev.Cert.Device
+	online := a.onlineSet()
+	for _, p := range a.book.reachable() {
+		if p.Kind == roster.KindOwn && online[p.DeviceID] && !a.book.revoked(p.DeviceID) && slices.Compare(p.DeviceID[:], self[:]) < 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // recipients are the two keys the next archive is sealed to.
@@ -219,7 +241,9 @@ func (ar *archiver) recipients() (archive.Recipients, error) {
 
 // seal archives the eligible conversations as one archive.
 func (ar *archiver) seal(ctx context.Context, force bool) ([]conversation.ID, error) {
-	_ = force
+	if !force && !ar.isArchiver() {
+		return nil, nil
+	}
 	ids, err := ar.eligible()
 	if err != nil || len(ids) == 0 {
 		return nil, err
@@ -299,7 +323,7 @@ func (ar *archiver) sealIndex(newEntry archive.Entry, to archive.Recipients) (*i
 	if err != nil {
 		return nil, err
 	}
-	friends, err := json.Marshal(indexFriends(r))
+	friends, err := json.Marshal(indexFriends(r, a.book))
 	if err != nil {
 		return nil, err
 	}
@@ -319,15 +343,22 @@ func (ar *archiver) sealIndex(newEntry archive.Entry, to archive.Recipients) (*i
 type indexFriend struct {
 	Friend  roster.Friend   `json:"friend"`
 	Devices []roster.Device `json:"devices"`
+	// Addrs are the devices' last addresses, by device ID.
+	Addrs map[string]string `json:"addrs,omitempty"`
 }
 
-func indexFriends(r *roster.Roster) []indexFriend {
+func (f indexFriend) addrOf(d seed.DevicePublic) string { return f.Addrs[d.ID()] }
+
+func indexFriends(r *roster.Roster, b *book) []indexFriend {
 	out := []indexFriend{}
 	for _, f := range r.Friends() {
-		e := indexFriend{Friend: f, Devices: []roster.Device{}}
+		e := indexFriend{Friend: f, Devices: []roster.Device{}, Addrs: map[string]string{}}
 		for _, d := range r.Devices() {
 			if d.Kind == roster.KindFriend && d.UserID.Equal(f.UserID) {
 				e.Devices = append(e.Devices, d)
+				if p, ok := b.peerFor(d.DeviceID); ok && p.Addr != "" {
+					e.Addrs[d.DeviceID.ID()] = p.Addr
+				}
 			}
 		}
 		out = append(out, e)

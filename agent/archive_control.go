@@ -88,16 +88,21 @@ func (c controlAPI) ArchiveQuota(_ context.Context, req control.ArchiveQuotaRequ
 }
 
 // getBlob returns blob n from this device's folder, or from a holder.
+//
+// A copy here that fails its check is removed by the blob store, fetched
+// again from another holder and written back: healed.
 func (ar *archiver) getBlob(ctx context.Context, n archive.BlobName, progress func(int)) ([]byte, error) {
+	heal := false
 	if ar.blobs.Has(n) {
-		if b, err := ar.blobs.Get(n); err == nil {
+		b, err := ar.blobs.Get(n)
+		if err == nil {
 			if progress != nil {
 				progress(len(b))
 			}
 			return b, nil
-		} else {
-			ar.a.log.Warn("a damaged blob here; fetching it from a holder", "blob", n.Short(), "err", err)
 		}
+		ar.a.log.Warn("a damaged blob here; fetching it from another holder", "blob", n.Short(), "err", err)
+		heal = true
 	}
 	holders := ar.state.holdersOf(n)
 	if len(holders) == 0 {
@@ -112,6 +117,13 @@ func (ar *archiver) getBlob(ctx context.Context, n archive.BlobName, progress fu
 			}
 			b, err := ar.fetchFrom(ctx, d, n, progress)
 			if err == nil {
+				if heal {
+					if err := ar.blobs.Put(ar.a.dev.Cert.User, n, b); err != nil {
+						ar.a.log.Warn("healing a damaged blob", "blob", n.Short(), "err", err)
+					} else {
+						ar.a.log.Info("healed a damaged blob from another holder", "blob", n.Short(), "from", d.Short())
+					}
+				}
 				return b, nil
 			}
 			errs = append(errs, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/kith-project/kith/archive"
 	"github.com/kith-project/kith/roster"
@@ -101,6 +102,63 @@ func (ar *archiver) repair(ctx context.Context) error {
 		}
 		if err := ar.place(archivePlace{Hold: []holding{{Blob: c.Blob, Size: c.Size, Device: c.To}}}); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	errs = append(errs, ar.offsite(ctx, tried))
+	return errors.Join(errs...)
+}
+
+// offsite gives every blob this device holds a copy on a friend's device
+// acting as an archive relay, when one is online and takes it: whatever
+// happens to the user's own devices, a friend can give the history back
+// (recovery after losing every device, archive_recover.go). It is a copy
+// beyond DefaultMinReplicas when the two holders are both own devices.
+func (ar *archiver) offsite(ctx context.Context, tried map[seed.DevicePublic]bool) error {
+	in := ar.planInput()
+	var relays []seed.DevicePublic
+	friend := map[seed.DevicePublic]bool{}
+	for _, d := range in.Devices {
+		if !d.Own {
+			friend[d.ID] = true
+			if d.Online && !tried[d.ID] {
+				relays = append(relays, d.ID)
+			}
+		}
+	}
+	if len(relays) == 0 {
+		return nil
+	}
+	self := ar.a.dev.Cert.Device
+	var errs []error
+	k := 0
+	for _, b := range in.Blobs {
+		if !slices.Contains(b.Holders, self) || slices.ContainsFunc(b.Holders, func(h seed.DevicePublic) bool { return friend[h] }) {
+			continue
+		}
+		data, err := ar.blobs.Get(b.Name)
+		if err != nil {
+			continue
+		}
+		for range relays {
+			to := relays[k%len(relays)]
+			k++
+			if tried[to] || ctx.Err() != nil {
+				continue
+			}
+			if err := ar.putTo(ctx, to, b.Name, data); err != nil {
+				var ref *arRefusal
+				if errors.As(err, &ref) && ref.Code == arCodeQuota {
+					ar.a.log.Info("a relay refused a blob", "device", to.Short(), "reason", ref.Reason)
+				} else {
+					errs = append(errs, fmt.Errorf("copying blob %s to relay %s: %w", b.Name.Short(), to.Short(), err))
+				}
+				tried[to] = true
+				continue
+			}
+			if err := ar.place(archivePlace{Hold: []holding{{Blob: b.Name, Size: b.Size, Device: to}}}); err != nil {
+				errs = append(errs, err)
+			}
+			break
 		}
 	}
 	return errors.Join(errs...)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -23,7 +24,7 @@ import (
 // archFlags run agents whose archive service works only when asked
 // ("kith archive now"), so that a test decides when a pass runs, and that
 // count a device unseen for 3 s as gone.
-var archFlags = []string{"--heartbeat", "300ms", "--raft-profile", "lan", "--archive-every", "1h", "--archive-gone", "3s"}
+var archFlags = []string{"--heartbeat", "300ms", "--raft-profile", "lan", "--archive-every", "1h", "--archive-gone", "3s", "--archive-settle", "2s"}
 
 // archWait bounds what these tests wait for, on a loaded machine.
 const archWait = 90 * time.Second
@@ -72,6 +73,30 @@ func (p *person) archiveNow(t *testing.T) []string {
 	return res.Archived
 }
 
+// archiveAll runs archive passes on p until n conversations show as
+// archived in its conv list (decided ones wait --archive-settle; another
+// own device may seal some) and returns the IDs p's passes archived.
+func (p *person) archiveAll(t *testing.T, n int) []string {
+	t.Helper()
+	var all []string
+	kithtest.Eventually(t, archWait, fmt.Sprintf("%d conversations archived", n), func() error {
+		all = append(all, p.archiveNow(t)...)
+		var list []control.ConvSummary
+		p.JSON(&list, "", "conv", "list")
+		got := 0
+		for _, s := range list {
+			if s.Status == "archived" {
+				got++
+			}
+		}
+		if got < n {
+			return fmt.Errorf("%d archived", got)
+		}
+		return nil
+	})
+	return all
+}
+
 // thread is what must come back byte-identical from an archive.
 func thread(v control.ConvView) string {
 	v.Status = ""
@@ -111,16 +136,12 @@ func TestArchiveLoseDevice(t *testing.T) {
 		a0.convVote(t, ids[i], "yes")
 	}
 	for i := range n {
-		v := a0.waitConv(t, ids[i], "decided", isDecided)
-		a1.waitConv(t, ids[i], "decided on alice-1", isDecided)
-		before[ids[i]] = thread(v)
+		waitOneOutcome(t, ids[i], a0, a1, bob)
+		before[ids[i]] = thread(a0.waitConv(t, ids[i], "decided", isDecided))
 	}
 	start := time.Now()
-	archived := a0.archiveNow(t)
-	if len(archived) != n {
-		t.Fatalf("archive now archived %d conversations, want %d: %v", len(archived), n, archived)
-	}
-	t.Logf("sealed and replicated %d conversations in %v", n, time.Since(start).Round(time.Millisecond))
+	a0.archiveAll(t, n)
+	t.Logf("sealed and replicated %d conversations in %v (with the settle time)", n, time.Since(start).Round(time.Millisecond))
 	kithtest.Eventually(t, archWait, "every blob on two holders", func() error {
 		if st := a0.archiveStatus(t); st.Blobs < 2 || st.UnderReplicated != 0 {
 			return fmt.Errorf("status %+v", st)
@@ -224,9 +245,8 @@ func TestArchiveStockAge(t *testing.T) {
 	a0.convPost(t, id, "text", "stock age body kq")
 	a0.convVote(t, id, "yes")
 	a0.waitConv(t, id, "decided", isDecided)
-	if got := a0.archiveNow(t); len(got) != 1 {
-		t.Fatalf("archive now: %v", got)
-	}
+	waitOneOutcome(t, id, a0, bob)
+	a0.archiveAll(t, 1)
 	var blobs []control.ArchiveBlob
 	a0.JSON(&blobs, "", "archive", "list")
 	dir := t.TempDir()
@@ -270,5 +290,99 @@ func TestArchiveStockAge(t *testing.T) {
 	}
 	if opened == 0 {
 		t.Fatal("no blob opened by the stock age tool held the conversation or the index")
+	}
+}
+
+// TestArchiveLoseEveryDevice: alice's two devices are both lost. With only
+// the seed phrase, a device restored into a new home pairs with bob,
+// whose device relayed her blobs; "kith archive recover" brings back her
+// conversations byte-identical, and her friends (carol too, whom the new
+// device never paired with) from the sealed index.
+func TestArchiveLoseEveryDevice(t *testing.T) {
+	t.Parallel()
+	a0 := archDevice(t, "alice-0", "127.0.0.67", "", 0)
+	bob := archDevice(t, "bob", "127.0.0.68", "", 0)
+	carol := archDevice(t, "carol", "127.0.0.69", "", 0)
+	a1 := archDevice(t, "alice-1", "127.0.0.70", a0.id.Mnemonic, 1)
+	pair(t, bob, a0)
+	pair(t, carol, a0)
+	pairOwnPersons(t, a0, a1)
+	// Carol takes no blobs: her relay refuses them, with a reason.
+	var q control.ArchiveQuotaResult
+	carol.JSON(&q, "", "archive", "quota", "0")
+	if q.QuotaBytes != 0 {
+		t.Fatalf("carol's quota: %+v", q)
+	}
+	kithtest.Eventually(t, archWait, "bob knows alice-1", func() error {
+		if f, ok := findFriend(bob.friends(t), a0.id.UserID); !ok || len(f.Devices) != 2 {
+			return fmt.Errorf("bob's alice: %+v", f)
+		}
+		return nil
+	})
+	before := map[string]string{}
+	for i := range 2 {
+		id := a0.convNew(t, fmt.Sprintf("Everything lost topic %d", i), "discussion", `tally("yes") >= 1`, bob)
+		a0.convPost(t, id, "text", fmt.Sprintf("everything lost body %d", i))
+		a0.convVote(t, id, "yes")
+		waitOneOutcome(t, id, a0, a1, bob)
+		before[id] = thread(a0.waitConv(t, id, "decided", isDecided))
+	}
+	a0.archiveAll(t, 2)
+	kithtest.Eventually(t, archWait, "bob's device relays every blob", func() error {
+		var blobs []control.ArchiveBlob
+		a0.JSON(&blobs, "", "archive", "list")
+		for _, b := range blobs {
+			found := false
+			for _, h := range b.Holders {
+				found = found || h.String() == bob.id.DeviceID
+			}
+			if !found {
+				a0.archiveNow(t)
+				return fmt.Errorf("blob %s not on bob's device: %v", b.Blob, b.Holders)
+			}
+		}
+		return nil
+	})
+	if !a0.agent.Contains("archive quota full on this relay") {
+		t.Error("alice-0's log does not show carol's relay refusing a blob for its quota")
+	}
+	for _, p := range []*person{a0, a1} {
+		p.agent.Kill()
+		if err := os.RemoveAll(p.Home); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n0 := archDevice(t, "alice-new", "127.0.0.71", a0.id.Mnemonic, 0)
+	pair(t, bob, n0)
+	var res control.ArchiveRecoverResult
+	start := time.Now()
+	kithtest.Eventually(t, archWait, "recovery from bob's relay", func() error {
+		r := n0.Run(a0.id.Mnemonic, "--json", "archive", "recover")
+		if r.Code != 0 {
+			return fmt.Errorf("archive recover: %s", r)
+		}
+		return json.Unmarshal([]byte(r.Stdout), &res)
+	})
+	t.Logf("recovered %d conversations from bob's relay in %v", len(res.Conversations), time.Since(start).Round(time.Millisecond))
+	if len(res.Conversations) != 2 {
+		t.Fatalf("recovered %d conversations, want 2", len(res.Conversations))
+	}
+	for _, v := range res.Conversations {
+		if thread(v) != before[v.ConversationID] {
+			t.Fatalf("not byte-identical:\n got %s\nwant %s", thread(v), before[v.ConversationID])
+		}
+	}
+	want := []string{bob.id.UserID, carol.id.UserID}
+	slices.Sort(want)
+	if !slices.Equal(res.Friends, want) || res.OwnDevices != 2 {
+		t.Fatalf("recovered friends %v (want %v), own devices %d (want 2)", res.Friends, want, res.OwnDevices)
+	}
+	if _, ok := findFriend(n0.friends(t), carol.id.UserID); !ok {
+		t.Fatalf("carol is not among the new device's friends: %+v", n0.friends(t))
+	}
+	var list []control.ConvSummary
+	n0.JSON(&list, "", "conv", "list")
+	if len(list) != 2 || list[0].Status != "archived" {
+		t.Fatalf("conv list after recovery: %+v", list)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/kith-project/kith/internal/control"
+	"github.com/kith-project/kith/seed"
 	"github.com/spf13/cobra"
 )
 
@@ -31,7 +32,7 @@ keys from "kith keys export": see the README.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(newArchiveStatusCmd(g), newArchiveListCmd(g), newArchiveNowCmd(g), newArchiveGetCmd(g), newArchiveQuotaCmd(g))
+	cmd.AddCommand(newArchiveStatusCmd(g), newArchiveListCmd(g), newArchiveNowCmd(g), newArchiveGetCmd(g), newArchiveQuotaCmd(g), newArchiveRecoverCmd(g))
 	return cmd
 }
 
@@ -251,4 +252,79 @@ func maxArgs(n int) cobra.PositionalArgs {
 		}
 		return nil
 	}
+}
+
+func newArchiveRecoverCmd(g *globals) *cobra.Command {
+	var (
+		devices int
+		askSeed bool
+	)
+	cmd := &cobra.Command{
+		Use:   "recover [--devices N] (phrase on stdin)",
+		Short: "After losing every device: get your history and friends back from a friend's relay",
+		Long: `recover is the way back after losing every device. Restore this device from
+the seed phrase ("kith restore --device 0"), run its agent, and pair with a
+friend whose device kept your archives as a relay. Then recover reads the
+phrase on standard input, derives the recovery key and the archive keys of
+device indexes 0 to N-1, and hands them to the agent for this one request:
+it fetches your blobs from the friend's device, opens the newest index and
+every archive it lists, takes your friends back from it, and prints the
+history. Nothing derived from the phrase is stored.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if devices < 1 || devices > 256 {
+				return badInput(errors.New("--devices is a number from 1 to 256"))
+			}
+			phrase, err := g.parsePhrase()
+			if err != nil {
+				return err
+			}
+			passphrase, err := g.seedPassphrase(askSeed, false)
+			if err != nil {
+				return err
+			}
+			s := phrase.Seed(passphrase)
+			defer clear(s)
+			var req control.ArchiveRecoverRequest
+			defer func() {
+				for _, k := range req.Keys {
+					clear(k)
+				}
+			}()
+			rk, err := seed.DeriveRecoveryArchive(s)
+			if err != nil {
+				return fmt.Errorf("deriving the recovery key: %w", err)
+			}
+			req.Keys = append(req.Keys, rk.Bytes())
+			for i := range devices {
+				dk, ak, err := seed.DeriveDevice(s, uint32(i))
+				if err != nil {
+					return fmt.Errorf("deriving device %d's keys: %w", i, err)
+				}
+				req.Keys = append(req.Keys, ak.Bytes())
+				req.Devices = append(req.Devices, dk.Public())
+			}
+			c, ctx, err := g.agent(cmd)
+			if err != nil {
+				return err
+			}
+			res, err := c.ArchiveRecover(ctx, req)
+			if err != nil {
+				return err
+			}
+			return g.emit(res, func(w io.Writer) {
+				fmt.Fprintf(w, "Recovered index generation %d: %d blobs, %d conversations, %d friends.\n", res.Generation, res.Blobs, len(res.Conversations), len(res.Friends))
+				for _, v := range res.Conversations {
+					outcome := "open"
+					if v.Outcome != nil {
+						outcome = "decided: " + clip(v.Outcome.Result, 20)
+					}
+					fmt.Fprintf(w, "  %s  %s  (%d messages, %s)\n", shortID(v.ConversationID), clip(v.Topic, 60), len(v.Messages), outcome)
+				}
+			})
+		},
+	}
+	cmd.Flags().IntVar(&devices, "devices", 16, "derive the keys of device indexes 0 to N-1")
+	cmd.Flags().BoolVar(&askSeed, "seed-passphrase", false, "ask for the BIP39 passphrase (the extra word) on the terminal")
+	return cmd
 }

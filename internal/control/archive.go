@@ -102,6 +102,7 @@ func registerArchive(mux *http.ServeMux, b Backend) {
 		}
 		return ab.ArchiveQuota(ctx, *in)
 	}))
+	registerArchiveRecover(mux, b)
 }
 
 // ArchiveStatus sums up the placement.
@@ -136,5 +137,50 @@ func (c *Client) ArchiveGet(ctx context.Context, blob string) (ArchiveGetResult,
 func (c *Client) ArchiveQuota(ctx context.Context, req ArchiveQuotaRequest) (ArchiveQuotaResult, error) {
 	var out ArchiveQuotaResult
 	err := c.do(ctx, RouteArchiveQuota, req, &out)
+	return out, err
+}
+
+// RouteArchiveRecover is in routes.go; ArchiveRecoverRequest carries keys
+// the CLI derived from the seed phrase for this one request: the agent
+// holds them in memory while it answers, and never stores them.
+type ArchiveRecoverRequest struct {
+	// Keys are archive private keys (seed.ArchiveKey.Bytes): the recovery
+	// key and each device index's archive key.
+	Keys [][]byte `json:"keys"`
+	// Devices are the device keys whose signature on an index is trusted
+	// (the user's devices for the indexes derived).
+	Devices []seed.DevicePublic `json:"devices"`
+}
+
+// ArchiveRecoverResult is "kith archive recover": the history, roster and
+// friends a friend's relay gave back.
+type ArchiveRecoverResult struct {
+	Generation    uint64     `json:"generation"`
+	Blobs         int        `json:"blobs"`
+	Conversations []ConvView `json:"conversations"`
+	Friends       []string   `json:"friends"`
+	OwnDevices    int        `json:"own_devices"`
+}
+
+// ArchiveRecoverBackend is the optional recovery part of a backend.
+type ArchiveRecoverBackend interface {
+	ArchiveRecover(ctx context.Context, req ArchiveRecoverRequest) (ArchiveRecoverResult, error)
+}
+
+func registerArchiveRecover(mux *http.ServeMux, b Backend) {
+	rb, ok := b.(ArchiveRecoverBackend)
+	mux.Handle(RouteArchiveRecover, handle(func(ctx context.Context, in *ArchiveRecoverRequest) (ArchiveRecoverResult, error) {
+		if !ok {
+			return ArchiveRecoverResult{}, &Error{Kind: KindFailed, Message: "this agent does not recover archives"}
+		}
+		return rb.ArchiveRecover(ctx, *in)
+	}))
+}
+
+// ArchiveRecover asks the agent to fetch this user's blobs from friends'
+// relays and open them with keys derived from the phrase.
+func (c *Client) ArchiveRecover(ctx context.Context, req ArchiveRecoverRequest) (ArchiveRecoverResult, error) {
+	var out ArchiveRecoverResult
+	err := c.do(ctx, RouteArchiveRecover, req, &out)
 	return out, err
 }

@@ -32,6 +32,8 @@ const (
 	RouteArchiveNow    = "POST /v1/archive/now"
 	RouteArchiveGet    = "POST /v1/archive/get"
 	RouteArchiveQuota  = "POST /v1/archive/quota"
+	// RouteArchiveRecover carries keys derived from the seed phrase.
+	RouteArchiveRecover = "POST /v1/archive/recover"
 )
 
 // friendRoutes maps each friend action to its route.

@@ -192,6 +192,7 @@ sessions' bytes per day.`,
 	cmd.Flags().StringVar(&cfg.RaftProfile, "raft-profile", "home", "own cluster timeouts: home (home and mobile links: heartbeats every 0.5 s, elections after 5 s) or lan (0.1 s, 1 s)")
 	cmd.Flags().DurationVar(&cfg.ArchiveIdle, "archive-idle", agent.DefaultArchiveIdle, "archive a conversation unchanged this long even if undecided (decided ones are archived at once)")
 	cmd.Flags().DurationVar(&cfg.ArchiveGone, "archive-gone", agent.DefaultArchiveGone, "copy the blobs of a device unseen this long to others, so that each keeps two holders")
+	cmd.Flags().DurationVar(&cfg.ArchiveSettle, "archive-settle", agent.DefaultArchiveSettle, "archive a decided conversation once it has been unchanged this long")
 	cmd.Flags().DurationVar(&cfg.ArchiveEvery, "archive-every", agent.DefaultArchiveEvery, "how often the archive service looks for work")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	cmd.Flags().StringVar(&relay, "relay", string(agent.RelayOwn), "relay for others when they cannot reach each other: own (this user's devices, and them with friends), friends (also two friends), or off")
