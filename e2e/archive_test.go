@@ -3,6 +3,8 @@ package e2e
 import (
 	"bytes"
 	"compress/flate"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,7 +19,10 @@ import (
 
 	"github.com/kith-project/kith/internal/control"
 	"github.com/kith-project/kith/internal/kithtest"
+	"github.com/kith-project/kith/seed"
 )
+
+type seedDevice = seed.DevicePublic
 
 // Archives over the real binary (issue 13's "Must show").
 
@@ -385,4 +390,128 @@ func TestArchiveLoseEveryDevice(t *testing.T) {
 	if len(list) != 2 || list[0].Status != "archived" {
 		t.Fatalf("conv list after recovery: %+v", list)
 	}
+}
+
+// TestArchiveDamageAndKill: alice has one device and bob relays her
+// blobs. A flipped bit, a truncated blob and a blob swapped for another
+// in her blob folder are each detected and healed from bob's copy. Then
+// her agent is killed with SIGKILL while it seals: after a restart no
+// blob in her folder is half-written or fails its name, every blob the
+// placement counts is whole, and the conversations left are archived by
+// the next pass.
+func TestArchiveDamageAndKill(t *testing.T) {
+	t.Parallel()
+	a0 := archDevice(t, "alice", "127.0.0.72", "", 0)
+	bob := archDevice(t, "bob", "127.0.0.73", "", 0)
+	pair(t, bob, a0)
+	mk := func(i int) string {
+		id := a0.convNew(t, fmt.Sprintf("Damage topic %d", i), "discussion", `tally("yes") >= 1`, bob)
+		a0.convPost(t, id, "text", strings.Repeat(fmt.Sprintf("body %d ", i), 50))
+		a0.convVote(t, id, "yes")
+		waitOneOutcome(t, id, a0, bob)
+		return id
+	}
+	mk(0)
+	mk(1)
+	a0.archiveAll(t, 2)
+	var blobs []control.ArchiveBlob
+	kithtest.Eventually(t, archWait, "every blob also on bob's device", func() error {
+		a0.JSON(&blobs, "", "archive", "list")
+		for _, b := range blobs {
+			if !slices.ContainsFunc(b.Holders, func(h seedDevice) bool { return h.String() == bob.id.DeviceID }) {
+				a0.archiveNow(t)
+				return fmt.Errorf("blob %s holders %v", b.Blob, b.Holders)
+			}
+		}
+		return nil
+	})
+	if len(blobs) < 2 {
+		t.Fatalf("%d blobs, want an archive and an index at least", len(blobs))
+	}
+	path := func(b control.ArchiveBlob) string { return filepath.Join(a0.Home, "blobs", a0.id.UserID, b.Blob) }
+	orig, err := os.ReadFile(path(blobs[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := os.ReadFile(path(blobs[1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	damage := map[string][]byte{
+		"flipped bit": func() []byte { b := slices.Clone(orig); b[len(b)/2] ^= 0x10; return b }(),
+		"truncated":   orig[:len(orig)-7],
+		"swapped":     other,
+	}
+	for what, bad := range damage {
+		if err := os.WriteFile(path(blobs[0]), bad, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(t.TempDir(), "blob")
+		a0.JSON(new(map[string]any), "", "archive", "get", blobs[0].Blob, "--out", out)
+		got, _ := os.ReadFile(out)
+		healed, _ := os.ReadFile(path(blobs[0]))
+		if !bytes.Equal(got, orig) || !bytes.Equal(healed, orig) {
+			t.Fatalf("%s: the blob was not healed from bob's copy", what)
+		}
+	}
+	if !a0.agent.Contains("a damaged blob here") || !a0.agent.Contains("healed a damaged blob") {
+		t.Error("alice's log does not say the damage was found and healed")
+	}
+
+	// SIGKILL while sealing: archive now in the background, kill soon
+	// after, at a different moment each round.
+	for round := range 3 {
+		id := mk(10 + round)
+		time.Sleep(2500 * time.Millisecond) // --archive-settle
+		cmd := exec.Command(kithtest.Binary(t), "--home", a0.Home, "--json", "archive", "now")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(round*15) * time.Millisecond)
+		a0.agent.Kill()
+		cmd.Wait()
+		a0.agent = a0.Start(a0.agent.Addr, archFlags...)
+		// Every file in the folder is a whole blob named by its hash.
+		dir := filepath.Join(a0.Home, "blobs", a0.id.UserID)
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != e.Name() {
+				t.Fatalf("round %d: %s is not a whole blob after SIGKILL", round, e.Name())
+			}
+		}
+		var list []control.ArchiveBlob
+		a0.JSON(&list, "", "archive", "list")
+		for _, b := range list {
+			if slices.ContainsFunc(b.Holders, func(h seedDevice) bool { return h.String() == a0.id.DeviceID }) {
+				if _, err := os.Stat(filepath.Join(dir, b.Blob)); err != nil {
+					t.Fatalf("round %d: the placement counts alice's copy of %s, which is not whole: %v", round, b.Blob, err)
+				}
+			}
+		}
+		kithtest.Eventually(t, archWait, "the conversation archived after the restart", func() error {
+			a0.archiveNow(t)
+			var cs []control.ConvSummary
+			a0.JSON(&cs, "", "conv", "list")
+			for _, c := range cs {
+				if c.ConversationID == id && c.Status == "archived" {
+					return nil
+				}
+			}
+			return fmt.Errorf("conversation %s not archived: %+v", id[:12], cs)
+		})
+	}
+	kithtest.Eventually(t, archWait, "every blob on two holders", func() error {
+		a0.archiveNow(t)
+		if st := a0.archiveStatus(t); st.UnderReplicated != 0 {
+			return fmt.Errorf("status %+v", st)
+		}
+		return nil
+	})
 }
