@@ -342,3 +342,47 @@ func TestEnvelopesSync(t *testing.T) {
 		t.Fatalf("outcome %v, %d messages; want decided with 4", v.Outcome, len(v.Messages))
 	}
 }
+
+// TestOnChangeAndBatch: OnChange follows what was stored, not duplicates or
+// acks; ReceiveBatch answers each envelope as Receive would.
+func TestOnChangeAndBatch(t *testing.T) {
+	l := newLab(t)
+	alice, bob := l.addUser("alice", 1), l.addUser("bob", 1)
+	a, b := alice.devs[0], bob.devs[0]
+	id := l.create(alice, Chat, "", "changes", bob)
+	for _, s := range []string{"one", "two"} {
+		if _, err := a.book.Post(id, "text", s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := a.changes.Load(); got != 3 {
+		t.Fatalf("alice's OnChange ran %d times for a genesis and two posts, want 3", got)
+	}
+	var envs [][]byte
+	for _, o := range a.book.Pending(b.self.Cert.Device, 100) {
+		envs = append(envs, o.Envelope)
+	}
+	envs = append(envs, envs[1], []byte("junk"))
+	acks, errs := b.book.ReceiveBatch(envs)
+	for i := range 4 { // three envelopes and a duplicate
+		if errs[i] != nil || acks[i] == nil {
+			t.Fatalf("envelope %d: ack %v, %v", i, acks[i] != nil, errs[i])
+		}
+	}
+	if !errors.Is(errs[4], ErrRefused) || acks[4] != nil {
+		t.Fatalf("junk in a batch: %v", errs[4])
+	}
+	if got := b.changes.Load(); got != 1 {
+		t.Fatalf("bob's OnChange ran %d times for one batch of one conversation, want 1", got)
+	}
+	before := a.changes.Load()
+	_, errs = a.book.ReceiveBatch(acks[:4])
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a.changes.Load() != before || len(a.book.Recipients()) != 0 {
+		t.Fatalf("acks: OnChange ran, or %d devices still pending", len(a.book.Recipients()))
+	}
+}
