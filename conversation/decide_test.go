@@ -3,8 +3,10 @@ package conversation
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -384,5 +386,41 @@ func TestOnChangeAndBatch(t *testing.T) {
 	}
 	if a.changes.Load() != before || len(a.book.Recipients()) != 0 {
 		t.Fatalf("acks: OnChange ran, or %d devices still pending", len(a.book.Recipients()))
+	}
+}
+
+// TestConcurrentUse: posts, deliveries, listings and ticks from several
+// goroutines at once (for the race detector), then everything converges.
+func TestConcurrentUse(t *testing.T) {
+	l := newLab(t)
+	alice, bob := l.addUser("alice", 1), l.addUser("bob", 1)
+	a, b := alice.devs[0], bob.devs[0]
+	id := l.create(alice, Discussion, `unanimous("yes")`, "busy", bob)
+	deliverAll(t, a, b)
+	var wg sync.WaitGroup
+	for _, d := range []*device{a, b} {
+		wg.Go(func() {
+			for i := range 10 {
+				if _, err := d.book.Post(id, "text", fmt.Sprint(d.name, i)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		for range 10 {
+			a.book.List()
+			b.book.Show(id)
+			a.book.Tick()
+			for _, o := range a.book.Pending(b.self.Cert.Device, 5) {
+				b.book.Receive(o.Envelope)
+			}
+		}
+	})
+	wg.Wait()
+	l.net(3, 0.1, 0.1).settle()
+	if v := checkConverged(t, l, id); len(v.Messages) != 20 {
+		t.Fatalf("%d messages, want 20", len(v.Messages))
 	}
 }
