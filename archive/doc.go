@@ -154,7 +154,12 @@
 //   - Reading (kith conv show): find the entry with Index.Conversation,
 //     fetch each blob from any holder, PeelOuter it locally when this
 //     device is the outer recipient, else ask the outer recipient to PEEL;
-//     OpenInner, Assemble.
+//     OpenInner, Assemble. With both keys at hand (the seed-phrase path,
+//     or a restore), OpenStream(ctx, entry, fetch, keys, opts, emit) does
+//     it a window of blobs at a time and hands out each record as soon as
+//     it is whole, so a large archive never sits in memory whole; Unpacker
+//     is the same streaming decoder for the cooperative path (feed it each
+//     part's Data in part order).
 //   - Recovery: a device restored from the phrase derives its archive key
 //     (and, for a full loss, seed.DeriveRecoveryArchive and the other
 //     devices' keys); it trusts index signers by seed.DeriveDevice for the
