@@ -29,6 +29,8 @@ require (
 	golang.org/x/time v0.16.0
 )
 
+require github.com/expr-lang/expr v1.17.8
+
 require (
 	filippo.io/hpke v0.4.0 // indirect
 	github.com/armon/go-metrics v0.4.1 // indirect
