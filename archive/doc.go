@@ -148,8 +148,13 @@
 //     the hash; a *disk.QuotaError goes back as a clear refusal); ROOT →
 //     MerkleRoot(store.Names()); BUCKETS bits → AppendRoots; NAMES buckets
 //     → AppendNames; PEEL name → the inner layer, sent only to the user's
-//     own devices (the peer's TLS key must be an own device in the
-//     roster), and only for blobs whose outer recipient is this device's.
+//     own devices (the peer's TLS key must be an own, unrevoked device in
+//     the roster), and only for blobs whose outer recipient is this
+//     device's. PEEL is what lets a thief who holds a stolen device's
+//     unlocked keys, and can still reach another own device, read the
+//     archive: the guarantee "one device reveals nothing" holds for a
+//     stolen device's disk and keys, and against an online thief only once
+//     the device is revoked. Log every PEEL served.
 //     Bound each message by MaxBlobSize (MaxSealedIndexSize for an index).
 //   - Reading (kith conv show): find the entry with Index.Conversation,
 //     fetch each blob from any holder, PeelOuter it locally when this
