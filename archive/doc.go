@@ -131,9 +131,10 @@
 //     conversation into Record{Conversation, Data}; the agent calls Seal
 //     with Recipients{Inner: this device's cert Archive recipient, Outer:
 //     another access device's, or the recovery recipient with one device}
-//     (the user's recovery recipient must then be in the cluster state:
-//     it is public), Puts every Blob in its disk.Store (owner = the user),
-//     adds s.Entry() to the index, raises the generation, SealIndex with
+//     (RecipientsFor; the user's recovery recipient must then be in the
+//     cluster state: it is public) — best SealTo with put = the
+//     disk.Store's Put (owner = the user), so that a large history never
+//     sits in memory sealed whole — adds s.Entry() to the index, raises the generation, SealIndex with
 //     its device key, and stores the index blob the same way. Only then
 //     destroy the at-rest copy of the conversation.
 //   - Placement in the Raft state: a command per blob holding {name, size,
