@@ -128,15 +128,17 @@
 // # The seam: what the agent wires
 //
 //   - Sealing: the conversation engine serializes each decided (or idle)
-//     conversation into Record{Conversation, Data}; the agent calls Seal
-//     with Recipients{Inner: this device's cert Archive recipient, Outer:
-//     another access device's, or the recovery recipient with one device}
-//     (RecipientsFor; the user's recovery recipient must then be in the
-//     cluster state: it is public) — best SealTo with put = the
-//     disk.Store's Put (owner = the user), so that a large history never
-//     sits in memory sealed whole — adds s.Entry() to the index, raises the generation, SealIndex with
-//     its device key, and stores the index blob the same way. Only then
-//     destroy the at-rest copy of the conversation.
+//     conversation into Record{Conversation, Data}. The agent calls SealTo
+//     with RecipientsFor(this device's cert Archive recipient, the other
+//     access devices' recipients, the user's recovery recipient, n) and a
+//     put that is its disk.Store's Put (owner = the user), so that blobs
+//     are stored as they are made and a large history never sits sealed
+//     in memory whole. (The recovery recipient is public; with one device
+//     it must be in the cluster state, since the phrase is not at hand.)
+//     It adds s.Entry() to the index, raises the generation, seals the
+//     index with SealIndex and its device key, and stores that blob the
+//     same way. Only then does it destroy the at-rest copy of the
+//     conversation.
 //   - Placement in the Raft state: a command per blob holding {name, size,
 //     holder device}, and one for the current index {name, generation}.
 //     PlanInput is built from that state, presence (Online) and each
