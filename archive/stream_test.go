@@ -81,6 +81,7 @@ func storeOf(s *Sealed) Fetcher {
 }
 
 func TestOpenStream(t *testing.T) {
+	t.Parallel()
 	k := newTestKeys(t)
 	ctx := context.Background()
 	keys := []seed.ArchiveKey{k.archA, k.archB}
