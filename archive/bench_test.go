@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"testing"
 
+	"github.com/kith-project/kith/seed"
 	"golang.org/x/crypto/chacha20poly1305"
 )
 
@@ -151,5 +152,24 @@ func BenchmarkReferenceSHA256(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		NameOf(pack)
+	}
+}
+
+// BenchmarkOpenStream opens what BenchmarkSeal seals with OpenStream, a
+// window of blobs at a time, records handed out as they complete.
+func BenchmarkOpenStream(b *testing.B) {
+	k := newTestKeys(b)
+	s, err := Seal(context.Background(), benchHistory(), k.to(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	keys := []seed.ArchiveKey{k.archA, k.archB}
+	fetch := storeOf(s)
+	b.SetBytes(benchSize)
+	b.ResetTimer()
+	for b.Loop() {
+		if err := OpenStream(context.Background(), s.Entry(), fetch, keys, nil, func(Record) error { return nil }); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -128,14 +128,17 @@
 // # The seam: what the agent wires
 //
 //   - Sealing: the conversation engine serializes each decided (or idle)
-//     conversation into Record{Conversation, Data}; the agent calls Seal
-//     with Recipients{Inner: this device's cert Archive recipient, Outer:
-//     another access device's, or the recovery recipient with one device}
-//     (the user's recovery recipient must then be in the cluster state:
-//     it is public), Puts every Blob in its disk.Store (owner = the user),
-//     adds s.Entry() to the index, raises the generation, SealIndex with
-//     its device key, and stores the index blob the same way. Only then
-//     destroy the at-rest copy of the conversation.
+//     conversation into Record{Conversation, Data}. The agent calls SealTo
+//     with RecipientsFor(this device's cert Archive recipient, the other
+//     access devices' recipients, the user's recovery recipient, n) and a
+//     put that is its disk.Store's Put (owner = the user), so that blobs
+//     are stored as they are made and a large history never sits sealed
+//     in memory whole. (The recovery recipient is public; with one device
+//     it must be in the cluster state, since the phrase is not at hand.)
+//     It adds s.Entry() to the index, raises the generation, seals the
+//     index with SealIndex and its device key, and stores that blob the
+//     same way. Only then does it destroy the at-rest copy of the
+//     conversation.
 //   - Placement in the Raft state: a command per blob holding {name, size,
 //     holder device}, and one for the current index {name, generation}.
 //     PlanInput is built from that state, presence (Online) and each
@@ -148,13 +151,23 @@
 //     the hash; a *disk.QuotaError goes back as a clear refusal); ROOT →
 //     MerkleRoot(store.Names()); BUCKETS bits → AppendRoots; NAMES buckets
 //     → AppendNames; PEEL name → the inner layer, sent only to the user's
-//     own devices (the peer's TLS key must be an own device in the
-//     roster), and only for blobs whose outer recipient is this device's.
+//     own devices (the peer's TLS key must be an own, unrevoked device in
+//     the roster), and only for blobs whose outer recipient is this
+//     device's. PEEL is what lets a thief who holds a stolen device's
+//     unlocked keys, and can still reach another own device, read the
+//     archive: the guarantee "one device reveals nothing" holds for a
+//     stolen device's disk and keys, and against an online thief only once
+//     the device is revoked. Log every PEEL served.
 //     Bound each message by MaxBlobSize (MaxSealedIndexSize for an index).
 //   - Reading (kith conv show): find the entry with Index.Conversation,
 //     fetch each blob from any holder, PeelOuter it locally when this
 //     device is the outer recipient, else ask the outer recipient to PEEL;
-//     OpenInner, Assemble.
+//     OpenInner, Assemble. With both keys at hand (the seed-phrase path,
+//     or a restore), OpenStream(ctx, entry, fetch, keys, opts, emit) does
+//     it a window of blobs at a time and hands out each record as soon as
+//     it is whole, so a large archive never sits in memory whole; Unpacker
+//     is the same streaming decoder for the cooperative path (feed it each
+//     part's Data in part order).
 //   - Recovery: a device restored from the phrase derives its archive key
 //     (and, for a full loss, seed.DeriveRecoveryArchive and the other
 //     devices' keys); it trusts index signers by seed.DeriveDevice for the

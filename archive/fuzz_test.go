@@ -3,6 +3,7 @@ package archive
 import (
 	"bytes"
 	"context"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/kith-project/kith/seed"
@@ -110,5 +111,29 @@ func FuzzOpenLayers(f *testing.F) {
 		OpenInner(b, k.archA)
 		PeelIndex(b, k.archB)
 		OpenIndexInner(b, k.archA, Trust{})
+	})
+}
+
+// FuzzUnpacker checks that the streaming decoder accepts exactly what
+// Unpack accepts, and gives the same records, wherever the input is cut.
+func FuzzUnpacker(f *testing.F) {
+	f.Add(must(Pack(history(2, 100))), uint64(1))
+	f.Add(must(Pack(nil)), uint64(2))
+	f.Fuzz(func(t *testing.T, b []byte, cuts uint64) {
+		want, werr := Unpack(b)
+		got, gerr := feed(rand.New(rand.NewPCG(cuts, 0)), b)
+		if (werr == nil) != (gerr == nil) {
+			t.Fatalf("Unpack %v, Unpacker %v", werr, gerr)
+		}
+		if werr == nil {
+			if len(got) != len(want) {
+				t.Fatalf("%d records, want %d", len(got), len(want))
+			}
+			for i := range want {
+				if got[i].Conversation != want[i].Conversation || !bytes.Equal(got[i].Data, want[i].Data) {
+					t.Fatalf("record %d differs", i)
+				}
+			}
+		}
 	})
 }

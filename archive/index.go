@@ -47,8 +47,9 @@ type BlobRef struct {
 // Trust is what an index must satisfy to be accepted.
 type Trust struct {
 	// Devices are the device keys whose signature is accepted: the user's
-	// devices from the roster, or, after losing every device, the keys
-	// seed.DeriveDevice gives for the indexes the user had.
+	// devices from the roster, revoked ones left out, or, after losing
+	// every device, the keys seed.DeriveDevice gives for the indexes the
+	// user had.
 	Devices []seed.DevicePublic
 	// Known is the generation of the newest index already accepted, 0 if
 	// none. An index whose generation is not above it fails with

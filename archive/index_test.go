@@ -155,6 +155,7 @@ func TestIndexRefusesBadInput(t *testing.T) {
 // phrase (several device indexes and the recovery key) open the index and
 // the blobs; the keys of one layer alone do not.
 func TestOpenWithThePhrase(t *testing.T) {
+	t.Parallel()
 	k := newTestKeys(t)
 	phrase := bytes.Repeat([]byte{7}, seed.SeedSize)
 	var keys []seed.ArchiveKey

@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -33,7 +34,7 @@ func (n BlobName) Equal(m BlobName) bool { return subtle.ConstantTimeCompare(n[:
 
 // Less orders names by their bytes, the order of every sorted list of names
 // in this package.
-func (n BlobName) Less(m BlobName) bool { return compare32(n, m) < 0 }
+func (n BlobName) Less(m BlobName) bool { return bytes.Compare(n[:], m[:]) < 0 }
 
 // Matches reports whether b's SHA-256 is n.
 func (n BlobName) Matches(b []byte) bool { return n.Equal(NameOf(b)) }
@@ -83,16 +84,4 @@ func (id *ArchiveID) UnmarshalText(b []byte) error {
 	}
 	*id = v
 	return nil
-}
-
-func compare32(a, b [32]byte) int {
-	for i := range a {
-		if a[i] != b[i] {
-			if a[i] < b[i] {
-				return -1
-			}
-			return 1
-		}
-	}
-	return 0
 }

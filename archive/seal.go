@@ -62,27 +62,46 @@ type Sealed struct {
 	Conversations []string
 	// To are the recipients of the two layers.
 	To Recipients
-	// Blobs are the sealed blobs, part 0 first.
+	// Blobs are the sealed blobs, part 0 first (none from SealTo).
 	Blobs []Blob
 	// Size is the packed history's size before compression, in bytes.
 	Size int64
+
+	refs []BlobRef // every blob sealed, for Entry
 }
 
 // Entry returns what the index records of the archive.
 func (s *Sealed) Entry() Entry {
-	e := Entry{ID: s.ID, Conversations: append([]string(nil), s.Conversations...)}
-	for _, b := range s.Blobs {
-		e.Blobs = append(e.Blobs, BlobRef{Name: b.Name, Size: int64(len(b.Data)), Inner: s.To.Inner, Outer: s.To.Outer})
-	}
-	return e
+	return Entry{ID: s.ID, Conversations: append([]string(nil), s.Conversations...), Blobs: append([]BlobRef(nil), s.refs...)}
 }
 
 // Seal packs records, cuts the pack into chunks, compresses each chunk and
 // seals it twice, inner layer to to.Inner and outer layer to to.Outer, on up
 // to opts.Workers goroutines that are all done when Seal returns. Every
 // blob's plaintext stays below MaxBlobSize. Each blob is named by the
-// SHA-256 of its sealed bytes.
+// SHA-256 of its sealed bytes. All the blobs are in memory at the end: for
+// a large history, SealTo hands them out as they are made.
 func Seal(ctx context.Context, records []Record, to Recipients, opts *Options) (*Sealed, error) {
+	var blobs []Blob
+	s, err := SealTo(ctx, records, to, opts, func(_ context.Context, b Blob) error {
+		blobs = append(blobs, b)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.Blobs = blobs
+	return s, nil
+}
+
+// SealTo seals as Seal does, but hands each blob to put as soon as it is
+// sealed, in part order, a window of opts.Workers blobs at a time, so that
+// memory holds about that many blobs whatever the history's size. The
+// Sealed it returns has no Blobs; its Entry still lists them all once put.
+// An error from put stops the sealing and is returned; blobs already put
+// stay put (they are whole, and unreferenced until the caller adds the
+// entry to an index).
+func SealTo(ctx context.Context, records []Record, to Recipients, opts *Options, put func(context.Context, Blob) error) (*Sealed, error) {
 	if err := to.check(); err != nil {
 		return nil, err
 	}
@@ -107,30 +126,43 @@ func Seal(ctx context.Context, records []Record, to Recipients, opts *Options) (
 	if err != nil {
 		return nil, err
 	}
-	s := &Sealed{ID: NewArchiveID(), To: to, Blobs: make([]Blob, count), Size: int64(size)}
+	s := &Sealed{ID: NewArchiveID(), To: to, Size: int64(size)}
 	for _, r := range records {
 		s.Conversations = append(s.Conversations, r.Conversation)
 	}
 	c := opts.compression()
-	err = parallel(ctx, count, opts.workers(), func(i int) error {
-		end := min((i+1)*chunk, size)
-		head, payload, err := encodePartSplit(s.ID, i, count, pack.slice(i*chunk, end), c)
+	w := opts.workers()
+	window := make([]Blob, w)
+	for base := 0; base < count; base += w {
+		n := min(w, count-base)
+		err = parallel(ctx, n, w, func(j int) error {
+			i := base + j
+			end := min((i+1)*chunk, size)
+			head, payload, err := encodePartSplit(s.ID, i, count, pack.slice(i*chunk, end), c)
+			if err != nil {
+				return err
+			}
+			in, err := sealLayer(inner, append([][]byte{head}, payload...)...)
+			if err != nil {
+				return err
+			}
+			out, err := sealLayer(outer, in)
+			if err != nil {
+				return err
+			}
+			window[j] = Blob{Name: NameOf(out), Data: out}
+			return nil
+		})
 		if err != nil {
-			return err
+			return nil, err
 		}
-		in, err := sealLayer(inner, append([][]byte{head}, payload...)...)
-		if err != nil {
-			return err
+		for j := range n {
+			if err := put(ctx, window[j]); err != nil {
+				return nil, fmt.Errorf("archive: storing blob %s: %w", window[j].Name.Short(), err)
+			}
+			s.refs = append(s.refs, BlobRef{Name: window[j].Name, Size: int64(len(window[j].Data)), Inner: to.Inner, Outer: to.Outer})
+			window[j] = Blob{}
 		}
-		out, err := sealLayer(outer, in)
-		if err != nil {
-			return err
-		}
-		s.Blobs[i] = Blob{Name: NameOf(out), Data: out}
-		return nil
-	})
-	if err != nil {
-		return nil, err
 	}
 	return s, nil
 }

@@ -11,6 +11,7 @@ import (
 )
 
 func TestSealOpenRoundTrip(t *testing.T) {
+	t.Parallel()
 	k := newTestKeys(t)
 	ctx := context.Background()
 	random := make([]byte, 300_000)
@@ -73,6 +74,7 @@ func TestSealCompresses(t *testing.T) {
 // TestCooperativeOpen is the two-device path: the outer holder peels, the
 // inner holder opens.
 func TestCooperativeOpen(t *testing.T) {
+	t.Parallel()
 	k := newTestKeys(t)
 	recs := history(5, 30_000)
 	s, err := Seal(context.Background(), recs, k.to(), &Options{ChunkSize: 40_000})
@@ -176,6 +178,7 @@ func TestSealRefusesOneKey(t *testing.T) {
 // TestDamageDetected: a flipped bit anywhere in either layer, a truncated
 // blob, a swapped blob, a blob of another archive: each a typed error.
 func TestDamageDetected(t *testing.T) {
+	t.Parallel()
 	k := newTestKeys(t)
 	ctx := context.Background()
 	s, err := Seal(ctx, history(4, 20_000), k.to(), &Options{ChunkSize: 30_000})

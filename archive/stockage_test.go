@@ -47,6 +47,7 @@ func runAge(t *testing.T, bin string, stdin []byte, args ...string) ([]byte, err
 // TestStockAgeOpensBothLayers: `age -d -i B.key blob | age -d -i A.key`
 // gives the part, which holds the history; one key alone opens nothing.
 func TestStockAgeOpensBothLayers(t *testing.T) {
+	t.Parallel()
 	bin := stockAge(t)
 	k := newTestKeys(t)
 	dir := t.TempDir()

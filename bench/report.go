@@ -32,14 +32,14 @@ var pairs = []Pair{
 	{"e2e", "RestoreEndToEnd", "ReferenceVersionProcess"},
 	{"cluster/presence", "HeartbeatEncodeSign", "Ed25519SignReference"},
 	{"cluster/presence", "HandleHeartbeat", "Ed25519VerifyReference"},
+	{"consensus", "Rule/quorum/members=10/expr", "ReferenceEd25519Verify"},
+	{"consensus", "Rule/quorum/members=10000/expr", "ReferenceEd25519Verify"},
+	{"consensus", "Rule/quorum/members=10000/expr", "Rule/quorum/members=10000/go"},
 	{"archive", "Seal", "ReferenceXChaCha20Poly1305"},
 	{"archive", "SealStored", "ReferenceXChaCha20Poly1305"},
 	{"archive", "SealStored", "ReferenceAgeTwoLayers"},
 	{"archive", "Seal", "ReferenceStockAge"},
 	{"archive", "Open", "ReferenceXChaCha20Poly1305"},
-	{"consensus", "Rule/quorum/members=10/expr", "ReferenceEd25519Verify"},
-	{"consensus", "Rule/quorum/members=10000/expr", "ReferenceEd25519Verify"},
-	{"consensus", "Rule/quorum/members=10000/expr", "Rule/quorum/members=10000/go"},
 }
 
 // A Stat summarises the runs of one benchmark.

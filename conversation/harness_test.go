@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -53,6 +54,7 @@ type device struct {
 	st      *store.Store
 	book    *Book
 	offline bool
+	changes atomic.Int64 // OnChange calls
 }
 
 type dir struct {
@@ -139,7 +141,7 @@ func (l *lab) open(d *device) {
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	b, err := Open(Config{Store: st, Self: d.self, Dir: l.dir, Now: l.clock.Now, Log: quiet})
+	b, err := Open(Config{Store: st, Self: d.self, Dir: l.dir, Now: l.clock.Now, Log: quiet, OnChange: func(ID) { d.changes.Add(1) }})
 	if err != nil {
 		st.Close()
 		l.t.Fatal(err)

@@ -92,7 +92,7 @@ func (b *Book) List() ([]Summary, error) {
 
 func (c *conv) summary() Summary {
 	s := Summary{ID: c.id, Topic: c.g.topic, Pattern: c.g.pattern, Status: StatusOpen,
-		Members: slices.Clone(c.g.members), Updated: c.rec.Updated}
+		Members: slices.Clone(c.g.members), Updated: c.state.Updated}
 	if c.winner != nil {
 		s.Status = StatusDecided
 	}

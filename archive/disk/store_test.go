@@ -2,6 +2,7 @@ package disk
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -347,5 +348,54 @@ func TestConcurrentPuts(t *testing.T) {
 	used, _ := s.Usage(friend)
 	if used != 10*1000 || len(s.List()) != 10 || refused == 0 {
 		t.Fatalf("used %d, %d blobs, %d refusals; want 10000, 10, some", used, len(s.List()), refused)
+	}
+}
+
+// TestSealToStoreOpenStream is the agent's path end to end, without the
+// network: SealTo puts each blob into the store as it is made, OpenStream
+// reads them back through Get.
+func TestSealToStoreOpenStream(t *testing.T) {
+	phrase := bytes.Repeat([]byte{5}, seed.SeedSize)
+	_, a, _ := seed.DeriveDevice(phrase, 0)
+	recovery, _ := seed.DeriveRecoveryArchive(phrase)
+	s, _ := open(t, t.TempDir(), Options{Self: self})
+	var recs []archive.Record
+	for i := range 12 {
+		recs = append(recs, archive.Record{Conversation: fmt.Sprintf("c%d", i), Data: bytes.Repeat([]byte{byte(i)}, 30_000+i)})
+	}
+	ctx := t.Context()
+	opts := &archive.Options{ChunkSize: 50_000, Workers: 2, Compression: archive.CompressNone}
+	to := archive.RecipientsFor(a.Recipient(), nil, recovery.Recipient(), 0)
+	sealed, err := archive.SealTo(ctx, recs, to, opts, func(_ context.Context, b archive.Blob) error {
+		return s.Put(self, b.Name, b.Data)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := sealed.Entry()
+	if len(e.Blobs) != 8 || len(s.List()) != 8 || len(sealed.Blobs) != 0 {
+		t.Fatalf("%d blobs in the entry, %d in the store, %d kept; want 8, 8, 0", len(e.Blobs), len(s.List()), len(sealed.Blobs))
+	}
+	fetch := func(_ context.Context, n archive.BlobName) ([]byte, error) { return s.Get(n) }
+	var got []archive.Record
+	err = archive.OpenStream(ctx, e, fetch, []seed.ArchiveKey{a, recovery}, opts, func(r archive.Record) error {
+		got = append(got, r)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(recs) {
+		t.Fatalf("%d records back, want %d", len(got), len(recs))
+	}
+	for i := range recs {
+		if got[i].Conversation != recs[i].Conversation || !bytes.Equal(got[i].Data, recs[i].Data) {
+			t.Fatalf("record %d differs", i)
+		}
+	}
+	// A put that fails stops the sealing with its error.
+	full := errors.New("disk full")
+	if _, err := archive.SealTo(ctx, recs, to, opts, func(context.Context, archive.Blob) error { return full }); !errors.Is(err, full) {
+		t.Fatalf("SealTo with a failing put: %v", err)
 	}
 }
