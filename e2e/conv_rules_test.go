@@ -71,10 +71,7 @@ func TestConvRuleEval(t *testing.T) {
 		for i, m := range c.Members {
 			who[m] = people[i]
 		}
-		var with []*person
-		for _, p := range people[1:len(c.Members)] {
-			with = append(with, p)
-		}
+		with := people[1:len(c.Members)]
 		members := people[:len(c.Members)]
 		id := alice.convNew(t, c.Name, c.Pattern, src, with...)
 		for _, p := range members[1:] {
@@ -146,4 +143,3 @@ func ruleEval(t *testing.T, d *kithtest.Device, src string, s consensus.State) (
 	d.JSON(&out, "", "rule", "eval", src, "--state", f)
 	return out.Result, out.Outcome
 }
-
