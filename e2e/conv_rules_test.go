@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -10,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/kith-project/kith/consensus"
-	"github.com/kith-project/kith/internal/kithtest"
+	"github.com/kith-project/kith/internal/control"
 )
 
 // liveCase is an entry of consensus/testdata/cases.json.
@@ -24,14 +25,14 @@ type liveCase struct {
 	Result string `json:"result"`
 }
 
-// TestConvRuleEval: "kith rule eval" agrees with a live conversation over
-// the cases of consensus/testdata. Each case of at most three members
-// whose rule does not read the clock (elapsed, times) is played in a live
+// TestConvRuleEval: rule eval agrees with a live conversation over the
+// cases of consensus/testdata. Each case of at most three members whose
+// rule does not read the clock (elapsed, times) is played in a live
 // conversation among alice, bob and carol, one message at a time; after
-// each, "kith rule eval" of the case's state so far says whether the rule
-// holds, and the live conversation must then be decided (with the same
-// result as the tally of that state) or still open, and a message after
-// the decision is refused.
+// each, the evaluation of the case's state so far, as "kith rule eval"
+// does it, says whether the rule holds, and the live conversation must
+// then be decided (with the same result as the tally of that state) or
+// still open, and a message after the decision is refused.
 func TestConvRuleEval(t *testing.T) {
 	t.Parallel()
 	b, err := os.ReadFile(filepath.Join("..", "consensus", "testdata", "cases.json"))
@@ -73,7 +74,15 @@ func TestConvRuleEval(t *testing.T) {
 		}
 		with := people[1:len(c.Members)]
 		members := people[:len(c.Members)]
-		id := alice.convNew(t, c.Name, c.Pattern, src, with...)
+		req := control.ConvNewRequest{Topic: c.Name, Pattern: c.Pattern, Rule: src}
+		for _, p := range with {
+			req.With = append(req.With, p.id.UserID)
+		}
+		created, err := alice.agent.Client().ConvNew(context.Background(), req)
+		if err != nil {
+			t.Fatalf("%s: %v", c.Name, err)
+		}
+		id := created.ConversationID
 		for _, p := range members[1:] {
 			p.waitConv(t, id, c.Name+": has it", hasMessages(0))
 		}
@@ -81,19 +90,19 @@ func TestConvRuleEval(t *testing.T) {
 		for k, m := range c.Messages {
 			p := who[m.By]
 			if decidedAt >= 0 {
-				res := p.Run("", "conv", "post", id, m.Body, "--kind", m.Kind)
-				if res.Code != 2 || !strings.Contains(res.Stderr, "decided") {
-					t.Fatalf("%s: message %d after the decision: %s", c.Name, k, res)
+				_, err := p.agent.Client().ConvPost(context.Background(), control.ConvPostRequest{ConversationID: id, Kind: m.Kind, Body: m.Body})
+				if !control.BadInput(err) || !strings.Contains(err.Error(), "decided") {
+					t.Fatalf("%s: message %d after the decision: %v", c.Name, k, err)
 				}
 				continue
 			}
-			p.convPost(t, id, m.Kind, m.Body)
+			p.convPostAPI(t, id, m.Kind, m.Body)
 			for _, q := range members {
 				q.waitConv(t, id, fmt.Sprintf("%s: holds message %d", c.Name, k), hasMessages(k+1))
 			}
 			prefix := c.State
 			prefix.Messages = c.Messages[:k+1]
-			holds, result := ruleEval(t, alice.Device, src, prefix)
+			holds, result := evalState(t, r, prefix)
 			if !holds {
 				for _, q := range members {
 					if v, err := q.convShow(t, id); err != nil || v.Outcome != nil {
@@ -127,19 +136,23 @@ func TestConvRuleEval(t *testing.T) {
 	}
 }
 
-// ruleEval runs "kith rule eval SRC --state FILE" and returns its result
-// and outcome.
-func ruleEval(t *testing.T, d *kithtest.Device, src string, s consensus.State) (bool, string) {
+// evalState evaluates rule r over state s as "kith rule eval" does
+// (consensus.EvalState, on the state's JSON form read back as the command
+// reads it; TestRuleEval checks the command against the same table), and
+// returns whether it holds and the tally's result.
+func evalState(t *testing.T, r *consensus.Rule, s consensus.State) (bool, string) {
 	t.Helper()
 	b, err := json.Marshal(s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := kithtest.WriteFile(t, "state.json", b)
-	var out struct {
-		Result  bool   `json:"result"`
-		Outcome string `json:"outcome"`
+	st, err := consensus.ParseState(b)
+	if err != nil {
+		t.Fatal(err)
 	}
-	d.JSON(&out, "", "rule", "eval", src, "--state", f)
-	return out.Result, out.Outcome
+	ok, err := r.EvalState(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ok, st.Tally().Result()
 }
