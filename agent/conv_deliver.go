@@ -88,6 +88,7 @@ func (c *convs) run(ctx context.Context) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	defer close(c.stopping) // first: followers end while attempts finish
 	results := make(chan jobResult, convParallel)
 	var (
 		backoff = map[jobKey]*retry{}
