@@ -102,6 +102,7 @@ const (
 	RelayQuotaWindow = 24 * time.Hour
 
 	maxRelaySessions = 32               // sessions this device relays at once
+	maxRelayAsked    = 8                // of them, sessions one user's devices asked for
 	maxRelayEnds     = 64               // relayed paths this device keeps to others
 	relaySessionIdle = 60 * time.Second // a relay forgets a session silent this long
 	relayRefresh     = 10 * time.Second // an end refreshes a session in use this often
@@ -519,7 +520,8 @@ func (r *relayService) allowed(ros *roster.Roster, a, b seed.DevicePublic) strin
 // open serves a request from the device from, seen at fromAddr, to relay
 // to the device to.
 func (r *relayService) open(ctx context.Context, from seed.DevicePublic, fromAddr netip.AddrPort, to seed.DevicePublic) relayAnswer {
-	if reason := r.allowed(r.a.book.rosterNow(), from, to); reason != "" {
+	rs := r.a.book.rosterNow()
+	if reason := r.allowed(rs, from, to); reason != "" {
 		return r.refuse(from, to, reason)
 	}
 	p, ok := r.a.book.peerFor(to)
@@ -558,6 +560,12 @@ func (r *relayService) open(ctx context.Context, from seed.DevicePublic, fromAdd
 		r.mu.Unlock()
 		return r.refuse(from, to, fmt.Sprintf("the relay already relays %d sessions, its limit", maxRelaySessions))
 	}
+	// One friend's devices do not get to fill the table: the sessions
+	// they asked for are bounded on their own.
+	if n := r.askedByLocked(rs, from); n >= maxRelayAsked {
+		r.mu.Unlock()
+		return r.refuse(from, to, fmt.Sprintf("the relay already relays %d sessions that this user's devices asked for, its limit per user", n))
+	}
 	var id uint64
 	for id == 0 || r.sessions[id] != nil {
 		var b [8]byte
@@ -589,6 +597,27 @@ func (r *relayService) open(ctx context.Context, from seed.DevicePublic, fromAdd
 	}
 	r.a.log.Info("relay: session open", "session", sessionString(id)[:8], "from", from.Short(), "to", to.Short())
 	return relayAnswer{OK: true, Session: sessionString(id)}
+}
+
+// askedByLocked counts the sessions that devices of from's user asked for.
+func (r *relayService) askedByLocked(rs *roster.Roster, from seed.DevicePublic) int {
+	user, ok := deviceUser(rs, from)
+	if !ok || user == rs.Self() {
+		return 0 // own devices are not who the bound is for
+	}
+	n := 0
+	for _, s := range r.sessions {
+		if u, ok := deviceUser(rs, s.ends[0].dev); ok && u == user {
+			n++
+		}
+	}
+	return n
+}
+
+// deviceUser is the user a device of the roster belongs to.
+func deviceUser(rs *roster.Roster, d seed.DevicePublic) (seed.UserPublic, bool) {
+	dev, ok := rs.Device(d)
+	return dev.UserID, ok
 }
 
 // relayCrossWindow is how long after a session opens a request of its

@@ -599,3 +599,29 @@ func TestRelayBothEndsAskAtOnce(t *testing.T) {
 		})
 	}
 }
+
+// One friend's devices cannot fill the relay's table: past maxRelayAsked
+// sessions asked by one user, the next is refused, and the others' go on.
+func TestRelayBoundPerUser(t *testing.T) {
+	l := newRelayLab(t, Config{Relay: RelayFriends})
+	ctx := context.Background()
+	alice := l.alice.dev.Cert.Device
+	l.rita.relay.mu.Lock()
+	for i := range maxRelayAsked {
+		var other seed.DevicePublic
+		other[0], other[1] = 0xee, byte(i)
+		id := uint64(1000 + i)
+		l.rita.relay.sessions[id] = &relaySession{id: id, created: time.Now(), last: time.Now(),
+			ends: [2]relayEndpoint{{dev: alice}, {dev: other}}}
+	}
+	l.rita.relay.mu.Unlock()
+	ok, err := l.alice.relayTo(ctx, l.bob.dev.Cert.Device)
+	if ok || err == nil || !strings.Contains(err.Error(), "limit per user") {
+		t.Fatalf("alice past her bound: relayTo = %v, %v", ok, err)
+	}
+	// Bob is another user: his sessions are not alice's.
+	ok, err = l.bob.relayTo(ctx, alice)
+	if !ok || err != nil {
+		t.Fatalf("bob, within his bound: relayTo = %v, %v", ok, err)
+	}
+}

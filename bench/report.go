@@ -35,6 +35,11 @@ var pairs = []Pair{
 	{"consensus", "Rule/quorum/members=10/expr", "ReferenceEd25519Verify"},
 	{"consensus", "Rule/quorum/members=10000/expr", "ReferenceEd25519Verify"},
 	{"consensus", "Rule/quorum/members=10000/expr", "Rule/quorum/members=10000/go"},
+	{"archive", "Seal", "ReferenceXChaCha20Poly1305"},
+	{"archive", "SealStored", "ReferenceXChaCha20Poly1305"},
+	{"archive", "SealStored", "ReferenceAgeTwoLayers"},
+	{"archive", "Seal", "ReferenceStockAge"},
+	{"archive", "Open", "ReferenceXChaCha20Poly1305"},
 }
 
 // A Stat summarises the runs of one benchmark.

@@ -25,9 +25,9 @@
 // unbounded: builtins outside an allow-list (so every builtin reading the
 // clock, the time zone or map iteration order: now, date, timezone,
 // duration, keys, values, toPairs, fromPairs, groupBy, toJSON, fromJSON,
-// get, …), method calls, $env, more than MaxNodes nodes, predicates
-// (count, filter, all, …) nested deeper than MaxPredicateDepth, and a source
-// longer than MaxSourceBytes. The environment's values are plain structs,
+// get, …), method calls, $env, let, map literals, ranges, more than
+// MaxNodes nodes, a predicate (count, filter, all, …) inside another
+// (MaxPredicateDepth), and a source longer than MaxSourceBytes. The environment's values are plain structs,
 // slices and funcs with no methods. Eval runs with a memory budget
 // (MemoryBudget, vm.VM.MemoryBudget).
 //

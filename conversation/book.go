@@ -57,7 +57,8 @@ type conv struct {
 	creator  seed.UserPublic
 	rule     *consensus.Rule // nil: never decides
 	key      []byte          // the per-conversation at-rest key
-	rec      convRec         // as stored
+	rec      convRec         // as stored, written once
+	state    convState       // as stored, rewritten as the conversation goes
 	msgs     map[MessageID]*msg
 	order    []*msg // accepted messages (not late, not outcomes), ascending (Lamport, ID)
 	heads    map[seed.DevicePublic]*msg
@@ -82,13 +83,22 @@ type msg struct {
 }
 
 // Records in the store.
+// convRec is conversations/<id>: written once (the genesis may be large).
 type convRec struct {
-	Genesis   []byte              `json:"genesis"`    // the genesis envelope
-	Key       []byte              `json:"key"`        // the per-conversation key, sealed with Self.AtRest
-	Sealed    []byte              `json:"sealed"`     // the genesis payload, sealed with the key
+	Genesis []byte `json:"genesis"` // the genesis envelope
+	Key     []byte `json:"key"`     // the per-conversation key, sealed with Self.AtRest
+	Sealed  []byte `json:"sealed"`  // the genesis payload, sealed with the key
+}
+
+// convState is conversations/<id>/state: small, rewritten often.
+type convState struct {
 	GenesisTo []seed.DevicePublic `json:"genesis_to"` // devices the genesis was queued for
 	Updated   time.Time           `json:"updated"`
 }
+
+const stateSuffix = "/state"
+
+func stateKey(id ID) string { return id.String() + stateSuffix }
 
 type msgRec struct {
 	Env    []byte `json:"env"`    // the envelope as it travelled (its payload is age ciphertext)
@@ -169,6 +179,9 @@ func (b *Book) load() error {
 	}
 	return b.cfg.Store.View(func(tx *store.Tx) error {
 		if err := tx.List(store.BucketConversations, func(key string, raw []byte) error {
+			if idHex, ok := strings.CutSuffix(key, stateSuffix); ok {
+				return b.loadState(idHex, raw) // listed after its conversation
+			}
 			c, err := b.loadConv(key, raw)
 			if err != nil {
 				return err
@@ -220,6 +233,21 @@ func (b *Book) loadConv(key string, raw []byte) (*conv, error) {
 		}
 	}
 	return c, nil
+}
+
+func (b *Book) loadState(idHex string, raw []byte) error {
+	id, err := ParseID(idHex)
+	if err != nil {
+		return fmt.Errorf("conversation: a bad state key %q: %w", idHex, err)
+	}
+	c := b.convs[id]
+	if c == nil {
+		return fmt.Errorf("conversation: the state of a missing conversation %s", idHex)
+	}
+	if err := jsonUnmarshal(raw, &c.state); err != nil {
+		return fmt.Errorf("conversation: reading the state of %s: %w", idHex, err)
+	}
+	return nil
 }
 
 func newConv(e *envelope, g genesisPayload, key []byte, rec convRec) *conv {

@@ -94,3 +94,41 @@ func TestConvergence(t *testing.T) {
 		})
 	}
 }
+
+// TestConvergenceConcurrentDecisions: five devices vote at once, the rule
+// becomes true on several of them with different message sets, several
+// outcomes cross in the network; every device ends with the same one.
+func TestConvergenceConcurrentDecisions(t *testing.T) {
+	for s := uint64(1); s <= 4; s++ {
+		t.Run(fmt.Sprint("seed", s), func(t *testing.T) {
+			t.Parallel()
+			l := newLab(t)
+			us := []*user{l.addUser("alice", 1), l.addUser("bob", 2), l.addUser("carol", 1), l.addUser("dan", 1)}
+			id := l.create(us[0], Debate, `tally("yes") >= 2`, "move the meeting?", us[1:]...)
+			n := l.net(s, 0.2, 0.2)
+			n.settle()
+			for i, d := range l.devs {
+				choice := "yes"
+				if i%3 == 2 {
+					choice = "no"
+				}
+				if _, err := d.book.Vote(id, choice); err != nil {
+					t.Fatal(err)
+				}
+			}
+			n.settle()
+			outcomes := 0
+			for _, d := range l.devs {
+				outcomes = max(outcomes, len(d.book.convs[id].outcomes))
+			}
+			if outcomes < 2 {
+				t.Fatalf("only %d outcome: the test wants concurrent ones", outcomes)
+			}
+			v := checkConverged(t, l, id)
+			if v.Outcome == nil || v.Outcome.Tally["yes"] < 2 {
+				t.Fatalf("outcome %+v", v.Outcome)
+			}
+			t.Logf("%d outcomes on the device that saw the most; the winner names %d messages", outcomes, len(v.Outcome.Messages))
+		})
+	}
+}

@@ -141,13 +141,16 @@ func (b *Book) storeGenesis(tx *store.Tx, e *envelope, g genesisPayload, plain [
 		Genesis: e.raw,
 		Key:     sealAtRest(b.cfg.Self.AtRest[:], "key/"+e.conv.String(), key),
 		Sealed:  sealAtRest(key, "genesis/"+e.conv.String(), plain),
-		Updated: b.now().UTC(),
 	}
 	b.dirty = true
 	if err := tx.Put(store.BucketConversations, convKey(e.conv), rec); err != nil {
 		return nil, err
 	}
 	c := newConv(e, g, key, rec)
+	c.state.Updated = b.now().UTC()
+	if err := tx.Put(store.BucketConversations, stateKey(c.id), c.state); err != nil {
+		return nil, err
+	}
 	if g.rule != "" {
 		r, err := consensus.Compile(g.rule)
 		if err != nil {
@@ -168,8 +171,8 @@ func (b *Book) storeMsg(tx *store.Tx, c *conv, e *envelope, m *msg, plain []byte
 	}); err != nil {
 		return err
 	}
-	c.rec.Updated = b.now().UTC()
-	if err := tx.Put(store.BucketConversations, convKey(c.id), c.rec); err != nil {
+	c.state.Updated = b.now().UTC()
+	if err := tx.Put(store.BucketConversations, stateKey(c.id), c.state); err != nil {
 		return err
 	}
 	c.add(m)
@@ -184,11 +187,11 @@ func (b *Book) enqueue(tx *store.Tx, c *conv, id MessageID, certs []seed.DeviceC
 		if cert.Device == b.self {
 			continue
 		}
-		if !slices.Contains(c.rec.GenesisTo, cert.Device) {
+		if !slices.Contains(c.state.GenesisTo, cert.Device) {
 			if err := b.put(tx, cert, c.id, MessageID(c.id)); err != nil {
 				return err
 			}
-			c.rec.GenesisTo = append(c.rec.GenesisTo, cert.Device)
+			c.state.GenesisTo = append(c.state.GenesisTo, cert.Device)
 			changed = true
 		}
 		if id != MessageID(c.id) {
@@ -198,7 +201,7 @@ func (b *Book) enqueue(tx *store.Tx, c *conv, id MessageID, certs []seed.DeviceC
 		}
 	}
 	if changed {
-		return tx.Put(store.BucketConversations, convKey(c.id), c.rec)
+		return tx.Put(store.BucketConversations, stateKey(c.id), c.state)
 	}
 	return nil
 }

@@ -3,8 +3,10 @@ package conversation
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -304,5 +306,121 @@ func TestElapsedRuleOnTick(t *testing.T) {
 	v := checkConverged(t, l, id)
 	if v.Outcome == nil || v.Outcome.Result != "yes" {
 		t.Fatalf("outcome %v after the hour, want yes", v.Outcome)
+	}
+}
+
+// TestEnvelopesSync: a device that was never sent anything takes a decided
+// conversation from another's Envelopes, in one batch, and shows the same.
+func TestEnvelopesSync(t *testing.T) {
+	l := newLab(t)
+	alice, bob := l.addUser("alice", 2), l.addUser("bob", 1)
+	a1 := alice.devs[1]
+	a1.offline = true
+	id := l.create(alice, Discussion, `tally("yes") >= 2`, "sync", bob)
+	n := l.net(4, 0, 0)
+	n.settle()
+	for _, d := range []*device{alice.devs[0], bob.devs[0]} {
+		if _, err := d.book.Post(id, "text", "hello from "+d.name); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.book.Vote(id, "yes"); err != nil {
+			t.Fatal(err)
+		}
+		n.settle()
+	}
+	envs, err := bob.devs[0].book.Envelopes(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, errs := a1.book.ReceiveBatch(envs)
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("envelope %d of %d: %v", i, len(envs), err)
+		}
+	}
+	a1.offline = false
+	n.settle()
+	if v := checkConverged(t, l, id); v.Outcome == nil || len(v.Messages) != 4 {
+		t.Fatalf("outcome %v, %d messages; want decided with 4", v.Outcome, len(v.Messages))
+	}
+}
+
+// TestOnChangeAndBatch: OnChange follows what was stored, not duplicates or
+// acks; ReceiveBatch answers each envelope as Receive would.
+func TestOnChangeAndBatch(t *testing.T) {
+	l := newLab(t)
+	alice, bob := l.addUser("alice", 1), l.addUser("bob", 1)
+	a, b := alice.devs[0], bob.devs[0]
+	id := l.create(alice, Chat, "", "changes", bob)
+	for _, s := range []string{"one", "two"} {
+		if _, err := a.book.Post(id, "text", s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := a.changes.Load(); got != 3 {
+		t.Fatalf("alice's OnChange ran %d times for a genesis and two posts, want 3", got)
+	}
+	var envs [][]byte
+	for _, o := range a.book.Pending(b.self.Cert.Device, 100) {
+		envs = append(envs, o.Envelope)
+	}
+	envs = append(envs, envs[1], []byte("junk"))
+	acks, errs := b.book.ReceiveBatch(envs)
+	for i := range 4 { // three envelopes and a duplicate
+		if errs[i] != nil || acks[i] == nil {
+			t.Fatalf("envelope %d: ack %v, %v", i, acks[i] != nil, errs[i])
+		}
+	}
+	if !errors.Is(errs[4], ErrRefused) || acks[4] != nil {
+		t.Fatalf("junk in a batch: %v", errs[4])
+	}
+	if got := b.changes.Load(); got != 1 {
+		t.Fatalf("bob's OnChange ran %d times for one batch of one conversation, want 1", got)
+	}
+	before := a.changes.Load()
+	_, errs = a.book.ReceiveBatch(acks[:4])
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a.changes.Load() != before || len(a.book.Recipients()) != 0 {
+		t.Fatalf("acks: OnChange ran, or %d devices still pending", len(a.book.Recipients()))
+	}
+}
+
+// TestConcurrentUse: posts, deliveries, listings and ticks from several
+// goroutines at once (for the race detector), then everything converges.
+func TestConcurrentUse(t *testing.T) {
+	l := newLab(t)
+	alice, bob := l.addUser("alice", 1), l.addUser("bob", 1)
+	a, b := alice.devs[0], bob.devs[0]
+	id := l.create(alice, Discussion, `unanimous("yes")`, "busy", bob)
+	deliverAll(t, a, b)
+	var wg sync.WaitGroup
+	for _, d := range []*device{a, b} {
+		wg.Go(func() {
+			for i := range 10 {
+				if _, err := d.book.Post(id, "text", fmt.Sprint(d.name, i)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		for range 10 {
+			a.book.List()
+			b.book.Show(id)
+			a.book.Tick()
+			for _, o := range a.book.Pending(b.self.Cert.Device, 5) {
+				b.book.Receive(o.Envelope)
+			}
+		}
+	})
+	wg.Wait()
+	l.net(3, 0.1, 0.1).settle()
+	if v := checkConverged(t, l, id); len(v.Messages) != 20 {
+		t.Fatalf("%d messages, want 20", len(v.Messages))
 	}
 }

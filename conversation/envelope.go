@@ -60,11 +60,11 @@ import (
 const (
 	MaxEnvelopeSize = 4 << 20  // bytes of one envelope
 	MaxTopicBytes   = 1024     // bytes of a topic
-	MaxBodyBytes    = 64 << 10 // bytes of a message body
+	MaxBodyBytes    = 16 << 10 // bytes of a message body
 	MaxRuleBytes    = 4096     // bytes of a rule's source
 	MaxMembers      = 32       // members of a conversation
 	MaxRecipients   = 256      // member devices an envelope is sealed to
-	MaxMessages     = 10000    // messages (and outcomes) of one conversation
+	MaxMessages     = 5000     // messages (and outcomes) of one conversation
 	MaxAcked        = 1024     // envelope IDs in one ack
 	MaxLamport      = 1 << 48  // highest Lamport time
 	MaxHeld         = 1024     // envelopes held out of order, in all

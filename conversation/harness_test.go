@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -53,14 +54,20 @@ type device struct {
 	st      *store.Store
 	book    *Book
 	offline bool
+	changes atomic.Int64 // OnChange calls
 }
 
 type dir struct {
 	mu      sync.Mutex
 	revoked map[seed.DevicePublic]bool
+	certs   map[seed.UserPublic][]seed.DeviceCert
 }
 
-func (d *dir) Certs(seed.UserPublic) []seed.DeviceCert { return nil }
+func (d *dir) Certs(u seed.UserPublic) []seed.DeviceCert {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.certs[u]
+}
 func (d *dir) Revoked(dev seed.DevicePublic) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -76,7 +83,7 @@ type lab struct {
 }
 
 func newLab(t testing.TB) *lab {
-	return &lab{t: t, clock: &clock{t: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}, dir: &dir{revoked: map[seed.DevicePublic]bool{}}}
+	return &lab{t: t, clock: &clock{t: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}, dir: &dir{revoked: map[seed.DevicePublic]bool{}, certs: map[seed.UserPublic][]seed.DeviceCert{}}}
 }
 
 func seedOf(name string) []byte {
@@ -134,7 +141,7 @@ func (l *lab) open(d *device) {
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	b, err := Open(Config{Store: st, Self: d.self, Dir: l.dir, Now: l.clock.Now, Log: quiet})
+	b, err := Open(Config{Store: st, Self: d.self, Dir: l.dir, Now: l.clock.Now, Log: quiet, OnChange: func(ID) { d.changes.Add(1) }})
 	if err != nil {
 		st.Close()
 		l.t.Fatal(err)

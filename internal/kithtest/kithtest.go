@@ -35,6 +35,13 @@ var (
 func Binary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
+		// A binary built with -race sleeps a second at every exit
+		// (GORACE's atexit_sleep_ms), which across the hundreds of short
+		// commands the tests run is minutes. Every kith process the tests
+		// start inherits this; a race still fails its command (exit 66).
+		if _, set := os.LookupEnv("GORACE"); !set && raceEnabled {
+			os.Setenv("GORACE", "atexit_sleep_ms=10")
+		}
 		dir, err := os.MkdirTemp("", "kith-e2e-bin-")
 		if err != nil {
 			buildErr = err

@@ -16,7 +16,7 @@
 //	revocations  roster: signed revocations, by the revoked device's ID
 //	peers        local: known devices' addresses and last-seen times, by device ID
 //	invites      local: pairing invites used on this device, by invite hash
-//	conversations      conversations: one record per conversation, by conversation ID (package conversation)
+//	conversations      conversations: one record per conversation, by conversation ID, and its state by ID "/state" (package conversation)
 //	conv_messages      conversations: envelopes, by conversation ID "/" envelope ID
 //	conv_outbox        conversations: unacknowledged deliveries, by device ID "/" sequence number
 //	forward      local: envelopes held for other devices (store-and-forward, agent/conv_forward.go), by recipient and hash
