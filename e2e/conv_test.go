@@ -151,7 +151,13 @@ func TestConvDebate(t *testing.T) {
 
 	const topic = "Zebra-topic: should the garden get a greenhouse"
 	bodies := []string{"Quokka-position: yes, for winter tomatoes", "Narwhal-argument: the shade hurts the roses"}
-	id := alice.convNew(t, topic, "debate", `quorum(2/3) && majority("yes")`, bob, carol)
+	// Members by their names, as alice knows her friends.
+	var created control.ConvNewResult
+	alice.JSON(&created, "", "conv", "new", "--topic", topic, "--pattern", "debate", "--with", "bob,carol", "--rule", `quorum(2/3) && majority("yes")`)
+	id := created.ConversationID
+	if v, err := alice.convShow(t, id); err != nil || len(v.Members) != 3 {
+		t.Fatalf("the debate's members: %+v %v", v.Members, err)
+	}
 	for _, p := range []*person{bob, carol} {
 		p.waitConv(t, id, "has the debate", hasMessages(0))
 	}
