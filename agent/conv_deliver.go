@@ -132,7 +132,7 @@ func (c *convs) run(ctx context.Context) error {
 				break // a result brings another pass
 			}
 			busy[k] = true
-			skip := maps2slice(handed[k.dev], now)
+			skip := recentlyHanded(handed[k.dev], now)
 			hint := via[k.dev]
 			wg.Add(1)
 			go func() {
@@ -228,9 +228,9 @@ func (c *convs) run(ctx context.Context) error {
 	}
 }
 
-// maps2slice returns the sequence numbers handed less than
+// recentlyHanded returns the sequence numbers handed less than
 // convHandedTTL ago.
-func maps2slice(m map[uint64]time.Time, now time.Time) map[uint64]bool {
+func recentlyHanded(m map[uint64]time.Time, now time.Time) map[uint64]bool {
 	out := make(map[uint64]bool, len(m))
 	for s, t := range m {
 		if now.Sub(t) <= convHandedTTL {
