@@ -77,6 +77,10 @@ type convs struct {
 	book *conversation.Book
 	fwd  *forwardQueue
 	kick chan struct{} // wakes the delivery service; buffered, one
+	// stopping is closed when the conversation service stops: followers
+	// of the control API end then, not when the HTTP server gives up
+	// waiting for them.
+	stopping chan struct{}
 
 	mu        sync.Mutex
 	followers map[conversation.ID]map[chan struct{}]struct{} // guarded by mu
@@ -86,7 +90,7 @@ type convs struct {
 
 // newConvs opens the Book and the forward queue.
 func newConvs(a *Agent) (*convs, error) {
-	c := &convs{a: a, kick: make(chan struct{}, 1),
+	c := &convs{a: a, kick: make(chan struct{}, 1), stopping: make(chan struct{}),
 		followers: map[conversation.ID]map[chan struct{}]struct{}{},
 		syncs:     map[conversation.ID]seed.DevicePublic{}}
 	key, err := atRestKey(a.dev.Device)

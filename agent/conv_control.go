@@ -312,6 +312,8 @@ func (c controlAPI) ConvFollow(ctx context.Context, s string, send func(control.
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-c.a.convs.stopping:
+			return errors.New("the agent is stopping")
 		case <-changes:
 		}
 		if v, err = c.a.convs.book.Show(id); err != nil {

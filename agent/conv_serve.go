@@ -159,10 +159,12 @@ func (c *convs) answerSync(p Peer, id conversation.ID) convFrame {
 }
 
 // envelopesOf returns what this device can send of conversation id to an
-// own device that lacks it.
+// own device that lacks it: every envelope, genesis first, in an order the
+// receiver takes.
 func (c *convs) envelopesOf(id conversation.ID) [][]byte {
-	if g, ok := c.book.Genesis(id); ok {
-		return [][]byte{g}
+	envs, err := c.book.Envelopes(id)
+	if err != nil {
+		return nil
 	}
-	return nil
+	return envs
 }

@@ -29,6 +29,7 @@ var pairs = []Pair{
 	{"pairing", "ParseInvite", "ReferenceEd25519Verify"},
 	{"pairing", "ParseInvite", "ReferenceBase32Decode"},
 	{"agent", "ScanToPaired", "ReferenceHandshakeOnly"},
+	{"agent", "ConvDelivery/latency", "ConvDelivery/reference-rtt+fsync"},
 	{"e2e", "RestoreEndToEnd", "ReferenceVersionProcess"},
 	{"cluster/presence", "HeartbeatEncodeSign", "Ed25519SignReference"},
 	{"cluster/presence", "HandleHeartbeat", "Ed25519VerifyReference"},
