@@ -124,6 +124,9 @@ func (b *Book) Forget(id ID) error {
 			}
 			q.items = keep
 		}
+		if err := tx.Delete(store.BucketConversations, stateKey(id)); err != nil {
+			return err
+		}
 		return tx.Delete(store.BucketConversations, convKey(id))
 	})
 	if err != nil {
