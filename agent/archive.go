@@ -261,22 +261,25 @@ func (ar *archiver) seal(ctx context.Context, force bool) ([]conversation.ID, er
 	if err != nil {
 		return nil, err
 	}
-	sealed, err := archive.Seal(ctx, records, to, nil)
+	self := a.dev.Cert.Device
+	place := archivePlace{}
+	// Each blob goes to the blob folder (synced) as soon as it is sealed,
+	// so memory holds a few blobs whatever the history's size.
+	sealed, err := archive.SealTo(ctx, records, to, nil, func(_ context.Context, b archive.Blob) error {
+		if err := ar.blobs.Put(a.dev.Cert.User, b.Name, b.Data); err != nil {
+			return fmt.Errorf("writing blob %s: %w", b.Name.Short(), err)
+		}
+		place.Hold = append(place.Hold, holding{Blob: b.Name, Size: int64(len(b.Data)), Device: self})
+		return nil
+	})
 	for i := range records {
 		clear(records[i].Data)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("sealing: %w", err)
 	}
-	self := a.dev.Cert.Device
 	entry := sealed.Entry()
-	place := archivePlace{Archive: &entry}
-	for _, b := range sealed.Blobs {
-		if err := ar.blobs.Put(a.dev.Cert.User, b.Name, b.Data); err != nil {
-			return nil, fmt.Errorf("writing blob %s: %w", b.Name.Short(), err)
-		}
-		place.Hold = append(place.Hold, holding{Blob: b.Name, Size: int64(len(b.Data)), Device: self})
-	}
+	place.Archive = &entry
 	ix, err := ar.sealIndex(entry, to)
 	if err != nil {
 		return nil, err
@@ -298,7 +301,7 @@ func (ar *archiver) seal(ctx context.Context, force bool) ([]conversation.ID, er
 	if err := ar.forget(ids); err != nil {
 		return ids, err
 	}
-	a.log.Info("archived", "conversations", len(ids), "blobs", len(sealed.Blobs), "bytes", sealed.Size)
+	a.log.Info("archived", "conversations", len(ids), "blobs", len(entry.Blobs), "bytes", sealed.Size)
 	return ids, nil
 }
 

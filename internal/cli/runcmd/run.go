@@ -73,8 +73,9 @@ KITH_PASSPHRASE or a prompt.
 Every flag can also be set in the environment, as a service unit does:
 KITH_LISTEN, KITH_HEARTBEAT, KITH_STUN (several separated by commas or
 spaces), KITH_QUIET (true or false), KITH_PORTMAP (on or off),
-KITH_INTRODUCE, KITH_LOG_LEVEL, KITH_RELAY, KITH_RELAY_RATE and
-KITH_RELAY_QUOTA. A flag given on the command line wins over its variable.
+KITH_INTRODUCE, KITH_LOG_LEVEL, KITH_RELAY, KITH_RELAY_RATE,
+KITH_RELAY_QUOTA, KITH_ARCHIVE_IDLE, KITH_ARCHIVE_GONE, KITH_ARCHIVE_SETTLE
+and KITH_ARCHIVE_EVERY. A flag given on the command line wins over its variable.
 
 With --portmap=on (the default) the agent asks the default gateway for a
 mapping of its UDP port with NAT-PMP or UPnP IGD, renews it and deletes it when it
@@ -213,17 +214,21 @@ func badInputf(h Host, format string, args ...any) error {
 // EnvVars maps each flag of the run command to the environment variable
 // that sets it when the flag is not given.
 var EnvVars = map[string]string{
-	"listen":       "KITH_LISTEN",
-	"heartbeat":    "KITH_HEARTBEAT",
-	"stun":         "KITH_STUN",
-	"quiet":        "KITH_QUIET",
-	"portmap":      "KITH_PORTMAP",
-	"introduce":    "KITH_INTRODUCE",
-	"raft-profile": "KITH_RAFT_PROFILE",
-	"log-level":    "KITH_LOG_LEVEL",
-	"relay":        "KITH_RELAY",
-	"relay-rate":   "KITH_RELAY_RATE",
-	"relay-quota":  "KITH_RELAY_QUOTA",
+	"listen":         "KITH_LISTEN",
+	"heartbeat":      "KITH_HEARTBEAT",
+	"stun":           "KITH_STUN",
+	"quiet":          "KITH_QUIET",
+	"portmap":        "KITH_PORTMAP",
+	"introduce":      "KITH_INTRODUCE",
+	"raft-profile":   "KITH_RAFT_PROFILE",
+	"log-level":      "KITH_LOG_LEVEL",
+	"relay":          "KITH_RELAY",
+	"relay-rate":     "KITH_RELAY_RATE",
+	"relay-quota":    "KITH_RELAY_QUOTA",
+	"archive-idle":   "KITH_ARCHIVE_IDLE",
+	"archive-gone":   "KITH_ARCHIVE_GONE",
+	"archive-settle": "KITH_ARCHIVE_SETTLE",
+	"archive-every":  "KITH_ARCHIVE_EVERY",
 }
 
 // fromEnv sets every flag of cmd not given on the command line from its
