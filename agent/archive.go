@@ -174,10 +174,10 @@ func (ar *archiver) pass(ctx context.Context, force bool) ([]conversation.ID, er
 	return ids, errors.Join(err, rerr)
 }
 
-// eligible lists the conversations to archive: decided ones, and those
-// idle past the threshold (with force, every decided one at once, and the
-// idle ones too).
-func (ar *archiver) eligible() ([]conversation.ID, error) {
+// eligible lists the conversations to archive: decided ones settled for
+// ArchiveSettle, and those idle past ArchiveIdle; with force ("kith
+// archive now", the user asking), every decided one at once.
+func (ar *archiver) eligible(force bool) ([]conversation.ID, error) {
 	list, err := ar.a.convs.book.List()
 	if err != nil {
 		return nil, err
@@ -190,7 +190,7 @@ func (ar *archiver) eligible() ([]conversation.ID, error) {
 		// a concurrent outcome that wins (the lowest Lamport time and ID,
 		// DESIGN §7) may still be on its way, and an archive keeps what
 		// this device held when it sealed.
-		if (s.Status == conversation.StatusDecided && idle > ar.a.cfg.ArchiveSettle) || idle > ar.a.cfg.ArchiveIdle {
+		if (s.Status == conversation.StatusDecided && (force || idle > ar.a.cfg.ArchiveSettle)) || idle > ar.a.cfg.ArchiveIdle {
 			out = append(out, s.ID)
 		}
 	}
@@ -244,7 +244,7 @@ func (ar *archiver) seal(ctx context.Context, force bool) ([]conversation.ID, er
 	if !force && !ar.isArchiver() {
 		return nil, nil
 	}
-	ids, err := ar.eligible()
+	ids, err := ar.eligible(force)
 	if err != nil || len(ids) == 0 {
 		return nil, err
 	}

@@ -20,7 +20,8 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("kith demo failed: %s", res)
 	}
 	for _, want := range []string{"(the same)", "paired with friend", `kind "own"`, "follows bob to 127.0.0.9:",
-		"Starting a debate conversation with a quorum rule", "outcome: yes (yes 2)", "message set everywhere: (the same)", "carol's vote after the outcome is refused", "Done."} {
+		"Starting a debate conversation with a quorum rule", "outcome: yes (yes 2)", "message set everywhere: (the same)", "carol's vote after the outcome is refused",
+		"Recovering history after losing a device", "no file of its home holds the topic", "outcome \"yes\"", "0 under-replicated.", "Done."} {
 		if !strings.Contains(res.Stdout, want) {
 			t.Errorf("the demo's narration lacks %q:\n%s", want, res.Stdout)
 		}

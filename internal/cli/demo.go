@@ -313,6 +313,9 @@ func (d *demo) run(ctx context.Context) error {
 	if err := d.debate(ctx, alice, bob); err != nil {
 		return err
 	}
+	if err := d.archiveStory(ctx, alice); err != nil { // demo_archive.go
+		return err
+	}
 	d.say("\nDone. Every device kept its keys from the seed phrase; nothing went through a server.")
 	return nil
 }
