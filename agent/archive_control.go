@@ -219,3 +219,33 @@ func (a *Agent) archivedSummaries(list []conversation.Summary) []control.ConvSum
 	}
 	return out
 }
+
+var _ control.ConvProgressBackend = controlAPI{}
+
+// ConvShowProgress is ConvShow reporting the transfer of an archived
+// conversation's blobs.
+func (c controlAPI) ConvShowProgress(ctx context.Context, s string, progress func(done, total int64)) (control.ConvView, error) {
+	id, err := c.a.resolveConv(s)
+	if err != nil {
+		return control.ConvView{}, err
+	}
+	if v, err := c.a.convs.book.Show(id); err == nil {
+		return c.a.convView(v), nil
+	}
+	e, ok := c.a.archives.state.entryOf(id)
+	if !ok {
+		return c.ConvShow(ctx, s)
+	}
+	var total, done int64
+	for _, b := range e.Blobs {
+		total += b.Size
+	}
+	v, err := c.a.archives.readArchived(ctx, id, func(n int) {
+		done += int64(n)
+		progress(min(done, total), total)
+	})
+	if err != nil {
+		return control.ConvView{}, err
+	}
+	return c.a.convView(v), nil
+}

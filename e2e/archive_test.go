@@ -3,11 +3,13 @@ package e2e
 import (
 	"bytes"
 	"compress/flate"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -514,4 +516,70 @@ func TestArchiveDamageAndKill(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestArchiveProgressBar: a device reading an archived conversation of
+// more than a MiB shows a progress bar on a terminal, and none when
+// stdout is not a terminal.
+func TestArchiveProgressBar(t *testing.T) {
+	t.Parallel()
+	a0 := archDevice(t, "alice-0", "127.0.0.74", "", 0)
+	bob := archDevice(t, "bob", "127.0.0.75", "", 0)
+	a1 := archDevice(t, "alice-1", "127.0.0.76", a0.id.Mnemonic, 1)
+	pair(t, bob, a0)
+	pairOwnPersons(t, a0, a1)
+	kithtest.Eventually(t, archWait, "bob knows alice-1", func() error {
+		if f, ok := findFriend(bob.friends(t), a0.id.UserID); !ok || len(f.Devices) != 2 {
+			return fmt.Errorf("bob's alice: %+v", f)
+		}
+		return nil
+	})
+	id := a0.convNew(t, "A long archived thread", "discussion", `tally("yes") >= 1`, bob)
+	c := a0.agent.Client()
+	ctx := context.Background()
+	rnd := make([]byte, 12<<10)
+	for i := range 150 {
+		randFill(rnd, uint64(i))
+		if _, err := c.ConvPost(ctx, control.ConvPostRequest{ConversationID: id, Kind: "text", Body: hex.EncodeToString(rnd)[:16<<10]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a0.convVote(t, id, "yes")
+	waitOneOutcome(t, id, a0, a1, bob)
+	a0.archiveAll(t, 1)
+	var st control.ArchiveStatus
+	a0.JSON(&st, "", "archive", "status")
+	if st.Bytes < 1<<20 {
+		t.Fatalf("the archive has %d bytes, want more than a MiB for the bar", st.Bytes)
+	}
+	kithtest.Eventually(t, archWait, "alice-1 reads it from the archive", func() error {
+		v, err := a1.convShow(t, id)
+		if err == nil && v.Status != "archived" {
+			err = fmt.Errorf("status %s", v.Status)
+		}
+		return err
+	})
+	plain := a1.Run("", "conv", "show", id[:12])
+	if plain.Code != 0 || strings.Contains(plain.Stdout, "fetching the archive") || !strings.Contains(plain.Stdout, "A long archived thread") {
+		t.Fatalf("conv show on a pipe: %s", plain)
+	}
+	errFile := filepath.Join(t.TempDir(), "stderr")
+	term := kithtest.NewTerminal(t, 120, 40, `"$KITH" --home "$H" conv show "$ID" 2>"$E"; echo; echo "exit=$?"; exec cat >/dev/null`,
+		"KITH="+kithtest.Binary(t), "H="+a1.Home, "ID="+id[:12], "E="+errFile)
+	term.WaitFor("exit=")
+	bar, err := os.ReadFile(errFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(bar), "fetching the archive") || !strings.Contains(string(bar), "100 %") {
+		t.Fatalf("conv show on a terminal shows no progress bar; stderr:\n%q", bar)
+	}
+}
+
+// randFill fills b with bytes from a PCG seeded by s.
+func randFill(b []byte, s uint64) {
+	r := rand.New(rand.NewPCG(s, s^0x9e3779b97f4a7c15))
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
 }

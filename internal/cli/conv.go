@@ -149,7 +149,7 @@ Ctrl-C.`,
 			if err != nil {
 				return err
 			}
-			v, err := c.ConvShow(ctx, args[0])
+			v, err := g.convShow(ctx, c, args[0]) // archive_show.go: a progress bar on a terminal
 			if err != nil {
 				return convError(err)
 			}

@@ -103,6 +103,7 @@ func registerArchive(mux *http.ServeMux, b Backend) {
 		return ab.ArchiveQuota(ctx, *in)
 	}))
 	registerArchiveRecover(mux, b)
+	registerConvProgress(mux, b)
 }
 
 // ArchiveStatus sums up the placement.

@@ -26,6 +26,9 @@ const (
 	// RouteConvFollow answers with newline-delimited JSON, one
 	// [ConvEvent] a line, until the client goes away.
 	RouteConvFollow = "POST /v1/conv/follow"
+	// RouteConvShowProgress answers with newline-delimited JSON, one
+	// [ConvShowEvent] a line: progress, then the view.
+	RouteConvShowProgress = "POST /v1/conv/show/progress"
 
 	RouteArchiveStatus = "GET /v1/archive/status"
 	RouteArchiveList   = "GET /v1/archive"
