@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/kith-project/kith/archive"
 	"github.com/kith-project/kith/conversation"
@@ -92,6 +93,13 @@ func (c controlAPI) ArchiveQuota(_ context.Context, req control.ArchiveQuotaRequ
 // A copy here that fails its check is removed by the blob store, fetched
 // again from another holder and written back: healed.
 func (ar *archiver) getBlob(ctx context.Context, n archive.BlobName, progress func(int)) ([]byte, error) {
+	return ar.getBlobFrom(ctx, n, 0, progress)
+}
+
+// getBlobFrom is getBlob starting with the holder at position start (mod
+// their number), so that the blobs of an archive are fetched from all its
+// replicas at once.
+func (ar *archiver) getBlobFrom(ctx context.Context, n archive.BlobName, start int, progress func(int)) ([]byte, error) {
 	heal := false
 	if ar.blobs.Has(n) {
 		b, err := ar.blobs.Get(n)
@@ -109,6 +117,9 @@ func (ar *archiver) getBlob(ctx context.Context, n archive.BlobName, progress fu
 		return nil, &control.Error{Kind: control.KindNotFound, Message: fmt.Sprintf("no device is known to hold blob %s", n.Short())}
 	}
 	online := ar.a.onlineSet()
+	if k := start % len(holders); k > 0 {
+		holders = append(holders[k:], holders[:k]...)
+	}
 	var errs []error
 	for pass := 0; pass < 2; pass++ {
 		for _, d := range holders {
@@ -151,38 +162,7 @@ func (ar *archiver) readArchived(ctx context.Context, id conversation.ID, progre
 	if !ok {
 		return conversation.View{}, &control.Error{Kind: control.KindNotFound, Message: "no such conversation on this device"}
 	}
-	self := ar.a.dev.Archive.Recipient()
-	parts := make([]archive.Part, 0, len(e.Blobs))
-	for _, ref := range e.Blobs {
-		blob, err := ar.getBlob(ctx, ref.Name, progress)
-		if err != nil {
-			return conversation.View{}, err
-		}
-		var inner []byte
-		if ref.Outer.Equal(self) {
-			inner, err = archive.PeelOuter(blob, ar.a.dev.Archive)
-		} else if d, ok := ar.ownDeviceFor(ref.Outer); ok {
-			inner, err = ar.peelAt(ctx, d, blob)
-		} else {
-			err = errors.New("the outer layer is sealed to a key no own device holds (the recovery key: the seed phrase opens it)")
-		}
-		if err != nil {
-			return conversation.View{}, fmt.Errorf("peeling blob %s: %w", ref.Name.Short(), err)
-		}
-		var part archive.Part
-		if ref.Inner.Equal(self) {
-			part, err = archive.OpenInner(inner, ar.a.dev.Archive)
-		} else if d, ok := ar.ownDeviceFor(ref.Inner); ok {
-			part, err = ar.openAt(ctx, d, inner)
-		} else {
-			err = errors.New("the inner layer is sealed to a key no own device holds")
-		}
-		if err != nil {
-			return conversation.View{}, fmt.Errorf("opening blob %s: %w", ref.Name.Short(), err)
-		}
-		parts = append(parts, part)
-	}
-	recs, err := archive.Assemble(parts)
+	recs, err := ar.openEntry(ctx, e, progress)
 	if err != nil {
 		return conversation.View{}, err
 	}
@@ -248,4 +228,95 @@ func (c controlAPI) ConvShowProgress(ctx context.Context, s string, progress fun
 		return control.ConvView{}, err
 	}
 	return c.a.convView(v), nil
+}
+
+// openWorkers bounds the blobs of one archive fetched and opened at once.
+const openWorkers = 4
+
+// openEntry fetches and opens every blob of archive e, openWorkers at a
+// time, each from a different replica in turn, and returns its records.
+// progress, if set, is called (serialized) with the bytes as they arrive.
+func (ar *archiver) openEntry(ctx context.Context, e archive.Entry, progress func(int)) ([]archive.Record, error) {
+	var mu sync.Mutex
+	report := func(n int) {
+		if progress != nil {
+			mu.Lock()
+			progress(n)
+			mu.Unlock()
+		}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	parts := make([]archive.Part, len(e.Blobs))
+	errs := make([]error, len(e.Blobs))
+	sem := make(chan struct{}, openWorkers)
+	var wg sync.WaitGroup
+	for i, ref := range e.Blobs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			parts[i], errs[i] = ar.openBlob(ctx, ref, i, report)
+			if errs[i] != nil {
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return nil, err
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return archive.Assemble(parts)
+}
+
+// openBlob fetches one blob and opens both its layers, here or with the
+// own device that holds the other key.
+func (ar *archiver) openBlob(ctx context.Context, ref archive.BlobRef, i int, progress func(int)) (archive.Part, error) {
+	self := ar.a.dev.Archive.Recipient()
+	outerDev, outerOwn := ar.ownDeviceFor(ref.Outer)
+	var inner []byte
+	// Every other blob whose outer recipient holds it is peeled there by
+	// name (only the inner layer travels); the others are fetched from
+	// the holders in turn, so that the replicas share the transfer.
+	if outerOwn && i%2 == 0 && !ar.blobs.Has(ref.Name) && slices.Contains(ar.state.holdersOf(ref.Name), outerDev) {
+		if in, err := ar.peelNameAt(ctx, outerDev, ref.Name, progress); err == nil {
+			inner = in
+		}
+	}
+	if inner == nil {
+		blob, err := ar.getBlobFrom(ctx, ref.Name, i, progress)
+		if err != nil {
+			return archive.Part{}, err
+		}
+		switch {
+		case ref.Outer.Equal(self):
+			inner, err = archive.PeelOuter(blob, ar.a.dev.Archive)
+		case outerOwn:
+			inner, err = ar.peelAt(ctx, outerDev, blob)
+		default:
+			err = errors.New("the outer layer is sealed to a key no own device holds (the recovery key: the seed phrase opens it)")
+		}
+		if err != nil {
+			return archive.Part{}, fmt.Errorf("peeling blob %s: %w", ref.Name.Short(), err)
+		}
+	}
+	var part archive.Part
+	var err error
+	if ref.Inner.Equal(self) {
+		part, err = archive.OpenInner(inner, ar.a.dev.Archive)
+	} else if d, ok := ar.ownDeviceFor(ref.Inner); ok {
+		part, err = ar.openAt(ctx, d, inner)
+	} else {
+		err = errors.New("the inner layer is sealed to a key no own device holds")
+	}
+	if err != nil {
+		return archive.Part{}, fmt.Errorf("opening blob %s: %w", ref.Name.Short(), err)
+	}
+	return part, nil
 }

@@ -154,6 +154,25 @@ func (ar *archiver) answer(p Peer, f arFrame, payload []byte) (arFrame, []byte) 
 		}
 		b := encodePart(part)
 		return arFrame{Type: arData, Size: int64(len(b))}, b
+	case arPeelN:
+		if !own {
+			return arRefuse(arCodeDenied, "only the user's own devices peel layers"), nil
+		}
+		if !ar.holdsFor(owner, f.Name) {
+			return arRefuse(arCodeMissing, "no such blob here"), nil
+		}
+		blob, err := ar.blobs.Get(f.Name)
+		if err != nil {
+			return arRefuse(arCodeMissing, "the blob is damaged here"), nil
+		}
+		inner, err := archive.PeelOuter(blob, ar.a.dev.Archive)
+		if errors.Is(err, archive.ErrWrongKey) {
+			return arRefuse(arCodeKey, "this device's key is not the outer recipient"), nil
+		}
+		if err != nil {
+			return arRefuse(arCodeBad, "%v", err), nil
+		}
+		return arFrame{Type: arData, Size: int64(len(inner))}, inner
 	case arPlace:
 		if !own {
 			return arRefuse(arCodeDenied, "placement is for own devices"), nil
@@ -264,4 +283,17 @@ func (ar *archiver) openAt(ctx context.Context, d seed.DevicePublic, inner []byt
 		return archive.Part{}, fmt.Errorf("%s answered %#02x to open", d.Short(), ans.Type)
 	}
 	return decodePart(data)
+}
+
+// peelNameAt asks own device d to peel the outer layer of blob n, which d
+// holds: the blob itself need not travel.
+func (ar *archiver) peelNameAt(ctx context.Context, d seed.DevicePublic, n archive.BlobName, progress func(int)) ([]byte, error) {
+	ans, data, err := ar.ask(ctx, d, arFrame{Type: arPeelN, Name: n}, nil, progress)
+	if err != nil {
+		return nil, err
+	}
+	if ans.Type != arData {
+		return nil, fmt.Errorf("%s answered %#02x to peel", d.Short(), ans.Type)
+	}
+	return data, nil
 }

@@ -28,6 +28,8 @@ import (
 //	0x07 peel     size (8), then a blob                              own devices: peel its outer layer
 //	0x08 open     size (8), then an inner layer                      own devices: open it, send the part
 //	0x09 place    (empty)                                            own devices: your archive placement
+//	0x0a peelname name (32)                                          own devices: peel the outer layer of
+//	                                                                 a blob you hold, send the inner layer
 //
 //	0x81 ok       (empty)
 //	0x82 data     size (8), then the bytes                           a blob, an inner layer or a part
@@ -55,6 +57,7 @@ const (
 	arPeel    byte = 0x07
 	arOpen    byte = 0x08
 	arPlace   byte = 0x09
+	arPeelN   byte = 0x0a
 
 	arOK      byte = 0x81
 	arData    byte = 0x82
@@ -115,7 +118,7 @@ func encodeArFrame(f arFrame) ([]byte, error) {
 	case arPut:
 		b = append(append(b, f.Owner[:]...), f.Name[:]...)
 		b = binary.BigEndian.AppendUint64(b, uint64(f.Size))
-	case arGet, arHas:
+	case arGet, arHas, arPeelN:
 		b = append(b, f.Name[:]...)
 	case arRoot, arOK, arPlace:
 	case arBuckets:
@@ -188,7 +191,7 @@ func decodeArFrame(b []byte) (arFrame, error) {
 		if err := size(64); err != nil {
 			return arFrame{}, err
 		}
-	case arGet, arHas:
+	case arGet, arHas, arPeelN:
 		if err := exact(32); err != nil {
 			return arFrame{}, err
 		}
@@ -262,7 +265,7 @@ func decodeArFrame(b []byte) (arFrame, error) {
 }
 
 // isArRequest reports whether t is a frame an opener sends.
-func isArRequest(t byte) bool { return t >= arPut && t <= arPlace }
+func isArRequest(t byte) bool { return t >= arPut && t <= arPeelN }
 
 // writeArFrame writes f and then payload, which must be f.Size bytes.
 func writeArFrame(w io.Writer, f arFrame, payload []byte) error {

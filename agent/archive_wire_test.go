@@ -26,6 +26,7 @@ func arSamples() []arFrame {
 		{Type: arPeel, Size: 5},
 		{Type: arOpen, Size: 5},
 		{Type: arPlace},
+		{Type: arPeelN, Name: n},
 		{Type: arOK},
 		{Type: arData, Size: 1},
 		{Type: arRefused, Code: arCodeQuota, Reason: "archive quota full"},
