@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -19,8 +20,11 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/kith-project/kith/internal/control"
 	"github.com/kith-project/kith/internal/kithtest"
+	"github.com/kith-project/kith/internal/store"
 	"github.com/kith-project/kith/seed"
 )
 
@@ -253,9 +257,6 @@ func TestArchiveStockAge(t *testing.T) {
 	a0.convVote(t, id, "yes")
 	a0.waitConv(t, id, "decided", isDecided)
 	waitOneOutcome(t, id, a0, bob)
-	a0.archiveAll(t, 1)
-	var blobs []control.ArchiveBlob
-	a0.JSON(&blobs, "", "archive", "list")
 	dir := t.TempDir()
 	keys := func(args ...string) string {
 		f := filepath.Join(dir, strings.Join(args, "")+".key")
@@ -263,6 +264,20 @@ func TestArchiveStockAge(t *testing.T) {
 		return f
 	}
 	inner, outer := keys("--device", "0"), keys("--recovery")
+	// The conversation's sealed records as they are at rest now: its
+	// sealed key, topic, bodies and envelopes.
+	sealed := sealedRecords(t, a0.Home)
+	if len(sealed) == 0 {
+		t.Fatal("no sealed conversation record in alice's store before archiving: the check after it would show nothing")
+	}
+	for _, rec := range sealed {
+		if f, _ := grepTree(a0.Home, rec); f == "" {
+			t.Fatalf("a sealed record is not found in alice's home before archiving: the check after it would show nothing")
+		}
+	}
+	a0.archiveAll(t, 1)
+	var blobs []control.ArchiveBlob
+	a0.JSON(&blobs, "", "archive", "list")
 	opened := 0
 	for i, b := range blobs {
 		file := filepath.Join(dir, fmt.Sprintf("blob%d", i))
@@ -298,6 +313,104 @@ func TestArchiveStockAge(t *testing.T) {
 	if opened == 0 {
 		t.Fatal("no blob opened by the stock age tool held the conversation or the index")
 	}
+	// One compromised device: its whole home and its key reveal nothing.
+	for _, s := range []string{"Stock age topic kq", "stock age body kq"} {
+		if f := findInHome(t, a0.Home, s); f != "" {
+			t.Fatalf("%q is in %s after archiving", s, f)
+		}
+	}
+	for _, rec := range sealed {
+		if f, _ := grepTree(a0.Home, rec); f != "" {
+			t.Fatalf("a sealed record of the archived conversation (%d bytes) is still in %s", len(rec), f)
+		}
+	}
+	if n := ageOpensInHome(t, a0.Home, inner); n != 0 {
+		t.Fatalf("%d age files in alice's home open with her device's key alone", n)
+	}
+}
+
+// sealedRecords copies home's store and returns the sealed values its
+// conversation records hold (fields key, sealed, env), as the file holds
+// them: base64 text in JSON.
+func sealedRecords(t *testing.T, home string) [][]byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(home, store.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := filepath.Join(t.TempDir(), store.FileName)
+	if err := os.WriteFile(cp, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var out [][]byte
+	for _, bucket := range []string{store.BucketConversations, store.BucketConvMessages} {
+		err := st.List(bucket, func(_ string, raw []byte) error {
+			var m map[string]json.RawMessage
+			if json.Unmarshal(raw, &m) != nil {
+				return nil
+			}
+			for _, k := range []string{"key", "sealed", "env"} {
+				// As bbolt keeps it: the base64 text inside the JSON.
+				if v := bytes.Trim(m[k], `"`); len(v) >= 44 {
+					out = append(out, slices.Clone(v))
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+// ageOpensInHome counts the age files found anywhere in the raw bytes of
+// the files under home (bbolt's free pages included) of which the
+// identity in keyFile decrypts any byte.
+func ageOpensInHome(t *testing.T, home, keyFile string) int {
+	t.Helper()
+	kb, err := os.ReadFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := age.ParseIdentities(bytes.NewReader(kb))
+	if err != nil {
+		t.Fatal(err)
+	}
+	magic := []byte("age-encryption.org/v1")
+	opened, seen := 0, 0
+	filepath.WalkDir(home, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for off := 0; ; {
+			i := bytes.Index(b[off:], magic)
+			if i < 0 {
+				break
+			}
+			seen++
+			r, err := age.Decrypt(bytes.NewReader(b[off+i:]), ids...)
+			if err == nil {
+				if n, _ := io.ReadFull(r, make([]byte, 1)); n > 0 {
+					opened++
+					t.Logf("an age file at %s+%d opens with the device key", path, off+i)
+				}
+			}
+			off += i + len(magic)
+		}
+		return nil
+	})
+	t.Logf("%d age files found in the raw bytes of %s", seen, home)
+	return opened
 }
 
 // TestArchiveLoseEveryDevice: alice's two devices are both lost. With only
