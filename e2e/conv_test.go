@@ -321,6 +321,14 @@ func TestConvPatterns(t *testing.T) {
 	t.Run("invitation", func(t *testing.T) {
 		id := alice.convNew(t, "Dinner on Friday", "invitation", `tally("yes") >= 2`, bob)
 		bob.waitConv(t, id, "has the invitation", hasMessages(0))
+		// A choice or a kind the pattern does not take: exit 2, with a hint.
+		for _, args := range [][]string{{"conv", "vote", id, "perhaps"}, {"conv", "post", id, "hi", "--kind", "position"}} {
+			res := bob.Run("", args...)
+			if res.Code != 2 || !strings.Contains(res.Stderr, "hint:") {
+				t.Fatalf("kith %s: %s", strings.Join(args, " "), res)
+			}
+			t.Logf("kith %s: %s", strings.Join(args[:2], " "), strings.SplitN(res.Stderr, "\n", 2)[0])
+		}
 		for _, c := range []string{"yes", "no", "yes"} {
 			bob.convVote(t, id, c)
 		}
