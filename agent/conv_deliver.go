@@ -41,7 +41,7 @@ const (
 	convProbeMax   = 4 // forwarders asked per attempt
 	// convExchangeTimeout bounds one batch's exchange on the sending
 	// side, answers included.
-	convExchangeTimeout = 10 * time.Second
+	convExchangeTimeout = 5 * time.Second
 )
 
 // jobKind is what an attempt does for a device.

@@ -321,6 +321,14 @@ func TestConvPatterns(t *testing.T) {
 	t.Run("invitation", func(t *testing.T) {
 		id := alice.convNew(t, "Dinner on Friday", "invitation", `tally("yes") >= 2`, bob)
 		bob.waitConv(t, id, "has the invitation", hasMessages(0))
+		// A choice or a kind the pattern does not take: exit 2, with a hint.
+		for _, args := range [][]string{{"conv", "vote", id, "perhaps"}, {"conv", "post", id, "hi", "--kind", "position"}} {
+			res := bob.Run("", args...)
+			if res.Code != 2 || !strings.Contains(res.Stderr, "hint:") {
+				t.Fatalf("kith %s: %s", strings.Join(args, " "), res)
+			}
+			t.Logf("kith %s: %s", strings.Join(args[:2], " "), strings.SplitN(res.Stderr, "\n", 2)[0])
+		}
 		for _, c := range []string{"yes", "no", "yes"} {
 			bob.convVote(t, id, c)
 		}
@@ -448,8 +456,9 @@ func grepTree(dir string, s []byte) (string, error) {
 // TestConvKill: no message is lost when a member's agent is killed with
 // SIGKILL in the middle of a 200-message exchange: after its restart every
 // member holds all 200, in the same order per author. Each seed picks who
-// is killed and when; the seeds share one pair of agents, one conversation
-// each.
+// is killed and when; the other one posts the next ten alone, then the
+// killed agent starts again. The seeds share one pair of agents, one
+// conversation each.
 func TestConvKill(t *testing.T) {
 	t.Parallel()
 	alice := convPerson(t, "alice", "127.0.0.10")
@@ -462,17 +471,30 @@ func TestConvKill(t *testing.T) {
 		id := alice.convNew(t, fmt.Sprintf("exchange %d", seed), "chat", "", bob)
 		bob.waitConv(t, id, "has the chat", hasMessages(0))
 		victim := []*person{alice, bob}[seed%2]
+		survivor := []*person{alice, bob}[1-seed%2]
 		killAt := 40 + rng.IntN(120)
 		start := time.Now()
+		counts := map[string]int{}
+		down := false
 		for i := range 200 {
-			if i == killAt {
+			switch i {
+			case killAt:
 				victim.agent.Kill()
+				down = true
+			case killAt + 10:
+				// Ten messages later, posted by the survivor while the
+				// victim was down, it starts again.
 				restart := time.Now()
 				victim.restart(t)
+				down = false
 				t.Logf("seed %d: %s's agent killed and started again in %v", seed, victim.id.Name, time.Since(restart).Round(10*time.Millisecond))
 			}
 			author := []*person{alice, bob}[i%2]
-			body := fmt.Sprintf("%s-%03d", author.id.Name, i/2)
+			if down {
+				author = survivor
+			}
+			body := fmt.Sprintf("%s-%03d", author.id.Name, counts[author.id.Name])
+			counts[author.id.Name]++
 			if _, err := author.agent.Client().ConvPost(ctx, control.ConvPostRequest{ConversationID: id, Kind: "text", Body: body}); err != nil {
 				t.Fatalf("seed %d: posting %s: %v", seed, body, err)
 			}
@@ -491,7 +513,7 @@ func TestConvKill(t *testing.T) {
 				}
 				last[name] = k
 			}
-			if len(v.Messages) != 200 || last["alice"] != 99 || last["bob"] != 99 {
+			if len(v.Messages) != 200 || last["alice"] != counts["alice"]-1 || last["bob"] != counts["bob"]-1 {
 				t.Fatalf("seed %d: %s holds %d messages, last %v", seed, p.id.Name, len(v.Messages), last)
 			}
 		}
