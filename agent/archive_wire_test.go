@@ -160,3 +160,25 @@ func TestArchivePlaceApply(t *testing.T) {
 		t.Fatalf("a loaded document differs:\n%+v\n%+v", s2.doc(), doc)
 	}
 }
+
+// FuzzArchivePlace: an archive.place body (from the cluster's log, or an
+// own device's placement answer) is decoded and applied without panicking,
+// and the state stays within its bounds.
+func FuzzArchivePlace(f *testing.F) {
+	f.Add([]byte(`{"archive":{"ID":"00000000000000000000000000000000","Conversations":["0000000000000000000000000000000000000000000000000000000000000001"],"Blobs":[{"Name":"0100000000000000000000000000000000000000000000000000000000000000","Size":3}]},"hold":[{"blob":"0100000000000000000000000000000000000000000000000000000000000000","device":"0200000000000000000000000000000000000000000000000000000000000000"}]}`))
+	f.Add([]byte(`{"index":{"name":"0100000000000000000000000000000000000000000000000000000000000000","size":1,"generation":1}}`))
+	f.Add([]byte(`{"drop":[{}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := decodePlace(b)
+		if err != nil {
+			return
+		}
+		s := newArchiveState()
+		s.apply(p)
+		s.apply(p)
+		d := s.doc()
+		if len(d.Archives) > 1 || len(d.Holders) > len(p.Hold) {
+			t.Fatalf("one command made %d archives and %d holdings", len(d.Archives), len(d.Holders))
+		}
+	})
+}
