@@ -696,3 +696,71 @@ func randFill(b []byte, s uint64) {
 		b[i] = byte(r.Uint32())
 	}
 }
+
+// TestArchiveRepairAfterRevoke: alice's second device, a holder of every
+// blob, is revoked; its copies stop counting and alice's laptop copies
+// the blobs elsewhere until each has two live holders again.
+func TestArchiveRepairAfterRevoke(t *testing.T) {
+	t.Parallel()
+	a0 := archDevice(t, "alice-0", "127.0.0.77", "", 0)
+	bob := archDevice(t, "bob", "127.0.0.78", "", 0)
+	a1 := archDevice(t, "alice-1", "127.0.0.79", a0.id.Mnemonic, 1)
+	pair(t, bob, a0)
+	pairOwnPersons(t, a0, a1)
+	// Bob's relay takes nothing for now: alice's two devices are the only
+	// holders.
+	bob.JSON(new(control.ArchiveQuotaResult), "", "archive", "quota", "0")
+	id := a0.convNew(t, "Revoked holder topic", "discussion", `tally("yes") >= 1`, bob)
+	a0.convVote(t, id, "yes")
+	waitOneOutcome(t, id, a0, bob)
+	a0.archiveAll(t, 1)
+	holds := func(b control.ArchiveBlob, dev string) bool {
+		return slices.ContainsFunc(b.Holders, func(h seedDevice) bool { return h.String() == dev })
+	}
+	kithtest.Eventually(t, archWait, "alice-1 holds every blob", func() error {
+		a0.archiveNow(t)
+		var blobs []control.ArchiveBlob
+		a0.JSON(&blobs, "", "archive", "list")
+		for _, b := range blobs {
+			if !holds(b, a1.id.DeviceID) {
+				return fmt.Errorf("blob %s holders %v", b.Blob, b.Holders)
+			}
+		}
+		return nil
+	})
+	var rev struct {
+		Revoked bool `json:"revoked"`
+	}
+	a0.JSON(&rev, a0.id.Mnemonic, "devices", "revoke", "1")
+	if !rev.Revoked {
+		t.Fatalf("revoke: %+v", rev)
+	}
+	// The revoked device's copies no longer count; nobody else takes them.
+	kithtest.Eventually(t, archWait, "the blobs under-replicated", func() error {
+		if st := a0.archiveStatus(t); st.UnderReplicated == 0 {
+			return fmt.Errorf("status %+v", st)
+		}
+		return nil
+	})
+	bob.JSON(new(control.ArchiveQuotaResult), "", "archive", "quota", "1G")
+	kithtest.Eventually(t, archWait, "two live holders again", func() error {
+		a0.archiveNow(t)
+		if st := a0.archiveStatus(t); st.UnderReplicated != 0 {
+			return fmt.Errorf("status %+v", st)
+		}
+		var blobs []control.ArchiveBlob
+		a0.JSON(&blobs, "", "archive", "list")
+		for _, b := range blobs {
+			live := 0
+			for _, h := range b.Holders {
+				if h.String() != a1.id.DeviceID {
+					live++
+				}
+			}
+			if live < 2 || !holds(b, bob.id.DeviceID) {
+				return fmt.Errorf("blob %s has %d live holders: %v", b.Blob, live, b.Holders)
+			}
+		}
+		return nil
+	})
+}
