@@ -588,19 +588,7 @@ func TestArchiveDamageAndKill(t *testing.T) {
 		a0.agent = a0.Start(a0.agent.Addr, archFlags...)
 		// Every file in the folder is a whole blob named by its hash.
 		dir := filepath.Join(a0.Home, "blobs", a0.id.UserID)
-		ents, err := os.ReadDir(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range ents {
-			b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != e.Name() {
-				t.Fatalf("round %d: %s is not a whole blob after SIGKILL", round, e.Name())
-			}
-		}
+		checkWhole(t, dir)
 		var list []control.ArchiveBlob
 		a0.JSON(&list, "", "archive", "list")
 		for _, b := range list {
@@ -689,6 +677,30 @@ func TestArchiveProgressBar(t *testing.T) {
 	}
 }
 
+// checkWhole fails the test unless every file in dir (a blob folder,
+// which a restarted agent has scanned) is a whole blob named by its
+// SHA-256; leftovers of interrupted writes (".tmp-") are allowed only in a
+// folder whose agent has not restarted, and are not blobs.
+func checkWhole(t *testing.T, dir string) {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".tmp-") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != e.Name() {
+			t.Fatalf("%s is not a whole blob after SIGKILL", filepath.Join(dir, e.Name()))
+		}
+	}
+}
+
 // randFill fills b with bytes from a PCG seeded by s.
 func randFill(b []byte, s uint64) {
 	r := rand.New(rand.NewPCG(s, s^0x9e3779b97f4a7c15))
@@ -743,6 +755,17 @@ func TestArchiveRepairAfterRevoke(t *testing.T) {
 		return nil
 	})
 	bob.JSON(new(control.ArchiveQuotaResult), "", "archive", "quota", "1G")
+	// SIGKILL during the repair: alice's agent dies while it copies.
+	cmd := exec.Command(kithtest.Binary(t), "--home", a0.Home, "--json", "archive", "now")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	a0.agent.Kill()
+	cmd.Wait()
+	a0.agent = a0.Start(a0.agent.Addr, archFlags...)
+	checkWhole(t, filepath.Join(bob.Home, "blobs", a0.id.UserID))
+	checkWhole(t, filepath.Join(a0.Home, "blobs", a0.id.UserID))
 	kithtest.Eventually(t, archWait, "two live holders again", func() error {
 		a0.archiveNow(t)
 		if st := a0.archiveStatus(t); st.UnderReplicated != 0 {
