@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"time"
 
@@ -27,7 +28,18 @@ func (ar *archiver) serve(ctx context.Context, s *transport.Stream) {
 		return
 	}
 	f, payload, err := readArFrame(s, nil)
-	if err != nil || !isArRequest(f.Type) {
+	if err == nil && !isArRequest(f.Type) {
+		err = fmt.Errorf("%w: a request of type %#02x", errArFrame, f.Type)
+	}
+	if err == nil {
+		// The opener closes its side after its request: wait for that, so
+		// that answering (and closing) cannot race its close.
+		var one [1]byte
+		if n, rerr := s.Read(one[:]); n > 0 || !errors.Is(rerr, io.EOF) {
+			err = fmt.Errorf("%w: bytes after the request", errArFrame)
+		}
+	}
+	if err != nil {
 		ar.a.log.Debug("archive stream refused", "peer", p.DeviceID.Short(), "err", err)
 		s.Reset(errResetStream)
 		return
