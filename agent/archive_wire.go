@@ -12,7 +12,9 @@ import (
 )
 
 // Archives travel on stream protocol 0x08 (archive_serve.go serves it).
-// One stream carries one request and its answer. Each is a frame
+// One stream carries one request and its answer: the opener writes its
+// request, closes its side, and reads the answer, which the server writes
+// once it has seen that close. Each is a frame
 // (transport.WriteFrame: a 4-byte big-endian length, then the frame), a
 // type byte and a body; a frame that announces a payload (put, peel,
 // open, data) is followed on the stream by exactly that many raw bytes,
