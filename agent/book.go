@@ -58,6 +58,11 @@ type book struct {
 
 	mu     sync.Mutex
 	roster *roster.Roster                 // guarded by mu; replaced whole on every change
+	// published is roster, for readers that must not take mu: the
+	// conversations' Directory, which the Book asks inside its store
+	// transactions while a roster change holds mu and waits for the
+	// store (conv.go).
+	published atomic.Pointer[roster.Roster]
 	local  map[seed.DevicePublic]*Local   // guarded by mu
 	dirty  map[seed.DevicePublic]struct{} // guarded by mu: local records not yet written
 	kick   chan struct{}                  // wakes the writer; buffered, one slot
@@ -99,6 +104,7 @@ func loadBook(st *store.Store, self seed.UserPublic, local seed.DevicePublic) (*
 			return err
 		}
 		b.roster = r.WithLocal(local)
+		b.published.Store(b.roster)
 		if _, err := tx.Get(store.BucketMeta, ownVersionKey, &b.ownVersion); err != nil {
 			return fmt.Errorf("our address record version: %w", err)
 		}
@@ -286,6 +292,7 @@ func (b *book) apply(c roster.Change, locals []Local, extra func(*store.Tx) erro
 		return err
 	}
 	b.roster = next
+	b.published.Store(next)
 	for _, l := range locals {
 		lc := l
 		b.local[l.DeviceID] = &lc
@@ -501,6 +508,10 @@ func (b *book) rosterNow() *roster.Roster {
 	defer b.mu.Unlock()
 	return b.roster
 }
+
+// rosterPublished is rosterNow without the lock: the roster of the last
+// change that completed.
+func (b *book) rosterPublished() *roster.Roster { return b.published.Load() }
 
 // writeErr returns and clears the writer's last error.
 func (b *book) writeErr() error {
