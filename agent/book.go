@@ -57,17 +57,17 @@ type book struct {
 	st *store.Store
 
 	mu     sync.Mutex
-	roster *roster.Roster // guarded by mu; replaced whole on every change
+	roster *roster.Roster                 // guarded by mu; replaced whole on every change
+	local  map[seed.DevicePublic]*Local   // guarded by mu
+	dirty  map[seed.DevicePublic]struct{} // guarded by mu: local records not yet written
+	kick   chan struct{}                  // wakes the writer; buffered, one slot
+	werr   error                          // guarded by mu: the writer's last error
+	writes atomic.Uint64                  // transactions the writer made
 	// published is roster, for readers that must not take mu: the
 	// conversations' Directory, which the Book asks inside its store
 	// transactions while a roster change holds mu and waits for the
 	// store (conv.go).
 	published atomic.Pointer[roster.Roster]
-	local     map[seed.DevicePublic]*Local   // guarded by mu
-	dirty     map[seed.DevicePublic]struct{} // guarded by mu: local records not yet written
-	kick      chan struct{}                  // wakes the writer; buffered, one slot
-	werr      error                          // guarded by mu: the writer's last error
-	writes    atomic.Uint64                  // transactions the writer made
 	// ownVersion is the version of this device's newest signed address
 	// record (presence.VersionBook), kept in bucket "meta" so that a
 	// restarted device numbers on from it whatever its clock says.
