@@ -63,6 +63,11 @@ type book struct {
 	kick   chan struct{}                  // wakes the writer; buffered, one slot
 	werr   error                          // guarded by mu: the writer's last error
 	writes atomic.Uint64                  // transactions the writer made
+	// published is roster, for readers that must not take mu: the
+	// conversations' Directory, which the Book asks inside its store
+	// transactions while a roster change holds mu and waits for the
+	// store (conv.go).
+	published atomic.Pointer[roster.Roster]
 	// ownVersion is the version of this device's newest signed address
 	// record (presence.VersionBook), kept in bucket "meta" so that a
 	// restarted device numbers on from it whatever its clock says.
@@ -99,6 +104,7 @@ func loadBook(st *store.Store, self seed.UserPublic, local seed.DevicePublic) (*
 			return err
 		}
 		b.roster = r.WithLocal(local)
+		b.published.Store(b.roster)
 		if _, err := tx.Get(store.BucketMeta, ownVersionKey, &b.ownVersion); err != nil {
 			return fmt.Errorf("our address record version: %w", err)
 		}
@@ -286,6 +292,7 @@ func (b *book) apply(c roster.Change, locals []Local, extra func(*store.Tx) erro
 		return err
 	}
 	b.roster = next
+	b.published.Store(next)
 	for _, l := range locals {
 		lc := l
 		b.local[l.DeviceID] = &lc
@@ -501,6 +508,10 @@ func (b *book) rosterNow() *roster.Roster {
 	defer b.mu.Unlock()
 	return b.roster
 }
+
+// rosterPublished is rosterNow without the lock: the roster of the last
+// change that completed.
+func (b *book) rosterPublished() *roster.Roster { return b.published.Load() }
 
 // writeErr returns and clears the writer's last error.
 func (b *book) writeErr() error {

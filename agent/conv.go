@@ -44,11 +44,13 @@ func atRestKey(k seed.DeviceKey) ([32]byte, error) {
 // directory is conversation.Directory over the agent's roster: this
 // user's devices and friends' devices as their signed rosters list them.
 // Members who are not friends are known from the genesis rosters, which
-// the Book consults itself.
+// the Book consults itself. The Book asks it inside its store
+// transactions, so it reads the roster without the address book's lock:
+// a roster change holds that lock while it waits for the store.
 type directory struct{ a *Agent }
 
 func (d directory) Certs(user seed.UserPublic) []seed.DeviceCert {
-	r := d.a.book.rosterNow()
+	r := d.a.book.rosterPublished()
 	var local []byte
 	if user.Equal(d.a.dev.Cert.User) {
 		local = d.a.dev.Identity.Cert
@@ -68,7 +70,9 @@ func (d directory) Certs(user seed.UserPublic) []seed.DeviceCert {
 	return out
 }
 
-func (d directory) Revoked(dev seed.DevicePublic) bool { return d.a.book.revoked(dev) }
+func (d directory) Revoked(dev seed.DevicePublic) bool {
+	return d.a.book.rosterPublished().Revoked(dev)
+}
 
 // convs is the agent's conversation side.
 type convs struct {

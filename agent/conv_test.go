@@ -126,3 +126,30 @@ func TestConvServerAnswers(t *testing.T) {
 	}
 	waitLong(t, "alice-1 holds the chat", convWait, func() bool { return held(a1, id) == 1 })
 }
+
+// The Book asks the Directory inside its store transactions, while a
+// roster change may hold the address book's lock and wait for the store:
+// the Directory must answer without that lock (a deadlock seen in the
+// demo, once in a few runs under load).
+func TestConvDirectoryWithoutBookLock(t *testing.T) {
+	a := startAgent(t, newPhrase(t), 0, "alice", "127.0.0.2")
+	a.book.mu.Lock()
+	defer a.book.mu.Unlock()
+	done := make(chan int, 1)
+	go func() {
+		d := directory{a.Agent}
+		n := len(d.Certs(a.dev.Cert.User))
+		if d.Revoked(a.dev.Cert.Device) {
+			n = -1
+		}
+		done <- n
+	}()
+	select {
+	case n := <-done:
+		if n != 1 {
+			t.Fatalf("the directory lists %d certificates of this user, want this device's", n)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the directory waits for the address book's lock")
+	}
+}
