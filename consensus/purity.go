@@ -46,6 +46,12 @@ var banReason = map[string]string{
 	"split":     "is not needed by a rule",
 }
 
+// helpers are the environment's funcs: a rule may call them, never use
+// them as values.
+var helpers = map[string]bool{
+	"voted": true, "tally": true, "share": true, "quorum": true, "majority": true, "unanimous": true,
+}
+
 // checkPure parses src and walks the tree, refusing what a rule may not
 // use. It reports whether the rule reads elapsed.
 func checkPure(src string) (usesElapsed bool, err error) {
@@ -97,6 +103,11 @@ func (w *walker) walk(n ast.Node, depth int) {
 		case "elapsed":
 			w.elapsed = true
 		}
+		if helpers[n.Value] {
+			// A helper's value is a Go func: formatting or comparing it
+			// would read its address, which differs between devices.
+			w.refuse(n, "helper %s may only be called, as %s(…)", n.Value, n.Value)
+		}
 	case *ast.UnaryNode:
 		w.walk(n.Node, depth)
 	case *ast.BinaryNode:
@@ -120,7 +131,7 @@ func (w *walker) walk(n ast.Node, depth int) {
 			w.refuse(n, "method calls are not allowed; call a helper by name (voted, tally, share, quorum, majority, unanimous)")
 			return
 		}
-		w.walk(n.Callee, depth)
+		w.nodes++ // the callee, a helper's name: not walked, as a bare helper name is refused
 		for _, a := range n.Arguments {
 			w.walk(a, depth)
 		}
