@@ -2,6 +2,7 @@ package conversation
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -63,6 +64,20 @@ func (b *Book) decide(tx *store.Tx, c *conv) error {
 		return fmt.Errorf("conversation: publishing the outcome: %w", err)
 	}
 	b.log.Info("conversation: decided", "conv", c.id, "result", sanitize(o.result, 32))
+	return nil
+}
+
+// tryDecide is decide for a caller whose own work stands whether or not an
+// outcome can be published: only a failure of the store (a *fatalError) is
+// returned, to drop the transaction; any other failure to publish is
+// logged, and the next message or Tick tries again.
+func (b *Book) tryDecide(tx *store.Tx, c *conv) error {
+	err := b.decide(tx, c)
+	var f *fatalError
+	if err == nil || errors.As(err, &f) {
+		return err
+	}
+	b.log.Warn("conversation: publishing an outcome", "conv", c.id, "err", err)
 	return nil
 }
 

@@ -76,6 +76,8 @@ type fatalError struct{ err error }
 
 func (e *fatalError) Error() string { return e.err.Error() }
 
+func (e *fatalError) Unwrap() error { return e.err }
+
 func fatal(err error) error {
 	if err == nil {
 		return nil
@@ -97,8 +99,8 @@ func (b *Book) receive(tx *store.Tx, e *envelope, changed map[ID]bool) ([]byte, 
 		// Decide after the held envelopes: an outcome among them spares
 		// this device publishing its own.
 		if c := b.convs[e.conv]; c != nil && (err == nil || c.winner == nil) {
-			if ferr := b.decide(tx, c); ferr != nil {
-				return nil, fatal(ferr)
+			if ferr := b.tryDecide(tx, c); ferr != nil {
+				return nil, ferr
 			}
 		}
 	}
@@ -210,6 +212,13 @@ func (b *Book) apply(tx *store.Tx, e *envelope, changed map[ID]bool) ([]byte, er
 		return nil, refusef("broken chain: seq %d does not follow its device's previous envelope", e.seq)
 	case h != nil && e.lamport <= h.lamport:
 		return nil, refusef("broken chain: Lamport time %d not after %d", e.lamport, h.lamport)
+	}
+	if e.lamport > c.lamport+MaxLamportStep {
+		// An honest author is at most one above what it has seen, and
+		// it can have seen at most MaxMessages messages this device
+		// lacks: wait for them. A jump beyond (towards MaxLamport, where
+		// nobody could post any more) waits for good.
+		return nil, fmt.Errorf("%w: Lamport time %d is more than %d above this device's highest, %d", ErrHeld, e.lamport, MaxLamportStep, c.lamport)
 	}
 	if len(c.msgs) >= MaxMessages {
 		return nil, refusef("the conversation is full (%d messages)", MaxMessages)

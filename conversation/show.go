@@ -166,7 +166,7 @@ func (b *Book) Tick() {
 			if c.rule == nil || !c.rule.UsesElapsed() || c.winner != nil {
 				continue
 			}
-			if err := b.decide(tx, c); err != nil {
+			if err := b.tryDecide(tx, c); err != nil {
 				return err
 			}
 			if c.winner != nil {

@@ -1,0 +1,125 @@
+package conversation
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/kith-project/kith/seed"
+)
+
+// The regression tests of the security review of issue 12 (its findings
+// are numbered as in the review; see docs/conversations.md, Hardening).
+
+// forge signs an envelope of kind by d for conversation id with a chosen
+// seq, prev and Lamport time, sealed to every member device via knows.
+func forge(t *testing.T, d, via *device, id ID, kind byte, seq uint64, prev MessageID, lamport uint64, plain []byte) ([]byte, MessageID) {
+	t.Helper()
+	via.book.mu.Lock()
+	certs, err := via.book.recipients(via.book.convs[id])
+	via.book.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := sealTo(archives(certs), plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, eid := sealEnvelope(d.self.Key, d.self.Cert, kind, id, seq, prev, lamport, sealed)
+	return raw, MessageID(eid)
+}
+
+// TestLamportCeiling (finding 3): a member's message at MaxLamport used to
+// be accepted, after which no device could post (its next Lamport time
+// was out of range). Now it waits, held, and the others post on.
+func TestLamportCeiling(t *testing.T) {
+	l := newLab(t)
+	alice, bob, mallory := l.addUser("alice", 1), l.addUser("bob", 1), l.addUser("mallory", 1)
+	id := l.create(alice, Discussion, `tally("yes") >= 2`, "picnic", bob, mallory)
+	a, b, m := alice.devs[0], bob.devs[0], mallory.devs[0]
+	n := l.net(1, 0, 0)
+	n.settle()
+	p := messagePayload{at: l.clock.Now(), kind: "text", body: "hi"}
+	for _, lam := range []uint64{MaxLamport, MaxLamportStep + 1} {
+		raw, _ := forge(t, m, a, id, kindMessage, 1, MessageID{}, lam, p.marshal())
+		for _, d := range []*device{a, b} {
+			if _, err := d.book.Receive(raw); !errors.Is(err, ErrHeld) {
+				t.Fatalf("%s receives Lamport %d: %v, want ErrHeld", d.name, lam, err)
+			}
+		}
+	}
+	if _, err := a.book.Vote(id, "yes"); err != nil {
+		t.Fatalf("alice votes: %v", err)
+	}
+	if _, err := b.book.Post(id, "text", "hello"); err != nil {
+		t.Fatalf("bob posts: %v", err)
+	}
+	// Within the step it is accepted, and honest devices follow it.
+	raw, _ := forge(t, m, a, id, kindMessage, 1, MessageID{}, MaxLamportStep, p.marshal())
+	if _, err := a.book.Receive(raw); err != nil {
+		t.Fatalf("Lamport %d: %v", uint64(MaxLamportStep), err)
+	}
+	if _, err := a.book.Post(id, "text", "after"); err != nil {
+		t.Fatalf("alice posts after the step: %v", err)
+	}
+}
+
+// TestDecideFailureKeepsBatch (finding 3): when this device cannot publish
+// its outcome (here: more member devices than MaxRecipients), the
+// envelopes received in the same batch used to be rolled back with it, and
+// their senders retried for ever. Now they are stored and acknowledged.
+func TestDecideFailureKeepsBatch(t *testing.T) {
+	l := newLab(t)
+	alice, bob, mallory := l.addUser("alice", 1), l.addUser("bob", 1), l.addUser("mallory", 1)
+	id := l.create(alice, Discussion, `tally("yes") >= 2`, "picnic", bob, mallory)
+	a, b := alice.devs[0], bob.devs[0]
+	n := l.net(1, 0, 0)
+	n.settle()
+	if _, err := a.book.Vote(id, "yes"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.book.Post(id, "text", "bring cake"); err != nil {
+		t.Fatal(err)
+	}
+	var honest [][]byte
+	for _, o := range a.book.Pending(b.self.Cert.Device, 10) {
+		honest = append(honest, o.Envelope)
+	}
+	if _, err := b.book.Vote(id, "yes"); err != nil {
+		t.Fatal(err)
+	}
+	// mallory's directory entry grows past MaxRecipients devices.
+	var certs []seed.DeviceCert
+	for i := range MaxRecipients + 1 {
+		dk, ak, err := seed.DeriveDevice(seedOf("mallory"), uint32(i+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, err := mallory.key.IssueDeviceCert(seed.DeviceCert{Device: dk.Public(), Index: uint32(i + 1), Archive: ak.Recipient(),
+			Name: fmt.Sprintf("m%d", i+1), Issued: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		certs = append(certs, cert)
+	}
+	l.dir.mu.Lock()
+	l.dir.certs[mallory.key.Public()] = certs
+	l.dir.mu.Unlock()
+	before := countStored(t, b)
+	if _, err := b.book.Post(id, "text", "x"); err == nil {
+		t.Fatal("bob could publish to more than MaxRecipients devices")
+	}
+	acks, errs := b.book.ReceiveBatch(honest)
+	for i := range errs {
+		if errs[i] != nil || acks[i] == nil {
+			t.Errorf("batch[%d]: ack %v, err %v", i, acks[i] != nil, errs[i])
+		}
+	}
+	if got := countStored(t, b); got != before+len(honest) {
+		t.Errorf("bob stored %d envelopes, want %d", got, before+len(honest))
+	}
+	if v := l.show(b, id); v.Outcome != nil {
+		t.Errorf("bob decided without publishing: %+v", v.Outcome)
+	}
+}
