@@ -130,6 +130,9 @@ type Self struct {
 // carried in a conversation's genesis.
 type Directory interface {
 	Certs(user seed.UserPublic) []seed.DeviceCert // non-revoked certs
+	// Revoked must count only a revocation signed by the device's own
+	// user (the user of its certificate), never one that another user's
+	// roster carries.
 	Revoked(device seed.DevicePublic) bool
 }
 

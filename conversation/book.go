@@ -404,21 +404,14 @@ func (c *conv) isMember(u seed.UserPublic) bool {
 	return false
 }
 
-// revoked reports whether a device is revoked, in the directory or in a
-// roster the genesis carries.
-func (b *Book) revoked(c *conv, d seed.DevicePublic) bool {
-	if b.cfg.Dir != nil && b.cfg.Dir.Revoked(d) {
-		return true
+// revoked reports whether the device of cert is revoked, in the directory
+// or in a roster the genesis carries.
+func (b *Book) revoked(c *conv, cert seed.DeviceCert) bool {
+	var rosters []roster.Signed
+	if c != nil {
+		rosters = c.g.rosters
 	}
-	if c == nil {
-		return false
-	}
-	for _, r := range c.g.rosters {
-		if _, ok := r.Revoked(d); ok {
-			return true
-		}
-	}
-	return false
+	return b.revokedIn(rosters, cert)
 }
 
 // recipients lists the member devices an envelope of c is sealed to: the
@@ -432,7 +425,7 @@ func (b *Book) recipientsOf(members []seed.UserPublic, rosters []roster.Signed) 
 	seen := map[seed.DevicePublic]bool{}
 	var out []seed.DeviceCert
 	addCert := func(u seed.UserPublic, cert seed.DeviceCert) {
-		if !cert.User.Equal(u) || seen[cert.Device] || b.revokedIn(rosters, cert.Device) {
+		if !cert.User.Equal(u) || seen[cert.Device] || b.revokedIn(rosters, cert) {
 			return
 		}
 		seen[cert.Device] = true
@@ -459,12 +452,19 @@ func (b *Book) recipientsOf(members []seed.UserPublic, rosters []roster.Signed) 
 	return out, nil
 }
 
-func (b *Book) revokedIn(rosters []roster.Signed, d seed.DevicePublic) bool {
-	if b.cfg.Dir != nil && b.cfg.Dir.Revoked(d) {
+// revokedIn reports whether the device of cert is revoked, in the
+// directory or in one of rosters. A roster's revocation counts only for a
+// device of the roster's own user: a roster proves only that its user
+// signed it, and one member's roster must not revoke another's device.
+func (b *Book) revokedIn(rosters []roster.Signed, cert seed.DeviceCert) bool {
+	if b.cfg.Dir != nil && b.cfg.Dir.Revoked(cert.Device) {
 		return true
 	}
 	for _, r := range rosters {
-		if _, ok := r.Revoked(d); ok {
+		if !r.User.Equal(cert.User) {
+			continue
+		}
+		if _, ok := r.Revoked(cert.Device); ok {
 			return true
 		}
 	}

@@ -123,3 +123,56 @@ func TestDecideFailureKeepsBatch(t *testing.T) {
 		t.Errorf("bob decided without publishing: %+v", v.Outcome)
 	}
 }
+
+// TestCrossUserRevocation (finding 6): mallory's own roster carried a
+// "revocation" of bob's device, signed by mallory's user key, and alice
+// left bob's device out of the recipients and refused its votes. A
+// roster's revocation now counts only for its own user's devices; bob's
+// own revocation still does.
+func TestCrossUserRevocation(t *testing.T) {
+	l := newLab(t)
+	alice, bob, mallory := l.addUser("alice", 1), l.addUser("bob", 1), l.addUser("mallory", 1)
+	a, b := alice.devs[0], bob.devs[0]
+	at := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	rev, err := mallory.key.Revoke(seed.Revocation{Device: b.self.Cert.Device, Index: 0, Revoked: at})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mallory.revs = []seed.Revocation{rev}
+	id := l.create(alice, Discussion, `tally("yes") >= 2`, "t", bob, mallory)
+	a.book.mu.Lock()
+	certs, err := a.book.recipients(a.book.convs[id])
+	a.book.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed := false
+	for _, c := range certs {
+		sealed = sealed || c.Device == b.self.Cert.Device
+	}
+	if !sealed {
+		t.Error("alice leaves bob's device out of the recipients")
+	}
+	for _, err := range deliverAll(t, a, b) {
+		if err != nil {
+			t.Errorf("bob receives: %v", err)
+		}
+	}
+	p := messagePayload{at: l.clock.Now(), kind: "vote", body: "yes"}
+	raw, _ := forge(t, b, a, id, kindMessage, 1, MessageID{}, 1, p.marshal())
+	if _, err := a.book.Receive(raw); err != nil {
+		t.Errorf("alice receives bob's vote: %v", err)
+	}
+
+	// bob's own roster revoking his device is honoured.
+	rev, err = bob.key.Revoke(seed.Revocation{Device: b.self.Cert.Device, Index: 0, Revoked: at})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob.revs, mallory.revs = []seed.Revocation{rev}, nil
+	id2 := l.create(alice, Discussion, `tally("yes") >= 2`, "t2", bob, mallory)
+	raw, _ = forge(t, b, a, id2, kindMessage, 1, MessageID{}, 1, p.marshal())
+	if _, err := a.book.Receive(raw); !errors.Is(err, ErrRefused) {
+		t.Errorf("alice receives the vote of bob's revoked device: %v, want refused", err)
+	}
+}

@@ -195,7 +195,7 @@ func (b *Book) apply(tx *store.Tx, e *envelope, changed map[ID]bool) ([]byte, er
 	if !c.isMember(e.cert.User) {
 		return nil, refusef("the author %s is not a member", e.cert.User.Short())
 	}
-	if b.revoked(c, e.cert.Device) {
+	if b.revoked(c, e.cert) {
 		return nil, refusef("the author's device %s is revoked", e.cert.Device.Short())
 	}
 	h := c.heads[e.cert.Device]
@@ -278,7 +278,7 @@ func (b *Book) applyGenesis(tx *store.Tx, e *envelope, changed map[ID]bool) ([]b
 	if !slices.Contains(g.members, b.user) {
 		return nil, refusef("this device's user is not a member")
 	}
-	if b.revokedIn(g.rosters, e.cert.Device) {
+	if b.revokedIn(g.rosters, e.cert) {
 		return nil, refusef("the creator's device %s is revoked", e.cert.Device.Short())
 	}
 	if g.pattern == Chat && g.rule != "" {
