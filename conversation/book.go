@@ -34,20 +34,18 @@ type Book struct {
 	self  seed.DevicePublic
 	user  seed.UserPublic
 
-	mu        sync.Mutex
-	closed    bool                            // guarded by mu
-	convs     map[ID]*conv                    // guarded by mu
-	outbox    map[seed.DevicePublic]*outQueue // guarded by mu
-	outSeq    uint64                          // guarded by mu: the last outbox sequence number used
-	held      map[ID][]heldEnv                // guarded by mu: envelopes waiting for an earlier one
-	nheld     int                             // guarded by mu
-	heldBytes int
-	dirty     bool // guarded by mu: the current transaction wrote something                             // guarded by mu
-}
-
-type heldEnv struct {
-	id  [32]byte
-	raw []byte
+	mu         sync.Mutex
+	closed     bool                            // guarded by mu
+	convs      map[ID]*conv                    // guarded by mu
+	outbox     map[seed.DevicePublic]*outQueue // guarded by mu
+	outSeq     uint64                          // guarded by mu: the last outbox sequence number used
+	held       map[ID][]*heldEnv               // guarded by mu: envelopes waiting for an earlier one
+	nheld      int                             // guarded by mu
+	heldBytes  int                             // guarded by mu
+	heldBy     map[seed.UserPublic]int         // guarded by mu: held envelopes per author user
+	heldAge    uint64                          // guarded by mu: the last heldEnv.age used
+	nstrangers int                             // guarded by mu: held envelopes with stranger set
+	dirty      bool                            // guarded by mu: the current transaction wrote something
 }
 
 // conv is one conversation in memory.
@@ -175,7 +173,8 @@ func (b *Book) load() error {
 	b.convs = map[ID]*conv{}
 	b.outbox = map[seed.DevicePublic]*outQueue{}
 	if b.held == nil {
-		b.held = map[ID][]heldEnv{}
+		b.held = map[ID][]*heldEnv{}
+		b.heldBy = map[seed.UserPublic]int{}
 	}
 	return b.cfg.Store.View(func(tx *store.Tx) error {
 		if err := tx.List(store.BucketConversations, func(key string, raw []byte) error {

@@ -176,3 +176,82 @@ func TestCrossUserRevocation(t *testing.T) {
 		t.Errorf("alice receives the vote of bob's revoked device: %v, want refused", err)
 	}
 }
+
+// TestHeldFlood (finding 7): envelopes of made-up conversations, which
+// anybody can sign, used to evict a member's legitimately held message.
+// Now an outsider's evict only other strangers' (at most MaxHeldStrangers
+// are kept), and a friend's or a member's flood evicts its own envelopes
+// first.
+func TestHeldFlood(t *testing.T) {
+	l := newLab(t)
+	alice, bob, eve, mallory := l.addUser("alice", 1), l.addUser("bob", 1), l.addUser("eve", 1), l.addUser("mallory", 1)
+	id := l.create(alice, Discussion, `tally("yes") >= 2`, "t", bob, mallory)
+	a, b, e, m := alice.devs[0], bob.devs[0], eve.devs[0], mallory.devs[0]
+	deliverAll(t, a, b)
+	if _, err := a.book.Post(id, "text", "one"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.book.Post(id, "text", "two"); err != nil {
+		t.Fatal(err)
+	}
+	ps := a.book.Pending(b.self.Cert.Device, 10)
+	if _, err := b.book.Receive(ps[len(ps)-1].Envelope); !errors.Is(err, ErrHeld) { // seq 2 first
+		t.Fatalf("seq 2 first: %v", err)
+	}
+	stillHeld := func(what string) {
+		t.Helper()
+		b.book.mu.Lock()
+		_, ok := b.book.held[id]
+		nheld := b.book.nheld
+		b.book.mu.Unlock()
+		if !ok {
+			t.Fatalf("after %s (%d held): alice's held seq 2 was evicted", what, nheld)
+		}
+	}
+	flood := func(d *device, n int) {
+		for i := range n {
+			var fake ID
+			fake[0], fake[1], fake[2], fake[31] = byte(i), byte(i>>8), byte(i>>16), 1
+			raw, _ := sealEnvelope(d.self.Key, d.self.Cert, kindMessage, fake, 1, MessageID{}, 1, []byte("x"))
+			if _, err := b.book.Receive(raw); !errors.Is(err, ErrHeld) {
+				t.Fatal(err)
+			}
+		}
+	}
+	flood(e, 4*MaxHeld)
+	stillHeld("an outsider's flood")
+	b.book.mu.Lock()
+	if b.book.nheld != 1+MaxHeldStrangers {
+		t.Errorf("%d held, want 1 and %d of the outsider's", b.book.nheld, MaxHeldStrangers)
+	}
+	b.book.mu.Unlock()
+
+	l.dir.mu.Lock()
+	l.dir.certs[eve.key.Public()] = []seed.DeviceCert{e.self.Cert}
+	l.dir.mu.Unlock()
+	flood(e, 4*MaxHeld)
+	stillHeld("a friend's flood")
+	b.book.mu.Lock()
+	if n := b.book.heldBy[eve.key.Public()]; n != MaxHeldPerUser {
+		t.Errorf("a friend has %d held, want %d", n, MaxHeldPerUser)
+	}
+	b.book.mu.Unlock()
+
+	// A member's flood of its own chain's gaps in the same conversation.
+	deliverAll(t, a, m)
+	p := messagePayload{at: l.clock.Now(), kind: "text", body: "x"}
+	for i := range 2 * MaxHeldPerConv {
+		raw, _ := forge(t, m, a, id, kindMessage, uint64(i+10), MessageID{1}, uint64(i+10), p.marshal())
+		if _, err := b.book.Receive(raw); !errors.Is(err, ErrHeld) {
+			t.Fatal(err)
+		}
+	}
+	stillHeld("a member's flood")
+	// The held seq 2 is applied once seq 1 comes.
+	if _, err := b.book.Receive(ps[len(ps)-2].Envelope); err != nil {
+		t.Fatal(err)
+	}
+	if v := l.show(b, id); len(v.Messages) != 2 {
+		t.Errorf("bob shows %d messages, want 2", len(v.Messages))
+	}
+}

@@ -89,7 +89,7 @@ func fatal(err error) error {
 func (b *Book) receive(tx *store.Tx, e *envelope, changed map[ID]bool) ([]byte, error) {
 	ack, err := b.apply(tx, e, changed)
 	if errors.Is(err, ErrHeld) {
-		b.hold(e)
+		b.hold(e, b.convs[e.conv] == nil && !b.knownUser(e.cert.User))
 		return nil, err
 	}
 	if changed[e.conv] {
@@ -129,42 +129,6 @@ func (b *Book) drainHeld(tx *store.Tx, id ID, changed map[ID]bool) error {
 		}
 	}
 	return nil
-}
-
-func (b *Book) hold(e *envelope) {
-	q := b.held[e.conv]
-	for _, h := range q {
-		if h.id == e.id {
-			return
-		}
-	}
-	if len(q) >= MaxHeldPerConv {
-		b.unhold(e.conv, q[0].id)
-	}
-	for b.nheld >= MaxHeld || (b.nheld > 0 && b.heldBytes+len(e.raw) > MaxHeldBytes) {
-		for id, q := range b.held { // any conversation: the buffer is full anyway
-			b.unhold(id, q[0].id)
-			break
-		}
-	}
-	b.held[e.conv] = append(b.held[e.conv], heldEnv{id: e.id, raw: e.raw})
-	b.nheld++
-	b.heldBytes += len(e.raw)
-}
-
-func (b *Book) unhold(conv ID, id [32]byte) {
-	q := b.held[conv]
-	for i, h := range q {
-		if h.id == id {
-			b.held[conv] = slices.Delete(q, i, i+1)
-			b.nheld--
-			b.heldBytes -= len(h.raw)
-			break
-		}
-	}
-	if len(b.held[conv]) == 0 {
-		delete(b.held, conv)
-	}
 }
 
 // ackFor signs this device's ack of envelope e.
