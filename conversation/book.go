@@ -34,18 +34,19 @@ type Book struct {
 	self  seed.DevicePublic
 	user  seed.UserPublic
 
-	mu         sync.Mutex
-	closed     bool                            // guarded by mu
-	convs      map[ID]*conv                    // guarded by mu
-	outbox     map[seed.DevicePublic]*outQueue // guarded by mu
-	outSeq     uint64                          // guarded by mu: the last outbox sequence number used
-	held       map[ID][]*heldEnv               // guarded by mu: envelopes waiting for an earlier one
-	nheld      int                             // guarded by mu
-	heldBytes  int                             // guarded by mu
-	heldBy     map[seed.UserPublic]int         // guarded by mu: held envelopes per author user
-	heldAge    uint64                          // guarded by mu: the last heldEnv.age used
-	nstrangers int                             // guarded by mu: held envelopes with stranger set
-	dirty      bool                            // guarded by mu: the current transaction wrote something
+	mu          sync.Mutex
+	closed      bool                            // guarded by mu
+	convs       map[ID]*conv                    // guarded by mu
+	outbox      map[seed.DevicePublic]*outQueue // guarded by mu
+	outSeq      uint64                          // guarded by mu: the last outbox sequence number used
+	held        map[ID][]*heldEnv               // guarded by mu: envelopes waiting for an earlier one
+	nheld       int                             // guarded by mu
+	heldBytes   int                             // guarded by mu
+	heldBy      map[seed.UserPublic]int         // guarded by mu: held envelopes per author user
+	heldAge     uint64                          // guarded by mu: the last heldEnv.age used
+	heldApplies int                             // guarded by mu: held envelopes tried again (for tests)
+	nstrangers  int                             // guarded by mu: held envelopes with stranger set
+	dirty       bool                            // guarded by mu: the current transaction wrote something
 }
 
 // conv is one conversation in memory.

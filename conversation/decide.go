@@ -81,9 +81,6 @@ func (b *Book) tryDecide(tx *store.Tx, c *conv) error {
 	return nil
 }
 
-// errMissing: an outcome names a message this device does not have yet.
-var errMissing = fmt.Errorf("%w: an outcome names messages this device does not have yet", ErrHeld)
-
 // verifyOutcome checks an outcome of lamport against c (see Deciding).
 func (b *Book) verifyOutcome(c *conv, o *outcomePayload, lamport uint64) error {
 	if c.rule == nil {
@@ -94,7 +91,7 @@ func (b *Book) verifyOutcome(c *conv, o *outcomePayload, lamport uint64) error {
 	for _, id := range o.ids {
 		m := c.msgs[id]
 		if m == nil {
-			return errMissing
+			return heldf(waitFor{id: id}, "an outcome names messages this device does not have yet")
 		}
 		if m.outcome != nil {
 			return refusef("an outcome that names an outcome")

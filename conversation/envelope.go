@@ -104,6 +104,7 @@ type envelope struct {
 	payload []byte
 	id      [32]byte
 	raw     []byte
+	plain   []byte // the payload opened, kept while the envelope is held
 }
 
 // refusef wraps ErrRefused with a reason.

@@ -255,3 +255,44 @@ func TestHeldFlood(t *testing.T) {
 		t.Errorf("bob shows %d messages, want 2", len(v.Messages))
 	}
 }
+
+// TestHeldReverse (finding 5): a forwarder delivering a chain in reverse
+// used to cost a parse and a signature check of every held envelope per
+// envelope applied (256 messages: 5.8 s against 0.4 s in order). Now each
+// held envelope is tried again only when what it waits for is stored.
+func TestHeldReverse(t *testing.T) {
+	const n = 256
+	l := newLab(t)
+	alice, bob := l.addUser("alice", 1), l.addUser("bob", 1)
+	id := l.create(alice, Discussion, `tally("yes") >= 2`, "t", bob)
+	a, b := alice.devs[0], bob.devs[0]
+	for range n {
+		if _, err := a.book.Post(id, "text", "x"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var envs [][]byte
+	for _, o := range a.book.Pending(b.self.Cert.Device, 1000) {
+		envs = append(envs, o.Envelope)
+	}
+	if len(envs) != n+1 {
+		t.Fatalf("%d pending", len(envs))
+	}
+	if _, err := b.book.Receive(envs[0]); err != nil { // the genesis, then the messages in reverse
+		t.Fatal(err)
+	}
+	for i := len(envs) - 1; i >= 1; i-- {
+		if _, err := b.book.Receive(envs[i]); (i == 1) != (err == nil) {
+			t.Fatalf("message %d: %v", i, err)
+		}
+	}
+	if got := countStored(t, b); got != n {
+		t.Fatalf("bob stored %d messages, want %d", got, n)
+	}
+	b.book.mu.Lock()
+	tries, nheld := b.book.heldApplies, b.book.nheld
+	b.book.mu.Unlock()
+	if nheld != 0 || tries > 2*n {
+		t.Errorf("%d held left; %d held envelopes tried again for %d messages, want at most %d", nheld, tries, n, 2*n)
+	}
+}

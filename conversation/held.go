@@ -1,8 +1,11 @@
 package conversation
 
 import (
+	"errors"
+	"fmt"
 	"slices"
 
+	"github.com/kith-project/kith/internal/store"
 	"github.com/kith-project/kith/seed"
 )
 
@@ -33,6 +36,8 @@ const MaxHeldStrangers = 64
 type heldEnv struct {
 	id       [32]byte
 	raw      []byte
+	e        *envelope // parsed and verified
+	wait     waitFor
 	user     seed.UserPublic
 	age      uint64 // order of arrival: lower is older
 	stranger bool   // of an unknown conversation, by a stranger
@@ -45,9 +50,10 @@ func (b *Book) knownUser(u seed.UserPublic) bool {
 
 // hold keeps e until what it waits for arrives; stranger: see Held
 // envelopes.
-func (b *Book) hold(e *envelope, stranger bool) {
+func (b *Book) hold(e *envelope, stranger bool, w waitFor) {
 	for _, h := range b.held[e.conv] {
 		if h.id == e.id {
+			h.wait = w
 			return
 		}
 	}
@@ -65,7 +71,7 @@ func (b *Book) hold(e *envelope, stranger bool) {
 		b.evictHeaviest(func(ID) bool { return true })
 	}
 	b.heldAge++
-	b.held[e.conv] = append(b.held[e.conv], &heldEnv{id: e.id, raw: e.raw, user: u, age: b.heldAge, stranger: stranger})
+	b.held[e.conv] = append(b.held[e.conv], &heldEnv{id: e.id, raw: e.raw, e: e, wait: w, user: u, age: b.heldAge, stranger: stranger})
 	if stranger {
 		b.nstrangers++
 	}
@@ -128,4 +134,119 @@ func (b *Book) unhold(conv ID, id [32]byte) {
 	if len(b.held[conv]) == 0 {
 		delete(b.held, conv)
 	}
+}
+
+// waitFor is what a held envelope waits for; the zero fields do not count.
+type waitFor struct {
+	genesis bool              // its conversation's genesis
+	dev     seed.DevicePublic // with seq: the envelope at seq of device dev
+	seq     uint64
+	id      MessageID // a message an outcome names
+	lamport uint64    // the conversation's highest Lamport time reaching this
+}
+
+// heldError is an ErrHeld saying what the envelope waits for.
+type heldError struct {
+	wait   waitFor
+	reason string
+}
+
+func heldf(w waitFor, format string, args ...any) error {
+	return &heldError{wait: w, reason: fmt.Sprintf(format, args...)}
+}
+
+func (e *heldError) Error() string { return ErrHeld.Error() + ": " + e.reason }
+
+func (e *heldError) Is(target error) bool { return target == ErrHeld }
+
+// storedEvent is an envelope just stored, which may wake held ones.
+type storedEvent struct {
+	genesis bool
+	dev     seed.DevicePublic
+	seq     uint64
+	id      MessageID
+}
+
+// stored says whether e is stored now (a genesis, a message, late or not,
+// or an outcome), and as what event.
+func (b *Book) stored(e *envelope) (storedEvent, bool) {
+	c := b.convs[e.conv]
+	switch {
+	case c == nil:
+		return storedEvent{}, false
+	case e.kind == kindGenesis:
+		return storedEvent{genesis: true}, true
+	case c.msgs[e.id] != nil && c.msgs[e.id].device == e.cert.Device:
+		return storedEvent{dev: e.cert.Device, seq: e.seq, id: e.id}, true
+	}
+	return storedEvent{}, false
+}
+
+// wakes says whether ev (in conversation c) may let h apply.
+func (w waitFor) wakes(c *conv, ev storedEvent) bool {
+	switch {
+	case w.genesis:
+		return ev.genesis
+	case w.seq != 0:
+		return ev.dev == w.dev && ev.seq == w.seq
+	case w.id != MessageID{}:
+		return ev.id == w.id
+	case w.lamport != 0:
+		return c.lamport >= w.lamport
+	}
+	return true
+}
+
+// drainHeld applies the held envelopes of conversation id that ev wakes,
+// then those each of them wakes in turn. Held envelopes stay parsed and
+// verified, and each stored envelope looks only at what waits in its
+// conversation (a comparison each, no cryptography), so a chain held in
+// reverse drains in linear time but for those comparisons.
+func (b *Book) drainHeld(tx *store.Tx, id ID, ev storedEvent, changed map[ID]bool) error {
+	events := []storedEvent{ev}
+	for len(events) > 0 {
+		ev := events[0]
+		events = events[1:]
+		c := b.convs[id]
+		if c == nil {
+			return nil
+		}
+		var woken []*heldEnv
+		for _, h := range b.held[id] {
+			if h.wait.wakes(c, ev) {
+				woken = append(woken, h)
+			}
+		}
+		for _, h := range woken {
+			b.heldApplies++
+			_, err := b.apply(tx, h.e, changed)
+			var f *fatalError
+			if errors.As(err, &f) {
+				return err
+			}
+			var he *heldError
+			if errors.As(err, &he) {
+				h.wait = he.wait
+				continue
+			}
+			b.unhold(id, h.id)
+			if next, ok := b.stored(h.e); ok {
+				events = append(events, next)
+			}
+		}
+	}
+	return nil
+}
+
+// open decrypts e's payload once; a held envelope keeps it.
+func (b *Book) open(e *envelope) ([]byte, error) {
+	if e.plain != nil {
+		return e.plain, nil
+	}
+	plain, err := openWith(b.ident, e.payload, maxPayload)
+	if err != nil {
+		return nil, err
+	}
+	e.plain = plain
+	return plain, nil
 }

@@ -88,14 +88,18 @@ func fatal(err error) error {
 // receive handles one envelope in tx, then the held envelopes it unblocks.
 func (b *Book) receive(tx *store.Tx, e *envelope, changed map[ID]bool) ([]byte, error) {
 	ack, err := b.apply(tx, e, changed)
-	if errors.Is(err, ErrHeld) {
-		b.hold(e, b.convs[e.conv] == nil && !b.knownUser(e.cert.User))
+	var h *heldError
+	if errors.As(err, &h) {
+		b.hold(e, b.convs[e.conv] == nil && !b.knownUser(e.cert.User), h.wait)
 		return nil, err
 	}
-	if changed[e.conv] {
-		if ferr := b.drainHeld(tx, e.conv, changed); ferr != nil {
+	if ev, ok := b.stored(e); ok {
+		b.unhold(e.conv, e.id) // a copy held earlier, if any
+		if ferr := b.drainHeld(tx, e.conv, ev, changed); ferr != nil {
 			return nil, ferr
 		}
+	}
+	if changed[e.conv] {
 		// Decide after the held envelopes: an outcome among them spares
 		// this device publishing its own.
 		if c := b.convs[e.conv]; c != nil && (err == nil || c.winner == nil) {
@@ -105,30 +109,6 @@ func (b *Book) receive(tx *store.Tx, e *envelope, changed map[ID]bool) ([]byte, 
 		}
 	}
 	return ack, err
-}
-
-// drainHeld applies the held envelopes of conversation id until none
-// applies any more.
-func (b *Book) drainHeld(tx *store.Tx, id ID, changed map[ID]bool) error {
-	for progress := true; progress; {
-		progress = false
-		for _, h := range slices.Clone(b.held[id]) {
-			e, err := parseEnvelope(h.raw)
-			if err == nil {
-				_, err = b.apply(tx, e, changed)
-			}
-			var f *fatalError
-			if errors.As(err, &f) {
-				return err
-			}
-			if errors.Is(err, ErrHeld) {
-				continue
-			}
-			b.unhold(id, h.id)
-			progress = progress || err == nil
-		}
-	}
-	return nil
 }
 
 // ackFor signs this device's ack of envelope e.
@@ -148,7 +128,7 @@ func (b *Book) apply(tx *store.Tx, e *envelope, changed map[ID]bool) ([]byte, er
 	}
 	c := b.convs[e.conv]
 	if c == nil {
-		return nil, fmt.Errorf("%w: the conversation's genesis has not arrived", ErrHeld)
+		return nil, heldf(waitFor{genesis: true}, "the conversation's genesis has not arrived")
 	}
 	if old := c.msgs[e.id]; old != nil { // a duplicate: ack again, store nothing
 		if old.late {
@@ -171,7 +151,7 @@ func (b *Book) apply(tx *store.Tx, e *envelope, changed map[ID]bool) ([]byte, er
 	case e.seq <= headSeq:
 		return nil, refusef("a second envelope at seq %d of device %s (a forked chain)", e.seq, e.cert.Device.Short())
 	case e.seq > headSeq+1:
-		return nil, fmt.Errorf("%w: seq %d of device %s follows %d", ErrHeld, e.seq, e.cert.Device.Short(), headSeq)
+		return nil, heldf(waitFor{dev: e.cert.Device, seq: e.seq - 1}, "seq %d of device %s follows %d", e.seq, e.cert.Device.Short(), headSeq)
 	case h != nil && e.prev != h.id:
 		return nil, refusef("broken chain: seq %d does not follow its device's previous envelope", e.seq)
 	case h != nil && e.lamport <= h.lamport:
@@ -182,12 +162,12 @@ func (b *Book) apply(tx *store.Tx, e *envelope, changed map[ID]bool) ([]byte, er
 		// it can have seen at most MaxMessages messages this device
 		// lacks: wait for them. A jump beyond (towards MaxLamport, where
 		// nobody could post any more) waits for good.
-		return nil, fmt.Errorf("%w: Lamport time %d is more than %d above this device's highest, %d", ErrHeld, e.lamport, MaxLamportStep, c.lamport)
+		return nil, heldf(waitFor{lamport: e.lamport - MaxLamportStep}, "Lamport time %d is more than %d above this device's highest, %d", e.lamport, MaxLamportStep, c.lamport)
 	}
 	if len(c.msgs) >= MaxMessages {
 		return nil, refusef("the conversation is full (%d messages)", MaxMessages)
 	}
-	plain, err := openWith(b.ident, e.payload, maxPayload)
+	plain, err := b.open(e)
 	if err != nil {
 		return nil, err
 	}
