@@ -110,8 +110,22 @@ func (b *Book) verifyOutcome(c *conv, o *outcomePayload, lamport uint64) error {
 	if o.evaluated.Before(c.g.created) {
 		return refusef("an outcome evaluated before the conversation began")
 	}
-	if o.evaluated.After(b.now().Add(ClockTolerance)) {
-		return refusef("an outcome evaluated at %s, beyond the clock tolerance of %s", o.evaluated.Format(time.RFC3339), ClockTolerance)
+	var latest time.Time
+	for _, m := range ms {
+		if m.m.at.After(latest) {
+			latest = m.m.at
+		}
+	}
+	if o.evaluated.Before(latest.Add(-ClockTolerance)) {
+		// Every message accepted here was written at most
+		// ClockTolerance ahead of the accepting device's clock, so an
+		// honest decider's evaluation time is no earlier than this.
+		return refusef("an outcome evaluated at %s, before a message it names (%s)", o.evaluated.Format(time.RFC3339), latest.Format(time.RFC3339))
+	}
+	if due := o.evaluated.Add(-ClockTolerance); b.now().Before(due) {
+		// The decider's clock is ahead of this one: wait, not refuse
+		// (refusing for good would leave this device alone undecided).
+		return heldf(waitFor{at: due}, "an outcome evaluated at %s, beyond the clock tolerance of %s", o.evaluated.Format(time.RFC3339), ClockTolerance)
 	}
 	slices.SortFunc(ms, func(x, y *msg) int { return x.less(y) })
 	t := consensus.NewTally(c.memberIDs())

@@ -296,3 +296,88 @@ func TestHeldReverse(t *testing.T) {
 		t.Errorf("%d held left; %d held envelopes tried again for %d messages, want at most %d", nheld, tries, n, 2*n)
 	}
 }
+
+// TestOutcomeTimeBounds (finding 8): an outcome could be evaluated at any
+// time after the genesis, before the messages it names were written (a
+// deadline rule passed after the deadline), and one evaluated beyond the
+// verifier's clock tolerance was refused for good (left alone undecided
+// if the decider's clock was ahead). Now the first is refused and the
+// second held until the clock gets there.
+func TestOutcomeTimeBounds(t *testing.T) {
+	t.Run("backdated", func(t *testing.T) {
+		l := newLab(t)
+		alice, bob, mallory := l.addUser("alice", 1), l.addUser("bob", 1), l.addUser("mallory", 1)
+		id := l.create(alice, Discussion, `tally("yes") >= 2 && elapsed < 3600`, "within the hour", bob, mallory)
+		a, b, m := alice.devs[0], bob.devs[0], mallory.devs[0]
+		n := l.net(1, 0, 0)
+		n.settle()
+		start := l.clock.Now()
+		ay, err := a.book.Vote(id, "yes")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.clock.Advance(2 * time.Hour)
+		by, err := b.book.Vote(id, "yes")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.settle()
+		if v := l.show(a, id); v.Outcome != nil {
+			t.Fatalf("decided after the deadline: %+v", v.Outcome)
+		}
+		ids := []MessageID{ay, by}
+		if string(ids[0][:]) > string(ids[1][:]) {
+			ids[0], ids[1] = ids[1], ids[0]
+		}
+		o := outcomePayload{evaluated: start.Add(10 * time.Minute).Truncate(time.Millisecond), result: "yes", tally: map[string]int{"yes": 2}, set: setHash(ids), ids: ids}
+		raw, _ := forge(t, m, a, id, kindOutcome, 1, MessageID{}, 3, o.marshal())
+		mustRefuse(t, a, raw, "before a message it names")
+	})
+	t.Run("ahead", func(t *testing.T) {
+		l := newLab(t)
+		alice, bob, mallory := l.addUser("alice", 1), l.addUser("bob", 1), l.addUser("mallory", 1)
+		id := l.create(alice, Discussion, `elapsed >= 3600 && tally("yes") >= 1`, "in an hour", bob, mallory)
+		a, b, m := alice.devs[0], bob.devs[0], mallory.devs[0]
+		n := l.net(1, 0, 0)
+		n.settle()
+		ay, err := a.book.Vote(id, "yes")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.settle()
+		l.clock.Advance(55 * time.Minute)
+		// mallory's clock is 10 minutes ahead.
+		o := outcomePayload{evaluated: l.clock.Now().Add(10 * time.Minute).Truncate(time.Millisecond), result: "yes", tally: map[string]int{"yes": 1}, set: setHash([]MessageID{ay}), ids: []MessageID{ay}}
+		raw, _ := forge(t, m, a, id, kindOutcome, 1, MessageID{}, 2, o.marshal())
+		for _, d := range []*device{a, b} {
+			if _, err := d.book.Receive(raw); !errors.Is(err, ErrHeld) {
+				t.Fatalf("%s: %v, want held", d.name, err)
+			}
+		}
+		l.clock.Advance(10 * time.Minute)
+		for _, d := range []*device{a, b} {
+			d.book.Tick()
+			v := l.show(d, id)
+			if v.Outcome == nil || v.Outcome.DecidedByDevice != m.self.Cert.Device {
+				t.Errorf("%s after the clock caught up: %+v, want mallory's outcome", d.name, v.Outcome)
+			}
+		}
+	})
+	t.Run("message ahead", func(t *testing.T) {
+		l := newLab(t)
+		alice, bob := l.addUser("alice", 1), l.addUser("bob", 1)
+		id := l.create(alice, Discussion, `tally("yes") >= 2`, "t", bob)
+		a, b := alice.devs[0], bob.devs[0]
+		l.net(1, 0, 0).settle()
+		p := messagePayload{at: l.clock.Now().Add(10 * time.Minute), kind: "text", body: "from the future"}
+		raw, _ := forge(t, b, a, id, kindMessage, 1, MessageID{}, 1, p.marshal())
+		if _, err := a.book.Receive(raw); !errors.Is(err, ErrHeld) {
+			t.Fatalf("a message 10 minutes ahead: %v, want held", err)
+		}
+		l.clock.Advance(8*time.Minute + time.Second)
+		a.book.Tick()
+		if v := l.show(a, id); len(v.Messages) != 1 {
+			t.Errorf("after the clock caught up alice shows %d messages, want 1", len(v.Messages))
+		}
+	})
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/kith-project/kith/internal/store"
 	"github.com/kith-project/kith/seed"
@@ -143,6 +144,7 @@ type waitFor struct {
 	seq     uint64
 	id      MessageID // a message an outcome names
 	lamport uint64    // the conversation's highest Lamport time reaching this
+	at      time.Time // this device's clock reaching this
 }
 
 // heldError is an ErrHeld saying what the envelope waits for.
@@ -159,8 +161,10 @@ func (e *heldError) Error() string { return ErrHeld.Error() + ": " + e.reason }
 
 func (e *heldError) Is(target error) bool { return target == ErrHeld }
 
-// storedEvent is an envelope just stored, which may wake held ones.
+// storedEvent is an envelope just stored, which may wake held ones, or
+// (tick) the clock having moved on.
 type storedEvent struct {
+	tick    bool
 	genesis bool
 	dev     seed.DevicePublic
 	seq     uint64
@@ -182,9 +186,13 @@ func (b *Book) stored(e *envelope) (storedEvent, bool) {
 	return storedEvent{}, false
 }
 
-// wakes says whether ev (in conversation c) may let h apply.
-func (w waitFor) wakes(c *conv, ev storedEvent) bool {
+// wakes says whether ev (in conversation c, at now) may let h apply.
+func (w waitFor) wakes(c *conv, ev storedEvent, now time.Time) bool {
 	switch {
+	case !w.at.IsZero():
+		return !now.Before(w.at)
+	case ev.tick:
+		return false
 	case w.genesis:
 		return ev.genesis
 	case w.seq != 0:
@@ -204,6 +212,7 @@ func (w waitFor) wakes(c *conv, ev storedEvent) bool {
 // reverse drains in linear time but for those comparisons.
 func (b *Book) drainHeld(tx *store.Tx, id ID, ev storedEvent, changed map[ID]bool) error {
 	events := []storedEvent{ev}
+	now := b.now()
 	for len(events) > 0 {
 		ev := events[0]
 		events = events[1:]
@@ -213,7 +222,7 @@ func (b *Book) drainHeld(tx *store.Tx, id ID, ev storedEvent, changed map[ID]boo
 		}
 		var woken []*heldEnv
 		for _, h := range b.held[id] {
-			if h.wait.wakes(c, ev) {
+			if h.wait.wakes(c, ev, now) {
 				woken = append(woken, h)
 			}
 		}
@@ -236,6 +245,22 @@ func (b *Book) drainHeld(tx *store.Tx, id ID, ev storedEvent, changed map[ID]boo
 		}
 	}
 	return nil
+}
+
+// dueHeld lists the conversations with a held envelope waiting for this
+// device's clock to reach a time now passed.
+func (b *Book) dueHeld() []ID {
+	now := b.now()
+	var out []ID
+	for id, q := range b.held {
+		for _, h := range q {
+			if !h.wait.at.IsZero() && !now.Before(h.wait.at) {
+				out = append(out, id)
+				break
+			}
+		}
+	}
+	return out
 }
 
 // open decrypts e's payload once; a held envelope keeps it.

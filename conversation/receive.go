@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/kith-project/kith/internal/store"
 )
@@ -188,6 +189,12 @@ func (b *Book) apply(tx *store.Tx, e *envelope, changed map[ID]bool) ([]byte, er
 	}
 	if err := c.g.pattern.allows(m.m.kind, m.m.body, e.cert.User.Equal(c.creator)); err != nil {
 		return nil, refusef("%w", err)
+	}
+	if due := m.m.at.Add(-ClockTolerance); b.now().Before(due) {
+		// Written in this device's future: accepted once the clock gets
+		// there, so that an outcome is never evaluated before a message
+		// it names (see Deciding).
+		return nil, heldf(waitFor{at: due}, "a message written at %s, beyond the clock tolerance of %s", m.m.at.Format(time.RFC3339), ClockTolerance)
 	}
 	if c.winner != nil {
 		m.late = true
