@@ -87,8 +87,10 @@ var (
 	ErrRefused = errors.New("conversation: refused")
 	// ErrHeld: Receive keeps the envelope in memory until what it follows
 	// (the genesis, an earlier message of its chain, the messages an
-	// outcome names) arrives. It is not acknowledged: the sender sends it
-	// again later, and then gets the ack.
+	// outcome names, messages up to its Lamport time) arrives, or this
+	// device's clock reaches its time (see Held envelopes in held.go; it
+	// may be evicted). It is not acknowledged: the sender sends it again
+	// later, and then gets the ack.
 	ErrHeld = errors.New("conversation: held until an earlier envelope arrives")
 	// ErrNotFound: no such conversation on this device.
 	ErrNotFound = errors.New("conversation: no such conversation")

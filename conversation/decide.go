@@ -25,12 +25,16 @@ import (
 // evaluated and their hash.
 //
 // A verifier accepts an outcome only after it has every message it names
+// and its clock has reached ClockTolerance before the evaluation time
 // (until then the outcome is held), when the set is closed under each
 // chain's prev links, when its Lamport time is above every named message's,
-// when its evaluation time is neither before the genesis nor beyond
-// ClockTolerance in the verifier's future, and when evaluating exactly
-// that set in the deciding order at that time makes the rule true with the
-// same result and tallies.
+// when its evaluation time is neither before the genesis nor more than
+// ClockTolerance before the latest named message's time (a message written
+// beyond ClockTolerance in a device's future is held by it, so an honest
+// decider's outcome passes), and when evaluating exactly that set in the
+// deciding order at that time makes the rule true with the same result and
+// tallies. A member can still forge a decision: see docs/conversations.md,
+// Hardening, finding 1.
 //
 // Of the valid outcomes, the lowest (Lamport, ID) wins, on every device,
 // whichever arrived first: a decided conversation shows the winner's
