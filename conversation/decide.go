@@ -86,7 +86,7 @@ func (b *Book) tryDecide(tx *store.Tx, c *conv) error {
 }
 
 // verifyOutcome checks an outcome of lamport against c (see Deciding).
-func (b *Book) verifyOutcome(c *conv, o *outcomePayload, lamport uint64) error {
+func (b *Book) verifyOutcome(c *conv, o *outcomePayload, lamport uint64, prev MessageID) error {
 	if c.rule == nil {
 		return refusef("an outcome of a conversation without a rule")
 	}
@@ -102,6 +102,11 @@ func (b *Book) verifyOutcome(c *conv, o *outcomePayload, lamport uint64) error {
 		}
 		set[id] = true
 		ms = append(ms, m)
+	}
+	if prev != (MessageID{}) && !set[prev] {
+		// An honest decider evaluates every message it accepted, its
+		// own device's first of all (review finding 1, in part).
+		return refusef("an outcome that leaves out its own device's earlier messages")
 	}
 	for _, m := range ms {
 		if m.prev != (MessageID{}) && !set[m.prev] {

@@ -381,3 +381,25 @@ func TestOutcomeTimeBounds(t *testing.T) {
 		}
 	})
 }
+
+// TestOutcomeNamesOwnChain (finding 1, in part): an outcome must name its
+// author device's earlier messages, so a member cannot leave out its own
+// objection from the same device (it still can from a fresh one: see
+// docs/conversations.md, Hardening).
+func TestOutcomeNamesOwnChain(t *testing.T) {
+	l := newLab(t)
+	alice, bob, mallory := l.addUser("alice", 1), l.addUser("bob", 1), l.addUser("mallory", 1)
+	id := l.create(alice, Discussion, `elapsed >= 86400 && tally("no") == 0`, "merge?", bob, mallory)
+	a, m := alice.devs[0], mallory.devs[0]
+	n := l.net(1, 0, 0)
+	n.settle()
+	no, err := m.book.Vote(id, "no")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.settle()
+	l.clock.Advance(25 * time.Hour)
+	o := outcomePayload{evaluated: l.clock.Now().Truncate(time.Millisecond), result: "", tally: map[string]int{}, set: setHash(nil)}
+	raw, _ := forge(t, m, a, id, kindOutcome, 2, no, 2, o.marshal())
+	mustRefuse(t, a, raw, "its own device's earlier messages")
+}

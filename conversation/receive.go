@@ -177,7 +177,7 @@ func (b *Book) apply(tx *store.Tx, e *envelope, changed map[ID]bool) ([]byte, er
 		return nil, err
 	}
 	if m.outcome != nil {
-		if err := b.verifyOutcome(c, m.outcome, m.lamport); err != nil {
+		if err := b.verifyOutcome(c, m.outcome, m.lamport, m.prev); err != nil {
 			return nil, err
 		}
 		if err := b.storeMsg(tx, c, e, m, plain); err != nil {
