@@ -190,7 +190,7 @@ func (b *Book) apply(tx *store.Tx, e *envelope, changed map[ID]bool) ([]byte, er
 	if err := c.g.pattern.allows(m.m.kind, m.m.body, e.cert.User.Equal(c.creator)); err != nil {
 		return nil, refusef("%w", err)
 	}
-	if due := m.m.at.Add(-ClockTolerance); b.now().Before(due) {
+	if due := m.m.at.Add(-ClockTolerance); b.now().UTC().Truncate(time.Millisecond).Before(due) { // as decide truncates
 		// Written in this device's future: accepted once the clock gets
 		// there, so that an outcome is never evaluated before a message
 		// it names (see Deciding).
