@@ -46,6 +46,12 @@ var banReason = map[string]string{
 	"split":     "is not needed by a rule",
 }
 
+// helpers are the environment's funcs: a rule may call them, never use
+// them as values.
+var helpers = map[string]bool{
+	"voted": true, "tally": true, "share": true, "quorum": true, "majority": true, "unanimous": true,
+}
+
 // checkPure parses src and walks the tree, refusing what a rule may not
 // use. It reports whether the rule reads elapsed.
 func checkPure(src string) (usesElapsed bool, err error) {
@@ -55,6 +61,9 @@ func checkPure(src string) (usesElapsed bool, err error) {
 	}
 	w := &walker{src: src}
 	w.walk(tree.Node, 0)
+	if w.err == nil {
+		w.err = w.inner
+	}
 	if w.err != nil {
 		return false, w.err
 	}
@@ -69,6 +78,7 @@ type walker struct {
 	nodes   int
 	elapsed bool
 	err     *Error
+	inner   *Error // messages or votes read inside a predicate
 }
 
 func (w *walker) refuse(n ast.Node, format string, args ...any) {
@@ -97,12 +107,33 @@ func (w *walker) walk(n ast.Node, depth int) {
 		case "elapsed":
 			w.elapsed = true
 		}
+		if depth > 0 && (n.Value == "messages" || n.Value == "votes") {
+			// Once per element of a list that grows with the messages:
+			// quadratic, after every message, on every device.
+			// Reported after any other refusal (a nested predicate says more).
+			if w.inner == nil {
+				line, col := position(w.src, n.Location().From)
+				w.inner = &Error{Line: line, Column: col, Reason: fmt.Sprintf("%s may not be read inside a predicate: that costs its length once per element", n.Value)}
+			}
+		}
+		if helpers[n.Value] {
+			// A helper's value is a Go func: formatting or comparing it
+			// would read its address, which differs between devices.
+			w.refuse(n, "helper %s may only be called, as %s(…)", n.Value, n.Value)
+		}
 	case *ast.UnaryNode:
 		w.walk(n.Node, depth)
 	case *ast.BinaryNode:
 		if n.Operator == ".." {
 			w.refuse(n, "ranges (..) are not allowed")
 			return
+		}
+		if n.Operator == "matches" {
+			if _, ok := n.Right.(*ast.StringNode); !ok {
+				// Only a constant pattern is compiled once, with the rule.
+				w.refuse(n, "matches takes a constant pattern (a string literal)")
+				return
+			}
 		}
 		w.walk(n.Left, depth)
 		w.walk(n.Right, depth)
@@ -120,7 +151,7 @@ func (w *walker) walk(n ast.Node, depth int) {
 			w.refuse(n, "method calls are not allowed; call a helper by name (voted, tally, share, quorum, majority, unanimous)")
 			return
 		}
-		w.walk(n.Callee, depth)
+		w.nodes++ // the callee, a helper's name: not walked, as a bare helper name is refused
 		for _, a := range n.Arguments {
 			w.walk(a, depth)
 		}

@@ -63,6 +63,9 @@ func Compile(src string) (*Rule, error) {
 	if err != nil {
 		return nil, toError(src, err)
 	}
+	if err := checkTypes(src); err != nil {
+		return nil, err
+	}
 	return &Rule{src: src, program: program, elapsed: usesElapsed}, nil
 }
 

@@ -87,8 +87,10 @@ var (
 	ErrRefused = errors.New("conversation: refused")
 	// ErrHeld: Receive keeps the envelope in memory until what it follows
 	// (the genesis, an earlier message of its chain, the messages an
-	// outcome names) arrives. It is not acknowledged: the sender sends it
-	// again later, and then gets the ack.
+	// outcome names, messages up to its Lamport time) arrives, or this
+	// device's clock reaches its time (see Held envelopes in held.go; it
+	// may be evicted). It is not acknowledged: the sender sends it again
+	// later, and then gets the ack.
 	ErrHeld = errors.New("conversation: held until an earlier envelope arrives")
 	// ErrNotFound: no such conversation on this device.
 	ErrNotFound = errors.New("conversation: no such conversation")
@@ -130,6 +132,9 @@ type Self struct {
 // carried in a conversation's genesis.
 type Directory interface {
 	Certs(user seed.UserPublic) []seed.DeviceCert // non-revoked certs
+	// Revoked must count only a revocation signed by the device's own
+	// user (the user of its certificate), never one that another user's
+	// roster carries.
 	Revoked(device seed.DevicePublic) bool
 }
 

@@ -34,21 +34,20 @@ type Book struct {
 	self  seed.DevicePublic
 	user  seed.UserPublic
 
-	mu        sync.Mutex
-	closed    bool                            // guarded by mu
-	convs     map[ID]*conv                    // guarded by mu
-	outbox    map[seed.DevicePublic]*outQueue // guarded by mu
-	outSeq    uint64                          // guarded by mu: the last outbox sequence number used
-	held      map[ID][]heldEnv                // guarded by mu: envelopes waiting for an earlier one
-	nheld     int                             // guarded by mu
-	heldBytes int
-	dirty     bool        // guarded by mu: the current transaction wrote something                             // guarded by mu
-	forgotten map[ID]bool // guarded by mu: archived conversations, acknowledged and not stored (export.go)
-}
-
-type heldEnv struct {
-	id  [32]byte
-	raw []byte
+	mu          sync.Mutex
+	closed      bool                            // guarded by mu
+	convs       map[ID]*conv                    // guarded by mu
+	outbox      map[seed.DevicePublic]*outQueue // guarded by mu
+	outSeq      uint64                          // guarded by mu: the last outbox sequence number used
+	held        map[ID][]*heldEnv               // guarded by mu: envelopes waiting for an earlier one
+	nheld       int                             // guarded by mu
+	heldBytes   int                             // guarded by mu
+	heldBy      map[seed.UserPublic]int         // guarded by mu: held envelopes per author user
+	heldAge     uint64                          // guarded by mu: the last heldEnv.age used
+	heldApplies int                             // guarded by mu: held envelopes tried again (for tests)
+	nstrangers  int                             // guarded by mu: held envelopes with stranger set
+	dirty       bool                            // guarded by mu: the current transaction wrote something
+	forgotten   map[ID]bool                     // guarded by mu: archived conversations, acknowledged and not stored (export.go)
 }
 
 // conv is one conversation in memory.
@@ -176,7 +175,8 @@ func (b *Book) load() error {
 	b.convs = map[ID]*conv{}
 	b.outbox = map[seed.DevicePublic]*outQueue{}
 	if b.held == nil {
-		b.held = map[ID][]heldEnv{}
+		b.held = map[ID][]*heldEnv{}
+		b.heldBy = map[seed.UserPublic]int{}
 	}
 	return b.cfg.Store.View(func(tx *store.Tx) error {
 		if err := tx.List(store.BucketConversations, func(key string, raw []byte) error {
@@ -405,21 +405,14 @@ func (c *conv) isMember(u seed.UserPublic) bool {
 	return false
 }
 
-// revoked reports whether a device is revoked, in the directory or in a
-// roster the genesis carries.
-func (b *Book) revoked(c *conv, d seed.DevicePublic) bool {
-	if b.cfg.Dir != nil && b.cfg.Dir.Revoked(d) {
-		return true
+// revoked reports whether the device of cert is revoked, in the directory
+// or in a roster the genesis carries.
+func (b *Book) revoked(c *conv, cert seed.DeviceCert) bool {
+	var rosters []roster.Signed
+	if c != nil {
+		rosters = c.g.rosters
 	}
-	if c == nil {
-		return false
-	}
-	for _, r := range c.g.rosters {
-		if _, ok := r.Revoked(d); ok {
-			return true
-		}
-	}
-	return false
+	return b.revokedIn(rosters, cert)
 }
 
 // recipients lists the member devices an envelope of c is sealed to: the
@@ -433,7 +426,7 @@ func (b *Book) recipientsOf(members []seed.UserPublic, rosters []roster.Signed) 
 	seen := map[seed.DevicePublic]bool{}
 	var out []seed.DeviceCert
 	addCert := func(u seed.UserPublic, cert seed.DeviceCert) {
-		if !cert.User.Equal(u) || seen[cert.Device] || b.revokedIn(rosters, cert.Device) {
+		if !cert.User.Equal(u) || seen[cert.Device] || b.revokedIn(rosters, cert) {
 			return
 		}
 		seen[cert.Device] = true
@@ -460,12 +453,19 @@ func (b *Book) recipientsOf(members []seed.UserPublic, rosters []roster.Signed) 
 	return out, nil
 }
 
-func (b *Book) revokedIn(rosters []roster.Signed, d seed.DevicePublic) bool {
-	if b.cfg.Dir != nil && b.cfg.Dir.Revoked(d) {
+// revokedIn reports whether the device of cert is revoked, in the
+// directory or in one of rosters. A roster's revocation counts only for a
+// device of the roster's own user: a roster proves only that its user
+// signed it, and one member's roster must not revoke another's device.
+func (b *Book) revokedIn(rosters []roster.Signed, cert seed.DeviceCert) bool {
+	if b.cfg.Dir != nil && b.cfg.Dir.Revoked(cert.Device) {
 		return true
 	}
 	for _, r := range rosters {
-		if _, ok := r.Revoked(d); ok {
+		if !r.User.Equal(cert.User) {
+			continue
+		}
+		if _, ok := r.Revoked(cert.Device); ok {
 			return true
 		}
 	}

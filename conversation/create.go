@@ -253,7 +253,7 @@ func (b *Book) Post(id ID, kind, body string) (MessageID, error) {
 			return err
 		}
 		mid = m.id
-		return b.decide(tx, c)
+		return b.tryDecide(tx, c)
 	})
 	b.mu.Unlock()
 	if err != nil {
@@ -288,12 +288,12 @@ func (b *Book) publish(tx *store.Tx, c *conv, kind byte, plain []byte) (*msg, er
 		return nil, err
 	}
 	if err := b.storeMsg(tx, c, e, m, plain); err != nil {
-		return nil, err
+		return nil, fatal(err)
 	}
 	if m.outcome != nil {
 		c.addOutcome(m)
 	}
-	return m, b.enqueue(tx, c, m.id, certs)
+	return m, fatal(b.enqueue(tx, c, m.id, certs))
 }
 
 // Vote posts choice with the pattern's vote kind.

@@ -2,6 +2,7 @@ package conversation
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -24,12 +25,16 @@ import (
 // evaluated and their hash.
 //
 // A verifier accepts an outcome only after it has every message it names
+// and its clock has reached ClockTolerance before the evaluation time
 // (until then the outcome is held), when the set is closed under each
 // chain's prev links, when its Lamport time is above every named message's,
-// when its evaluation time is neither before the genesis nor beyond
-// ClockTolerance in the verifier's future, and when evaluating exactly
-// that set in the deciding order at that time makes the rule true with the
-// same result and tallies.
+// when its evaluation time is neither before the genesis nor more than
+// ClockTolerance before the latest named message's time (a message written
+// beyond ClockTolerance in a device's future is held by it, so an honest
+// decider's outcome passes), and when evaluating exactly that set in the
+// deciding order at that time makes the rule true with the same result and
+// tallies. A member can still forge a decision: see docs/conversations.md,
+// Hardening, finding 1.
 //
 // Of the valid outcomes, the lowest (Lamport, ID) wins, on every device,
 // whichever arrived first: a decided conversation shows the winner's
@@ -66,11 +71,22 @@ func (b *Book) decide(tx *store.Tx, c *conv) error {
 	return nil
 }
 
-// errMissing: an outcome names a message this device does not have yet.
-var errMissing = fmt.Errorf("%w: an outcome names messages this device does not have yet", ErrHeld)
+// tryDecide is decide for a caller whose own work stands whether or not an
+// outcome can be published: only a failure of the store (a *fatalError) is
+// returned, to drop the transaction; any other failure to publish is
+// logged, and the next message or Tick tries again.
+func (b *Book) tryDecide(tx *store.Tx, c *conv) error {
+	err := b.decide(tx, c)
+	var f *fatalError
+	if err == nil || errors.As(err, &f) {
+		return err
+	}
+	b.log.Warn("conversation: publishing an outcome", "conv", c.id, "err", err)
+	return nil
+}
 
 // verifyOutcome checks an outcome of lamport against c (see Deciding).
-func (b *Book) verifyOutcome(c *conv, o *outcomePayload, lamport uint64) error {
+func (b *Book) verifyOutcome(c *conv, o *outcomePayload, lamport uint64, prev MessageID) error {
 	if c.rule == nil {
 		return refusef("an outcome of a conversation without a rule")
 	}
@@ -79,13 +95,18 @@ func (b *Book) verifyOutcome(c *conv, o *outcomePayload, lamport uint64) error {
 	for _, id := range o.ids {
 		m := c.msgs[id]
 		if m == nil {
-			return errMissing
+			return heldf(waitFor{id: id}, "an outcome names messages this device does not have yet")
 		}
 		if m.outcome != nil {
 			return refusef("an outcome that names an outcome")
 		}
 		set[id] = true
 		ms = append(ms, m)
+	}
+	if prev != (MessageID{}) && !set[prev] {
+		// An honest decider evaluates every message it accepted, its
+		// own device's first of all (review finding 1, in part).
+		return refusef("an outcome that leaves out its own device's earlier messages")
 	}
 	for _, m := range ms {
 		if m.prev != (MessageID{}) && !set[m.prev] {
@@ -98,8 +119,22 @@ func (b *Book) verifyOutcome(c *conv, o *outcomePayload, lamport uint64) error {
 	if o.evaluated.Before(c.g.created) {
 		return refusef("an outcome evaluated before the conversation began")
 	}
-	if o.evaluated.After(b.now().Add(ClockTolerance)) {
-		return refusef("an outcome evaluated at %s, beyond the clock tolerance of %s", o.evaluated.Format(time.RFC3339), ClockTolerance)
+	var latest time.Time
+	for _, m := range ms {
+		if m.m.at.After(latest) {
+			latest = m.m.at
+		}
+	}
+	if o.evaluated.Before(latest.Add(-ClockTolerance)) {
+		// Every message accepted here was written at most
+		// ClockTolerance ahead of the accepting device's clock, so an
+		// honest decider's evaluation time is no earlier than this.
+		return refusef("an outcome evaluated at %s, before a message it names (%s)", o.evaluated.Format(time.RFC3339), latest.Format(time.RFC3339))
+	}
+	if due := o.evaluated.Add(-ClockTolerance); b.now().Before(due) {
+		// The decider's clock is ahead of this one: wait, not refuse
+		// (refusing for good would leave this device alone undecided).
+		return heldf(waitFor{at: due}, "an outcome evaluated at %s, beyond the clock tolerance of %s", o.evaluated.Format(time.RFC3339), ClockTolerance)
 	}
 	slices.SortFunc(ms, func(x, y *msg) int { return x.less(y) })
 	t := consensus.NewTally(c.memberIDs())

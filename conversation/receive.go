@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/kith-project/kith/internal/store"
 )
@@ -76,6 +77,8 @@ type fatalError struct{ err error }
 
 func (e *fatalError) Error() string { return e.err.Error() }
 
+func (e *fatalError) Unwrap() error { return e.err }
+
 func fatal(err error) error {
 	if err == nil {
 		return nil
@@ -89,83 +92,27 @@ func (b *Book) receive(tx *store.Tx, e *envelope, changed map[ID]bool) ([]byte, 
 		return b.ackFor(e), nil // archived: acknowledged, not brought back (export.go)
 	}
 	ack, err := b.apply(tx, e, changed)
-	if errors.Is(err, ErrHeld) {
-		b.hold(e)
+	var h *heldError
+	if errors.As(err, &h) {
+		b.hold(e, b.convs[e.conv] == nil && !b.knownUser(e.cert.User), h.wait)
 		return nil, err
 	}
-	if changed[e.conv] {
-		if ferr := b.drainHeld(tx, e.conv, changed); ferr != nil {
+	if ev, ok := b.stored(e); ok {
+		b.unhold(e.conv, e.id) // a copy held earlier, if any
+		if ferr := b.drainHeld(tx, e.conv, ev, changed); ferr != nil {
 			return nil, ferr
 		}
+	}
+	if changed[e.conv] {
 		// Decide after the held envelopes: an outcome among them spares
 		// this device publishing its own.
 		if c := b.convs[e.conv]; c != nil && (err == nil || c.winner == nil) {
-			if ferr := b.decide(tx, c); ferr != nil {
-				return nil, fatal(ferr)
+			if ferr := b.tryDecide(tx, c); ferr != nil {
+				return nil, ferr
 			}
 		}
 	}
 	return ack, err
-}
-
-// drainHeld applies the held envelopes of conversation id until none
-// applies any more.
-func (b *Book) drainHeld(tx *store.Tx, id ID, changed map[ID]bool) error {
-	for progress := true; progress; {
-		progress = false
-		for _, h := range slices.Clone(b.held[id]) {
-			e, err := parseEnvelope(h.raw)
-			if err == nil {
-				_, err = b.apply(tx, e, changed)
-			}
-			var f *fatalError
-			if errors.As(err, &f) {
-				return err
-			}
-			if errors.Is(err, ErrHeld) {
-				continue
-			}
-			b.unhold(id, h.id)
-			progress = progress || err == nil
-		}
-	}
-	return nil
-}
-
-func (b *Book) hold(e *envelope) {
-	q := b.held[e.conv]
-	for _, h := range q {
-		if h.id == e.id {
-			return
-		}
-	}
-	if len(q) >= MaxHeldPerConv {
-		b.unhold(e.conv, q[0].id)
-	}
-	for b.nheld >= MaxHeld || (b.nheld > 0 && b.heldBytes+len(e.raw) > MaxHeldBytes) {
-		for id, q := range b.held { // any conversation: the buffer is full anyway
-			b.unhold(id, q[0].id)
-			break
-		}
-	}
-	b.held[e.conv] = append(b.held[e.conv], heldEnv{id: e.id, raw: e.raw})
-	b.nheld++
-	b.heldBytes += len(e.raw)
-}
-
-func (b *Book) unhold(conv ID, id [32]byte) {
-	q := b.held[conv]
-	for i, h := range q {
-		if h.id == id {
-			b.held[conv] = slices.Delete(q, i, i+1)
-			b.nheld--
-			b.heldBytes -= len(h.raw)
-			break
-		}
-	}
-	if len(b.held[conv]) == 0 {
-		delete(b.held, conv)
-	}
 }
 
 // ackFor signs this device's ack of envelope e.
@@ -185,7 +132,7 @@ func (b *Book) apply(tx *store.Tx, e *envelope, changed map[ID]bool) ([]byte, er
 	}
 	c := b.convs[e.conv]
 	if c == nil {
-		return nil, fmt.Errorf("%w: the conversation's genesis has not arrived", ErrHeld)
+		return nil, heldf(waitFor{genesis: true}, "the conversation's genesis has not arrived")
 	}
 	if old := c.msgs[e.id]; old != nil { // a duplicate: ack again, store nothing
 		if old.late {
@@ -196,7 +143,7 @@ func (b *Book) apply(tx *store.Tx, e *envelope, changed map[ID]bool) ([]byte, er
 	if !c.isMember(e.cert.User) {
 		return nil, refusef("the author %s is not a member", e.cert.User.Short())
 	}
-	if b.revoked(c, e.cert.Device) {
+	if b.revoked(c, e.cert) {
 		return nil, refusef("the author's device %s is revoked", e.cert.Device.Short())
 	}
 	h := c.heads[e.cert.Device]
@@ -208,16 +155,23 @@ func (b *Book) apply(tx *store.Tx, e *envelope, changed map[ID]bool) ([]byte, er
 	case e.seq <= headSeq:
 		return nil, refusef("a second envelope at seq %d of device %s (a forked chain)", e.seq, e.cert.Device.Short())
 	case e.seq > headSeq+1:
-		return nil, fmt.Errorf("%w: seq %d of device %s follows %d", ErrHeld, e.seq, e.cert.Device.Short(), headSeq)
+		return nil, heldf(waitFor{dev: e.cert.Device, seq: e.seq - 1}, "seq %d of device %s follows %d", e.seq, e.cert.Device.Short(), headSeq)
 	case h != nil && e.prev != h.id:
 		return nil, refusef("broken chain: seq %d does not follow its device's previous envelope", e.seq)
 	case h != nil && e.lamport <= h.lamport:
 		return nil, refusef("broken chain: Lamport time %d not after %d", e.lamport, h.lamport)
 	}
+	if e.lamport > c.lamport+MaxLamportStep {
+		// An honest author is at most one above what it has seen, and
+		// it can have seen at most MaxMessages messages this device
+		// lacks: wait for them. A jump beyond (towards MaxLamport, where
+		// nobody could post any more) waits for good.
+		return nil, heldf(waitFor{lamport: e.lamport - MaxLamportStep}, "Lamport time %d is more than %d above this device's highest, %d", e.lamport, MaxLamportStep, c.lamport)
+	}
 	if len(c.msgs) >= MaxMessages {
 		return nil, refusef("the conversation is full (%d messages)", MaxMessages)
 	}
-	plain, err := openWith(b.ident, e.payload, maxPayload)
+	plain, err := b.open(e)
 	if err != nil {
 		return nil, err
 	}
@@ -226,7 +180,7 @@ func (b *Book) apply(tx *store.Tx, e *envelope, changed map[ID]bool) ([]byte, er
 		return nil, err
 	}
 	if m.outcome != nil {
-		if err := b.verifyOutcome(c, m.outcome, m.lamport); err != nil {
+		if err := b.verifyOutcome(c, m.outcome, m.lamport, m.prev); err != nil {
 			return nil, err
 		}
 		if err := b.storeMsg(tx, c, e, m, plain); err != nil {
@@ -238,6 +192,12 @@ func (b *Book) apply(tx *store.Tx, e *envelope, changed map[ID]bool) ([]byte, er
 	}
 	if err := c.g.pattern.allows(m.m.kind, m.m.body, e.cert.User.Equal(c.creator)); err != nil {
 		return nil, refusef("%w", err)
+	}
+	if due := m.m.at.Add(-ClockTolerance); b.now().UTC().Truncate(time.Millisecond).Before(due) { // as decide truncates
+		// Written in this device's future: accepted once the clock gets
+		// there, so that an outcome is never evaluated before a message
+		// it names (see Deciding).
+		return nil, heldf(waitFor{at: due}, "a message written at %s, beyond the clock tolerance of %s", m.m.at.Format(time.RFC3339), ClockTolerance)
 	}
 	if c.winner != nil {
 		m.late = true
@@ -272,7 +232,7 @@ func (b *Book) applyGenesis(tx *store.Tx, e *envelope, changed map[ID]bool) ([]b
 	if !slices.Contains(g.members, b.user) {
 		return nil, refusef("this device's user is not a member")
 	}
-	if b.revokedIn(g.rosters, e.cert.Device) {
+	if b.revokedIn(g.rosters, e.cert) {
 		return nil, refusef("the creator's device %s is revoked", e.cert.Device.Short())
 	}
 	if g.pattern == Chat && g.rule != "" {

@@ -162,11 +162,16 @@ func (b *Book) Tick() {
 		return
 	}
 	err := b.update(func(tx *store.Tx) error {
+		for _, id := range b.dueHeld() {
+			if err := b.drainHeld(tx, id, storedEvent{tick: true}, changed); err != nil {
+				return err
+			}
+		}
 		for _, c := range b.convs {
-			if c.rule == nil || !c.rule.UsesElapsed() || c.winner != nil {
+			if c.rule == nil || c.winner != nil || (!c.rule.UsesElapsed() && !changed[c.id]) {
 				continue
 			}
-			if err := b.decide(tx, c); err != nil {
+			if err := b.tryDecide(tx, c); err != nil {
 				return err
 			}
 			if c.winner != nil {
