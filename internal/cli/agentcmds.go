@@ -64,6 +64,7 @@ func addAgentCommands(root *cobra.Command, g *globals) {
 		newRelayCmd(g),
 		newDemoCmd(g),
 		newServiceCmd(g),
+		newWebCmd(g),
 	)
 }
 
