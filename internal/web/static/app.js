@@ -19,12 +19,16 @@ function h(tag, attrs) {
       else el.setAttribute(k, v === true ? "" : String(v));
     });
   }
-  for (var i = 2; i < arguments.length; i++) add(el, arguments[i]);
+  for (var i = 2; i < arguments.length; i++) addOne(el, arguments[i]);
   return el;
 }
-function add(el, kid) {
+// add appends every argument after el: nodes, strings (as text), arrays.
+function add(el) {
+  for (var i = 1; i < arguments.length; i++) addOne(el, arguments[i]);
+}
+function addOne(el, kid) {
   if (kid === null || kid === undefined || kid === false) return;
-  if (Array.isArray(kid)) { kid.forEach(function (k) { add(el, k); }); return; }
+  if (Array.isArray(kid)) { kid.forEach(function (k) { addOne(el, k); }); return; }
   el.appendChild(typeof kid === "object" ? kid : document.createTextNode(String(kid)));
 }
 function clear(el) { while (el.firstChild) el.removeChild(el.firstChild); }
@@ -155,6 +159,7 @@ pages.pair = function (main) {
     clearInterval(camTimer);
     if (stream) stream.getTracks().forEach(function (t) { t.stop(); });
     stream = null;
+    video.srcObject = null;
     video.hidden = true;
     camButton.textContent = "Start camera";
   }
@@ -201,6 +206,7 @@ pages.pair = function (main) {
         state === "paired" ? "Paired with " + kind + "." :
           state === "failed" ? "" : "Waiting for them to scan this device's code…"),
       r.unreachable ? h("p", { class: "hint", text: "Not reached yet: " + r.unreachable }) : null);
+    result.scrollIntoView({ block: "nearest" });
   }
   function scan(code) {
     code = (code || "").trim();
