@@ -29,7 +29,10 @@ require (
 	golang.org/x/time v0.16.0
 )
 
-require github.com/chromedp/chromedp v0.23.0
+require (
+	github.com/chromedp/chromedp v0.23.0
+	github.com/expr-lang/expr v1.17.8
+)
 
 require (
 	filippo.io/hpke v0.4.0 // indirect

@@ -55,6 +55,10 @@
 //	      (rosters.go); own devices and friends; 20 s
 //	0x06  cluster: a follower's write forwarded to the leader, the join
 //	      handshake and recovery (cluster/wire.go); own devices only
+//	0x07  conv: conversation envelopes delivered, forwarded for a device
+//	      the server knows (store-and-forward), acks back, probes and own
+//	      devices' syncs (conv_wire.go, conv_deliver.go); own devices and
+//	      friends; 120 s
 //
 // # Datagrams
 //
@@ -277,6 +281,7 @@ type Agent struct {
 	portmapOff string
 	relay      *relayService
 	rosters    *rosterSync // roster exchanges with own devices and friends (rosters.go)
+	convs      *convs      // conversations: the Book, delivery, forwarding (conv.go)
 	intro      introducer  // introductions asked of us, and candidate sets taken
 	reach      *reacher    // when to punch (reach.go)
 	punches    punchGate   // one punch per peer at a time, rate-limited
@@ -324,8 +329,15 @@ func New(cfg Config, dev *device.Device, st *store.Store) (*Agent, error) {
 	a.relay = newRelayService(a, cfg)
 	a.reach = newReacher(a)
 	a.rosters = newRosterSync(a)
-	a.book.onChange = a.rosters.wake
+	if a.convs, err = newConvs(a); err != nil {
+		return nil, err
+	}
+	a.book.onChange = func() {
+		a.rosters.wake()
+		a.convs.wake() // the directory changed
+	}
 	if err := a.registerProtocols(); err != nil {
+		a.convs.close()
 		return nil, err
 	}
 	a.presence, err = presence.New(presence.Config{
@@ -341,6 +353,7 @@ func New(cfg Config, dev *device.Device, st *store.Store) (*Agent, error) {
 		Logger:      a.log.With("service", "presence"),
 	})
 	if err != nil {
+		a.convs.close()
 		return nil, err
 	}
 	pc := cfg.PacketConn
@@ -348,6 +361,7 @@ func New(cfg Config, dev *device.Device, st *store.Store) (*Agent, error) {
 		// The agent binds the socket itself, to let it send broadcasts
 		// (LAN beacons, discover_sock.go).
 		if a.udp, err = listenUDP(cfg.Listen); err != nil {
+			a.convs.close()
 			return nil, fmt.Errorf("opening the UDP port %s: %w", cfg.Listen, err)
 		}
 		pc = a.udp
@@ -368,6 +382,7 @@ func New(cfg Config, dev *device.Device, st *store.Store) (*Agent, error) {
 		if a.udp != nil {
 			a.udp.Close()
 		}
+		a.convs.close()
 		return nil, fmt.Errorf("starting the transport on %s: %w", pc.LocalAddr(), err)
 	}
 	// The transport reads packets as soon as it listens, before Listen has
@@ -378,6 +393,7 @@ func New(cfg Config, dev *device.Device, st *store.Store) (*Agent, error) {
 		if a.udp != nil {
 			a.udp.Close()
 		}
+		a.convs.close()
 		return nil, err
 	}
 	a.portmap, a.portmapOff = a.newPortMapper()
@@ -417,6 +433,13 @@ func (a *Agent) registerProtocols() error {
 			Handle:     a.rosters.serve,
 		}),
 		a.streams.register(Protocol{
+			ID: protoConv, Name: "conv",
+			Openers:    OpenOwn | OpenFriend,
+			Deadline:   2 * convStreamTimeout,
+			MaxStreams: 32,
+			Handle:     a.convs.serveConv,
+		}),
+		a.streams.register(Protocol{
 			ID: protoIntroduce, Name: "introduce",
 			Openers:    OpenOwn | OpenFriend,
 			Deadline:   2 * introTimeout,
@@ -440,7 +463,7 @@ func (a *Agent) Subscribe(buffer int) (events <-chan presence.Event, cancel func
 var errRunTwice = errors.New("agent: Run called twice, or after Close")
 
 // Close stops Run if it runs and waits for it to return, then releases
-// the UDP port and the control socket. It is idempotent; it does not close
+// the UDP port and the control socket, and closes the conversations. It is idempotent; it does not close
 // the store, which the caller opened.
 func (a *Agent) Close() error {
 	a.closeOnce.Do(func() {
@@ -453,6 +476,9 @@ func (a *Agent) Close() error {
 			<-ran
 		}
 		a.closeErr = a.release()
+		if err := a.convs.close(); err != nil && a.closeErr == nil {
+			a.closeErr = fmt.Errorf("agent: closing the conversations: %w", err)
+		}
 	})
 	return a.closeErr
 }
@@ -528,6 +554,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	service("reach", a.reach.run)
 	service("keepalive", a.keepalive)
 	service("rosters", a.rosters.run)
+	service("conversations", a.convs.run)
 	if !a.cfg.noCluster {
 		service("cluster", a.runCluster)
 	}
@@ -536,6 +563,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	// Closing the transport ends serveConns' Accept.
 	terr := a.release()
 	wg.Wait()
+	// Every service stopped: nothing uses the Book any more.
+	if err := a.convs.close(); err != nil && terr == nil {
+		terr = fmt.Errorf("agent: closing the conversations: %w", err)
+	}
 	a.saveLastSeen()
 	a.book.flush()
 	if err := a.book.writeErr(); err != nil {

@@ -28,6 +28,9 @@ type rosterDoc struct {
 // Apply applies a committed command. A change this device already made
 // locally changes nothing the second time.
 func (s clusterState) Apply(c cluster.Command) error {
+	if c.Kind == kindConvIndex {
+		return s.a.applyConvIndex(c.Body)
+	}
 	changes, err := decodeClusterCommand(c)
 	if err != nil {
 		return err

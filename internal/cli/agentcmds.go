@@ -63,6 +63,7 @@ func addAgentCommands(root *cobra.Command, g *globals) {
 		newNetcheckCmd(g),
 		newRelayCmd(g),
 		newDemoCmd(g),
+		newConvCmd(g),
 		newServiceCmd(g),
 		newWebCmd(g),
 	)

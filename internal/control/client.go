@@ -116,10 +116,7 @@ func (c *Client) do(ctx context.Context, route string, in, out any) error {
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, os.ErrNotExist) {
-			return &NoAgentError{Home: c.home}
-		}
-		return fmt.Errorf("control: reaching the agent: %w", err)
+		return c.dialError(err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
@@ -140,4 +137,12 @@ func (c *Client) do(ctx context.Context, route string, in, out any) error {
 		return fmt.Errorf("control: decoding the agent's answer: %w", err)
 	}
 	return nil
+}
+
+// dialError is the error of a request that did not reach the agent.
+func (c *Client) dialError(err error) error {
+	if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, os.ErrNotExist) {
+		return &NoAgentError{Home: c.home}
+	}
+	return fmt.Errorf("control: reaching the agent: %w", err)
 }

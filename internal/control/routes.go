@@ -18,6 +18,14 @@ const (
 	RouteRelay         = "POST /v1/relay"
 	RouteDevices       = "GET /v1/devices"
 	RouteDevicesRevoke = "POST /v1/devices/revoke"
+	RouteConvNew       = "POST /v1/conv/new"
+	RouteConvList      = "GET /v1/conv"
+	RouteConvShow      = "POST /v1/conv/show"
+	RouteConvPost      = "POST /v1/conv/post"
+	RouteConvVote      = "POST /v1/conv/vote"
+	// RouteConvFollow answers with newline-delimited JSON, one
+	// [ConvEvent] a line, until the client goes away.
+	RouteConvFollow = "POST /v1/conv/follow"
 )
 
 // friendRoutes maps each friend action to its route.

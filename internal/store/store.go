@@ -16,6 +16,13 @@
 //	revocations  roster: signed revocations, by the revoked device's ID
 //	peers        local: known devices' addresses and last-seen times, by device ID
 //	invites      local: pairing invites used on this device, by invite hash
+//	conversations      conversations: one record per conversation, by conversation ID (package conversation)
+//	conv_messages      conversations: envelopes, by conversation ID "/" envelope ID
+//	conv_outbox        conversations: unacknowledged deliveries, by device ID "/" sequence number
+//	forward      local: envelopes held for other devices (store-and-forward, agent/conv_forward.go), by recipient and hash
+//
+// The conversation and forward buckets were added within schema 2: an older kith
+// ignores them, and Open creates them in an existing database.
 //
 // Values are written with encoding/json; [Store.Get] and [Store.Put] take and
 // fill Go values, and [Store.List] hands out the raw JSON. A bucket name
@@ -75,12 +82,21 @@ const (
 	BucketRevocations = "revocations"
 	BucketPeers       = "peers"
 	BucketInvites     = "invites"
+
+	BucketConversations = "conversations"
+	BucketConvMessages  = "conv_messages"
+	BucketConvOutbox    = "conv_outbox"
+	// BucketForward holds the envelopes this device stores and forwards
+	// for friends (agent/conv_forward.go): opaque to it, by recipient.
+	BucketForward = "forward"
 )
 
 // buckets lists every bucket, in the order Open creates them.
 var buckets = []string{
 	BucketMeta, BucketIdentity, BucketFriends, BucketDevices,
 	BucketRevocations, BucketPeers, BucketInvites,
+	BucketConversations, BucketConvMessages, BucketConvOutbox,
+	BucketForward,
 }
 
 // schemaKey is the key in the meta bucket that holds the schema version.

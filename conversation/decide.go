@@ -1,0 +1,119 @@
+package conversation
+
+import (
+	"bytes"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/kith-project/kith/consensus"
+	"github.com/kith-project/kith/internal/store"
+)
+
+// # Deciding
+//
+// Every member device evaluates the rule after each message it accepts
+// (and on Tick, for rules that read elapsed), over the messages it has
+// accepted in the deciding order: ascending (Lamport time, message ID),
+// the same on every device whatever order they arrived in. elapsed is the
+// time from the genesis's creation to the evaluation. When the rule is
+// true and no outcome is known, the device publishes a signed outcome: the
+// result (the choice with the highest tally, ties broken by name), the
+// tallies, the evaluation time, the ascending IDs of the messages it
+// evaluated and their hash.
+//
+// A verifier accepts an outcome only after it has every message it names
+// (until then the outcome is held), when the set is closed under each
+// chain's prev links, when its Lamport time is above every named message's,
+// when its evaluation time is neither before the genesis nor beyond
+// ClockTolerance in the verifier's future, and when evaluating exactly
+// that set in the deciding order at that time makes the rule true with the
+// same result and tallies.
+//
+// Of the valid outcomes, the lowest (Lamport, ID) wins, on every device,
+// whichever arrived first: a decided conversation shows the winner's
+// message set. A message that arrives after an outcome is refused
+// ("conversation decided") and acknowledged; it is kept, flagged late and
+// never shown or counted, only so that a competing outcome naming it can
+// still be verified.
+
+// decide evaluates c's rule at now and publishes an outcome if it holds.
+func (b *Book) decide(tx *store.Tx, c *conv) error {
+	if c.rule == nil || c.winner != nil {
+		return nil
+	}
+	now := b.now().UTC().Truncate(time.Millisecond)
+	t := c.currentTally()
+	ok, err := c.rule.Eval(t, now.Sub(c.g.created))
+	if err != nil {
+		b.log.Warn("conversation: evaluating the rule", "conv", c.id, "err", err)
+		return nil
+	}
+	if !ok {
+		return nil
+	}
+	ids := make([]MessageID, len(c.order))
+	for i, m := range c.order {
+		ids[i] = m.id
+	}
+	slices.SortFunc(ids, func(x, y MessageID) int { return bytes.Compare(x[:], y[:]) })
+	o := outcomePayload{evaluated: now, result: t.Result(), tally: t.Counts(), set: setHash(ids), ids: ids}
+	if _, err := b.publish(tx, c, kindOutcome, o.marshal()); err != nil {
+		return fmt.Errorf("conversation: publishing the outcome: %w", err)
+	}
+	b.log.Info("conversation: decided", "conv", c.id, "result", sanitize(o.result, 32))
+	return nil
+}
+
+// errMissing: an outcome names a message this device does not have yet.
+var errMissing = fmt.Errorf("%w: an outcome names messages this device does not have yet", ErrHeld)
+
+// verifyOutcome checks an outcome of lamport against c (see Deciding).
+func (b *Book) verifyOutcome(c *conv, o *outcomePayload, lamport uint64) error {
+	if c.rule == nil {
+		return refusef("an outcome of a conversation without a rule")
+	}
+	set := make(map[MessageID]bool, len(o.ids))
+	ms := make([]*msg, 0, len(o.ids))
+	for _, id := range o.ids {
+		m := c.msgs[id]
+		if m == nil {
+			return errMissing
+		}
+		if m.outcome != nil {
+			return refusef("an outcome that names an outcome")
+		}
+		set[id] = true
+		ms = append(ms, m)
+	}
+	for _, m := range ms {
+		if m.prev != (MessageID{}) && !set[m.prev] {
+			return refusef("an outcome's message set skips a message of a chain")
+		}
+		if m.lamport >= lamport {
+			return refusef("an outcome not after the messages it names")
+		}
+	}
+	if o.evaluated.Before(c.g.created) {
+		return refusef("an outcome evaluated before the conversation began")
+	}
+	if o.evaluated.After(b.now().Add(ClockTolerance)) {
+		return refusef("an outcome evaluated at %s, beyond the clock tolerance of %s", o.evaluated.Format(time.RFC3339), ClockTolerance)
+	}
+	slices.SortFunc(ms, func(x, y *msg) int { return x.less(y) })
+	t := consensus.NewTally(c.memberIDs())
+	for _, m := range ms {
+		t.Add(ruleMessage(m))
+	}
+	ok, err := c.rule.Eval(t, o.evaluated.Sub(c.g.created))
+	switch {
+	case err != nil:
+		return refusef("evaluating the outcome's message set: %w", err)
+	case !ok:
+		return refusef("the rule is false on the outcome's message set")
+	case t.Result() != o.result || !maps.Equal(t.Counts(), o.tally):
+		return refusef("the outcome's result or tallies differ from its message set's")
+	}
+	return nil
+}

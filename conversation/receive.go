@@ -1,0 +1,298 @@
+package conversation
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/kith-project/kith/internal/store"
+	"github.com/kith-project/kith/seed"
+)
+
+// Receive takes one envelope from the network. It verifies it, stores it
+// durably (a bbolt commit) before returning, decides when the rule became
+// true, and returns the ack to send back (also for a duplicate). A refused
+// envelope returns an error wrapping ErrRefused and stores nothing, except
+// a valid message that came after the decision: it is acknowledged (ack
+// is non-nil beside the error; send it) and kept only as evidence (see
+// Deciding). One that must wait for an earlier envelope returns ErrHeld
+// and no ack. An ack envelope removes outbox items and returns no ack.
+func (b *Book) Receive(env []byte) (ack []byte, err error) {
+	acks, errs := b.ReceiveBatch([][]byte{env})
+	return acks[0], errs[0]
+}
+
+// ReceiveBatch is Receive of several envelopes committed together (one
+// bbolt commit). acks[i] and errs[i] are what Receive(envs[i]) would
+// return.
+func (b *Book) ReceiveBatch(envs [][]byte) (acks [][]byte, errs []error) {
+	acks, errs = make([][]byte, len(envs)), make([]error, len(envs))
+	changed := map[ID]bool{}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		for i := range errs {
+			errs[i] = ErrClosed
+		}
+		return acks, errs
+	}
+	err := b.update(func(tx *store.Tx) error {
+		for i, env := range envs {
+			ack, err := b.receive(tx, env, changed)
+			var fatal *fatalError
+			if errors.As(err, &fatal) {
+				return fatal.err
+			}
+			acks[i], errs[i] = ack, err
+		}
+		return nil
+	})
+	b.mu.Unlock()
+	if err != nil {
+		for i := range envs {
+			acks[i], errs[i] = nil, fmt.Errorf("conversation: storing: %w", err)
+		}
+		return acks, errs
+	}
+	b.notify(changed)
+	return acks, errs
+}
+
+// fatalError is a failure of the store: the whole transaction is dropped.
+type fatalError struct{ err error }
+
+func (e *fatalError) Error() string { return e.err.Error() }
+
+func fatal(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &fatalError{err}
+}
+
+// receive handles one envelope in tx, then the held envelopes it unblocks.
+func (b *Book) receive(tx *store.Tx, raw []byte, changed map[ID]bool) ([]byte, error) {
+	e, err := parseEnvelope(raw)
+	if err != nil {
+		return nil, err
+	}
+	ack, err := b.apply(tx, e, changed)
+	if errors.Is(err, ErrHeld) {
+		b.hold(e)
+		return nil, err
+	}
+	if changed[e.conv] {
+		if ferr := b.drainHeld(tx, e.conv, changed); ferr != nil {
+			return nil, ferr
+		}
+	}
+	return ack, err
+}
+
+// drainHeld applies the held envelopes of conversation id until none
+// applies any more.
+func (b *Book) drainHeld(tx *store.Tx, id ID, changed map[ID]bool) error {
+	for progress := true; progress; {
+		progress = false
+		for _, h := range slices.Clone(b.held[id]) {
+			e, err := parseEnvelope(h.raw)
+			if err == nil {
+				_, err = b.apply(tx, e, changed)
+			}
+			var f *fatalError
+			if errors.As(err, &f) {
+				return err
+			}
+			if errors.Is(err, ErrHeld) {
+				continue
+			}
+			b.unhold(id, h.id)
+			progress = progress || err == nil
+		}
+	}
+	return nil
+}
+
+func (b *Book) hold(e *envelope) {
+	q := b.held[e.conv]
+	for _, h := range q {
+		if h.id == e.id {
+			return
+		}
+	}
+	if len(q) >= MaxHeldPerConv {
+		b.unhold(e.conv, q[0].id)
+	}
+	for b.nheld >= MaxHeld {
+		for id, q := range b.held { // any conversation: the buffer is full anyway
+			b.unhold(id, q[0].id)
+			break
+		}
+	}
+	b.held[e.conv] = append(b.held[e.conv], heldEnv{id: e.id, raw: e.raw})
+	b.nheld++
+}
+
+func (b *Book) unhold(conv ID, id [32]byte) {
+	q := b.held[conv]
+	for i, h := range q {
+		if h.id == id {
+			b.held[conv] = slices.Delete(q, i, i+1)
+			b.nheld--
+			break
+		}
+	}
+	if len(b.held[conv]) == 0 {
+		delete(b.held, conv)
+	}
+}
+
+// ackFor signs this device's ack of envelope e.
+func (b *Book) ackFor(e *envelope) []byte {
+	raw, _ := sealEnvelope(b.cfg.Self.Key, b.cfg.Self.Cert, kindAck, e.conv, 0, MessageID{}, 0,
+		ackPayload(e.cert.Device, []MessageID{e.id}))
+	return raw
+}
+
+// apply verifies envelope e against what is stored and stores it.
+func (b *Book) apply(tx *store.Tx, e *envelope, changed map[ID]bool) ([]byte, error) {
+	switch e.kind {
+	case kindAck:
+		return nil, b.applyAck(tx, e)
+	case kindGenesis:
+		return b.applyGenesis(tx, e, changed)
+	}
+	c := b.convs[e.conv]
+	if c == nil {
+		return nil, fmt.Errorf("%w: the conversation's genesis has not arrived", ErrHeld)
+	}
+	if old := c.msgs[e.id]; old != nil { // a duplicate: ack again, store nothing
+		if old.late {
+			return b.ackFor(e), refusef("conversation decided")
+		}
+		return b.ackFor(e), nil
+	}
+	if !c.isMember(e.cert.User) {
+		return nil, refusef("the author %s is not a member", e.cert.User.Short())
+	}
+	if b.revoked(c, e.cert.Device) {
+		return nil, refusef("the author's device %s is revoked", e.cert.Device.Short())
+	}
+	h := c.heads[e.cert.Device]
+	var headSeq uint64
+	if h != nil {
+		headSeq = h.seq
+	}
+	switch {
+	case e.seq <= headSeq:
+		return nil, refusef("a second envelope at seq %d of device %s (a forked chain)", e.seq, e.cert.Device.Short())
+	case e.seq > headSeq+1:
+		return nil, fmt.Errorf("%w: seq %d of device %s follows %d", ErrHeld, e.seq, e.cert.Device.Short(), headSeq)
+	case h != nil && e.prev != h.id:
+		return nil, refusef("broken chain: seq %d does not follow its device's previous envelope", e.seq)
+	case h != nil && e.lamport <= h.lamport:
+		return nil, refusef("broken chain: Lamport time %d not after %d", e.lamport, h.lamport)
+	}
+	if len(c.msgs) >= MaxMessages {
+		return nil, refusef("the conversation is full (%d messages)", MaxMessages)
+	}
+	plain, err := openWith(b.ident, e.payload, maxPayload)
+	if err != nil {
+		return nil, err
+	}
+	m, err := msgOf(e, plain)
+	if err != nil {
+		return nil, err
+	}
+	if m.outcome != nil {
+		if err := b.verifyOutcome(c, m.outcome, m.lamport); err != nil {
+			return nil, err
+		}
+		if err := b.storeMsg(tx, c, e, m, plain); err != nil {
+			return nil, fatal(err)
+		}
+		c.addOutcome(m)
+		changed[c.id] = true
+		return b.ackFor(e), nil
+	}
+	if err := c.g.pattern.allows(m.m.kind, m.m.body, e.cert.User.Equal(c.creator)); err != nil {
+		return nil, refusef("%w", err)
+	}
+	if c.winner != nil {
+		m.late = true
+		if err := b.storeMsg(tx, c, e, m, plain); err != nil {
+			return nil, fatal(err)
+		}
+		changed[c.id] = true // a held outcome may name it
+		return b.ackFor(e), refusef("conversation decided")
+	}
+	if err := b.storeMsg(tx, c, e, m, plain); err != nil {
+		return nil, fatal(err)
+	}
+	changed[c.id] = true
+	if err := b.decide(tx, c); err != nil {
+		return nil, fatal(err)
+	}
+	return b.ackFor(e), nil
+}
+
+func (b *Book) applyGenesis(tx *store.Tx, e *envelope, changed map[ID]bool) ([]byte, error) {
+	if b.convs[e.conv] != nil {
+		return b.ackFor(e), nil
+	}
+	plain, err := openWith(b.ident, e.payload, maxPayload)
+	if err != nil {
+		return nil, err
+	}
+	g, err := parseGenesis(plain)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.Contains(g.members, e.cert.User) {
+		return nil, refusef("the creator %s is not a member", e.cert.User.Short())
+	}
+	if !slices.Contains(g.members, b.user) {
+		return nil, refusef("this device's user is not a member")
+	}
+	if b.revokedIn(g.rosters, e.cert.Device) {
+		return nil, refusef("the creator's device %s is revoked", e.cert.Device.Short())
+	}
+	if g.pattern == Chat && g.rule != "" {
+		return nil, refusef("a chat with a rule")
+	}
+	if _, err := b.storeGenesis(tx, e, g, plain); err != nil {
+		return nil, fatal(err)
+	}
+	changed[e.conv] = true
+	return b.ackFor(e), nil
+}
+
+// applyAck removes the outbox items the ack's device acknowledges. The ack
+// is signed by that device, so it drains only its own items.
+func (b *Book) applyAck(tx *store.Tx, e *envelope) error {
+	_, ids, err := parseAck(e.payload)
+	if err != nil {
+		return err
+	}
+	q := b.outbox[e.cert.Device]
+	if q == nil {
+		return nil
+	}
+	keep := q.items[:0:0]
+	for _, it := range q.items {
+		if it.conv == e.conv && slices.Contains(ids, it.id) {
+			if err := tx.Delete(store.BucketConvOutbox, outKey(e.cert.Device, it.seq)); err != nil {
+				return fatal(err)
+			}
+			continue
+		}
+		keep = append(keep, it)
+	}
+	q.items = keep
+	if len(keep) == 0 {
+		delete(b.outbox, e.cert.Device)
+	}
+	return nil
+}
+
+var _ = seed.DevicePublic{}
