@@ -28,6 +28,14 @@ func (a *Agent) newWeb() {
 	}
 }
 
+// webConvChanged tells the console's pages that a conversation changed
+// (the Book's OnChange, conv.go); nothing without a console.
+func (a *Agent) webConvChanged() {
+	if a.web != nil {
+		a.web.Notify(web.TopicConv)
+	}
+}
+
 // serveWeb serves the console until ctx ends, and tells its pages when
 // presence sees a device come, go or move.
 func (a *Agent) serveWeb(ctx context.Context) error {
