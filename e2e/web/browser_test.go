@@ -168,6 +168,16 @@ func (b *browser) waitText(sel, want string) {
 	}
 }
 
+// waitJS waits until a JavaScript expression is true in the page.
+func (b *browser) waitJS(what, js string) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 90*time.Second)
+	defer cancel()
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](js, chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(0))); err != nil {
+		b.t.Fatalf("waiting until %s: %v\n%s", what, err, b.dump())
+	}
+}
+
 // screenshot writes the page at desktop and phone widths to
 // KITH_SCREENSHOTS (or a temporary folder) as NAME-desktop.png and
 // NAME-phone.png.

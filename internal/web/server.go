@@ -166,6 +166,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.Set(k, v)
 	}
 	if !s.hostAllowed(r.Host) {
+		s.log.Debug("web: refused a request for another host", "host", r.Host, "path", r.URL.Path)
 		http.Error(w, "this console answers only to its own address (see kith web)", http.StatusMisdirectedRequest)
 		return
 	}
@@ -184,6 +185,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		sess, _ = s.auth.session(c.Value)
 	}
 	if sess == nil {
+		s.log.Debug("web: refused a request without a session", "method", r.Method, "path", r.URL.Path)
 		h.Set("Cache-Control", "no-store")
 		h.Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(http.StatusUnauthorized)
@@ -191,12 +193,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !s.fromHere(r) {
+		s.log.Debug("web: refused a request from another site", "method", r.Method, "path", r.URL.Path, "site", r.Header.Get("Sec-Fetch-Site"))
 		http.Error(w, "refused: this request comes from another site", http.StatusForbidden)
 		return
 	}
 	if strings.HasPrefix(r.URL.Path, "/api/") {
 		h.Set("Cache-Control", "no-store")
 		if r.URL.Path != "/api/events" && !sess.keyMatches(r.Header.Get("X-Kith-Key")) {
+			s.log.Debug("web: refused a request without the page key", "method", r.Method, "path", r.URL.Path)
 			writeJSONError(w, http.StatusForbidden, "refused: the page key (X-Kith-Key) is missing or wrong; run \"kith web\" again")
 			return
 		}
