@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"image"
+	"image/color/palette"
+	"image/draw"
 	"image/jpeg"
 	"image/png"
 	"os"
@@ -203,11 +206,29 @@ func (b *browser) screenshot(name string) {
 		if err != nil {
 			b.t.Fatalf("screenshot %s: %v", name, err)
 		}
-		if err := os.WriteFile(filepath.Join(dir, name+"-"+v.suffix+".png"), buf, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, name+"-"+v.suffix+".png"), smallPNG(b.t, buf), 0o644); err != nil {
 			b.t.Fatal(err)
 		}
 	}
 	b.do("restoring the viewport", chromedp.ResetViewport())
+}
+
+// smallPNG re-encodes a screenshot with a palette of 256 colours (the
+// pages use few), at about half the size, so the docs can carry them.
+func smallPNG(t *testing.T, b []byte) []byte {
+	t.Helper()
+	img, err := png.Decode(bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("decoding a screenshot: %v", err)
+	}
+	pal := image.NewPaletted(img.Bounds(), palette.WebSafe)
+	draw.Draw(pal, pal.Bounds(), img, img.Bounds().Min, draw.Src)
+	var out bytes.Buffer
+	enc := png.Encoder{CompressionLevel: png.BestCompression}
+	if err := enc.Encode(&out, pal); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
 }
 
 // mjpegOf writes a one-frame MJPEG file showing code as a QR code: what
