@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/kith-project/kith/cluster/presence"
 	"github.com/kith-project/kith/conversation"
+	"github.com/kith-project/kith/internal/transport"
 	"github.com/kith-project/kith/roster"
 	"github.com/kith-project/kith/seed"
 )
@@ -44,6 +46,9 @@ const (
 	convBackoffMax = 60 * time.Second
 	convHandedTTL  = 10 * time.Minute
 	convProbeMax   = 4 // forwarders asked per attempt
+	// convExchangeTimeout bounds one batch's exchange on the sending
+	// side, answers included.
+	convExchangeTimeout = 10 * time.Second
 )
 
 // jobKind is what an attempt does for a device.
@@ -506,14 +511,28 @@ func (c *convs) exchange(ctx context.Context, p Peer, frames []convFrame) ([]con
 	if err != nil {
 		return nil, fmt.Errorf("no address for %s", p.DeviceID.Short())
 	}
-	ctx, cancel := context.WithTimeout(ctx, convStreamTimeout)
+	ctx, cancel := context.WithTimeout(ctx, convExchangeTimeout)
 	defer cancel()
 	s, err := c.a.tr.OpenStream(ctx, addr, p.DeviceID.Ed25519(), protoConv)
 	if err != nil {
 		return nil, err
 	}
 	defer s.Close()
-	s.SetDeadline(time.Now().Add(convStreamTimeout))
+	s.SetDeadline(time.Now().Add(convExchangeTimeout))
+	answers, err := exchangeOn(s, frames)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		// A connection that swallows a whole batch without an answer is
+		// most likely to a process that is gone (killed and restarted on
+		// the same address): the next attempt dials afresh instead of
+		// waiting for QUIC's idle timeout.
+		c.a.tr.ClosePeer(p.DeviceID.Ed25519())
+	}
+	return answers, err
+}
+
+// exchangeOn writes frames on s, closes its side and reads the answers.
+func exchangeOn(s *transport.Stream, frames []convFrame) ([]convFrame, error) {
 	for _, f := range frames {
 		if err := writeConvFrame(s, f); err != nil {
 			return nil, err

@@ -32,6 +32,9 @@ var pairs = []Pair{
 	{"e2e", "RestoreEndToEnd", "ReferenceVersionProcess"},
 	{"cluster/presence", "HeartbeatEncodeSign", "Ed25519SignReference"},
 	{"cluster/presence", "HandleHeartbeat", "Ed25519VerifyReference"},
+	{"consensus", "Rule/quorum/members=10/expr", "ReferenceEd25519Verify"},
+	{"consensus", "Rule/quorum/members=10000/expr", "ReferenceEd25519Verify"},
+	{"consensus", "Rule/quorum/members=10000/expr", "Rule/quorum/members=10000/go"},
 }
 
 // A Stat summarises the runs of one benchmark.

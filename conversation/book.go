@@ -34,13 +34,15 @@ type Book struct {
 	self  seed.DevicePublic
 	user  seed.UserPublic
 
-	mu     sync.Mutex
-	closed bool                            // guarded by mu
-	convs  map[ID]*conv                    // guarded by mu
-	outbox map[seed.DevicePublic]*outQueue // guarded by mu
-	outSeq uint64                          // guarded by mu: the last outbox sequence number used
-	held   map[ID][]heldEnv                // guarded by mu: envelopes waiting for an earlier one
-	nheld  int                             // guarded by mu
+	mu        sync.Mutex
+	closed    bool                            // guarded by mu
+	convs     map[ID]*conv                    // guarded by mu
+	outbox    map[seed.DevicePublic]*outQueue // guarded by mu
+	outSeq    uint64                          // guarded by mu: the last outbox sequence number used
+	held      map[ID][]heldEnv                // guarded by mu: envelopes waiting for an earlier one
+	nheld     int                             // guarded by mu
+	heldBytes int
+	dirty     bool // guarded by mu: the current transaction wrote something                             // guarded by mu
 }
 
 type heldEnv struct {
@@ -395,10 +397,10 @@ func (b *Book) revoked(c *conv, d seed.DevicePublic) bool {
 // directory's and the genesis rosters' certificates of every member, not
 // revoked, this device included.
 func (b *Book) recipients(c *conv) ([]seed.DeviceCert, error) {
-	return b.recipientsOf(c, c.g.members, c.g.rosters)
+	return b.recipientsOf(c.g.members, c.g.rosters)
 }
 
-func (b *Book) recipientsOf(c *conv, members []seed.UserPublic, rosters []roster.Signed) ([]seed.DeviceCert, error) {
+func (b *Book) recipientsOf(members []seed.UserPublic, rosters []roster.Signed) ([]seed.DeviceCert, error) {
 	seen := map[seed.DevicePublic]bool{}
 	var out []seed.DeviceCert
 	addCert := func(u seed.UserPublic, cert seed.DeviceCert) {
@@ -426,7 +428,6 @@ func (b *Book) recipientsOf(c *conv, members []seed.UserPublic, rosters []roster
 	if len(out) > MaxRecipients {
 		return nil, fmt.Errorf("conversation: %d member devices, more than %d", len(out), MaxRecipients)
 	}
-	_ = c
 	return out, nil
 }
 

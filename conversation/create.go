@@ -69,7 +69,7 @@ func (b *Book) Create(nc NewConversation) (ID, error) {
 	}
 	var id ID
 	err := b.update(func(tx *store.Tx) error {
-		certs, err := b.recipientsOf(nil, members, rosters)
+		certs, err := b.recipientsOf(members, rosters)
 		if err != nil {
 			return err
 		}
@@ -110,7 +110,19 @@ func archives(certs []seed.DeviceCert) []seed.ArchiveRecipient {
 // reloaded from the store, so it never differs from what was committed.
 // b.mu is held.
 func (b *Book) update(fn func(tx *store.Tx) error) error {
-	err := b.cfg.Store.Update(fn)
+	b.dirty = false
+	err := b.cfg.Store.Update(func(tx *store.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		if !b.dirty {
+			return errNoWrite // roll back: no commit, no fsync
+		}
+		return nil
+	})
+	if errors.Is(err, errNoWrite) {
+		return nil
+	}
 	if err != nil {
 		if lerr := b.load(); lerr != nil {
 			b.log.Error("conversation: reloading after a failed transaction", "err", lerr)
@@ -118,6 +130,9 @@ func (b *Book) update(fn func(tx *store.Tx) error) error {
 	}
 	return err
 }
+
+// errNoWrite ends a transaction that wrote nothing.
+var errNoWrite = errors.New("conversation: nothing to write")
 
 // storeGenesis stores a verified genesis and makes its conversation.
 func (b *Book) storeGenesis(tx *store.Tx, e *envelope, g genesisPayload, plain []byte) (*conv, error) {
@@ -128,6 +143,7 @@ func (b *Book) storeGenesis(tx *store.Tx, e *envelope, g genesisPayload, plain [
 		Sealed:  sealAtRest(key, "genesis/"+e.conv.String(), plain),
 		Updated: b.now().UTC(),
 	}
+	b.dirty = true
 	if err := tx.Put(store.BucketConversations, convKey(e.conv), rec); err != nil {
 		return nil, err
 	}
@@ -146,6 +162,7 @@ func (b *Book) storeGenesis(tx *store.Tx, e *envelope, g genesisPayload, plain [
 
 // storeMsg stores a verified message or outcome.
 func (b *Book) storeMsg(tx *store.Tx, c *conv, e *envelope, m *msg, plain []byte) error {
+	b.dirty = true
 	if err := tx.Put(store.BucketConvMessages, msgKey(c.id, m.id), msgRec{
 		Env: e.raw, Sealed: sealAtRest(c.key, "msg/"+m.id.String(), plain), Late: m.late,
 	}); err != nil {
@@ -187,6 +204,7 @@ func (b *Book) enqueue(tx *store.Tx, c *conv, id MessageID, certs []seed.DeviceC
 }
 
 func (b *Book) put(tx *store.Tx, cert seed.DeviceCert, cid ID, id MessageID) error {
+	b.dirty = true
 	b.outSeq++
 	if err := tx.Put(store.BucketConvOutbox, outKey(cert.Device, b.outSeq), outRec{Conv: cid, ID: id, ToUser: cert.User}); err != nil {
 		return err
@@ -299,5 +317,3 @@ func (b *Book) notify(ids map[ID]bool) {
 		b.cfg.OnChange(id)
 	}
 }
-
-var _ = errors.New

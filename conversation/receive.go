@@ -6,7 +6,6 @@ import (
 	"slices"
 
 	"github.com/kith-project/kith/internal/store"
-	"github.com/kith-project/kith/seed"
 )
 
 // Receive takes one envelope from the network. It verifies it, stores it
@@ -28,6 +27,17 @@ func (b *Book) Receive(env []byte) (ack []byte, err error) {
 func (b *Book) ReceiveBatch(envs [][]byte) (acks [][]byte, errs []error) {
 	acks, errs = make([][]byte, len(envs)), make([]error, len(envs))
 	changed := map[ID]bool{}
+	// Form, certificate and signature first, outside the lock and any
+	// transaction.
+	parsed := make([]*envelope, len(envs))
+	some := false
+	for i, env := range envs {
+		parsed[i], errs[i] = parseEnvelope(env)
+		some = some || errs[i] == nil
+	}
+	if !some {
+		return acks, errs
+	}
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -37,8 +47,11 @@ func (b *Book) ReceiveBatch(envs [][]byte) (acks [][]byte, errs []error) {
 		return acks, errs
 	}
 	err := b.update(func(tx *store.Tx) error {
-		for i, env := range envs {
-			ack, err := b.receive(tx, env, changed)
+		for i, e := range parsed {
+			if e == nil {
+				continue
+			}
+			ack, err := b.receive(tx, e, changed)
 			var fatal *fatalError
 			if errors.As(err, &fatal) {
 				return fatal.err
@@ -71,11 +84,7 @@ func fatal(err error) error {
 }
 
 // receive handles one envelope in tx, then the held envelopes it unblocks.
-func (b *Book) receive(tx *store.Tx, raw []byte, changed map[ID]bool) ([]byte, error) {
-	e, err := parseEnvelope(raw)
-	if err != nil {
-		return nil, err
-	}
+func (b *Book) receive(tx *store.Tx, e *envelope, changed map[ID]bool) ([]byte, error) {
 	ack, err := b.apply(tx, e, changed)
 	if errors.Is(err, ErrHeld) {
 		b.hold(e)
@@ -84,6 +93,13 @@ func (b *Book) receive(tx *store.Tx, raw []byte, changed map[ID]bool) ([]byte, e
 	if changed[e.conv] {
 		if ferr := b.drainHeld(tx, e.conv, changed); ferr != nil {
 			return nil, ferr
+		}
+		// Decide after the held envelopes: an outcome among them spares
+		// this device publishing its own.
+		if c := b.convs[e.conv]; c != nil && (err == nil || c.winner == nil) {
+			if ferr := b.decide(tx, c); ferr != nil {
+				return nil, fatal(ferr)
+			}
 		}
 	}
 	return ack, err
@@ -123,7 +139,7 @@ func (b *Book) hold(e *envelope) {
 	if len(q) >= MaxHeldPerConv {
 		b.unhold(e.conv, q[0].id)
 	}
-	for b.nheld >= MaxHeld {
+	for b.nheld >= MaxHeld || (b.nheld > 0 && b.heldBytes+len(e.raw) > MaxHeldBytes) {
 		for id, q := range b.held { // any conversation: the buffer is full anyway
 			b.unhold(id, q[0].id)
 			break
@@ -131,6 +147,7 @@ func (b *Book) hold(e *envelope) {
 	}
 	b.held[e.conv] = append(b.held[e.conv], heldEnv{id: e.id, raw: e.raw})
 	b.nheld++
+	b.heldBytes += len(e.raw)
 }
 
 func (b *Book) unhold(conv ID, id [32]byte) {
@@ -139,6 +156,7 @@ func (b *Book) unhold(conv ID, id [32]byte) {
 		if h.id == id {
 			b.held[conv] = slices.Delete(q, i, i+1)
 			b.nheld--
+			b.heldBytes -= len(h.raw)
 			break
 		}
 	}
@@ -230,9 +248,6 @@ func (b *Book) apply(tx *store.Tx, e *envelope, changed map[ID]bool) ([]byte, er
 		return nil, fatal(err)
 	}
 	changed[c.id] = true
-	if err := b.decide(tx, c); err != nil {
-		return nil, fatal(err)
-	}
 	return b.ackFor(e), nil
 }
 
@@ -281,6 +296,7 @@ func (b *Book) applyAck(tx *store.Tx, e *envelope) error {
 	keep := q.items[:0:0]
 	for _, it := range q.items {
 		if it.conv == e.conv && slices.Contains(ids, it.id) {
+			b.dirty = true
 			if err := tx.Delete(store.BucketConvOutbox, outKey(e.cert.Device, it.seq)); err != nil {
 				return fatal(err)
 			}
@@ -294,5 +310,3 @@ func (b *Book) applyAck(tx *store.Tx, e *envelope) error {
 	}
 	return nil
 }
-
-var _ = seed.DevicePublic{}

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
-	"time"
 
 	"github.com/kith-project/kith/internal/store"
 	"github.com/kith-project/kith/seed"
@@ -178,8 +176,3 @@ func (b *Book) Tick() {
 	}
 	b.notify(changed)
 }
-
-var (
-	_ = strings.Cut
-	_ = time.Now
-)

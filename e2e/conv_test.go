@@ -1,12 +1,17 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -310,7 +315,47 @@ func TestConvPatterns(t *testing.T) {
 		if v.Status != "open" || v.Tally["yes"] != 1 || v.Tally["no"] != 0 {
 			t.Fatalf("after bob's yes, no, yes: status %s, tally %v", v.Status, v.Tally)
 		}
+		// Bob follows the invitation: the messages so far, then alice's
+		// RSVP and the outcome arrive as JSON lines, and the command ends.
+		follow := exec.Command(kithtest.Binary(t), "--home", bob.Home, "--json", "conv", "show", id[:8], "--follow")
+		out, err := follow.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stderr bytes.Buffer
+		follow.Stderr = &stderr
+		if err := follow.Start(); err != nil {
+			t.Fatal(err)
+		}
+		lines := bufio.NewScanner(out)
+		var events []control.ConvEvent
+		next := func() control.ConvEvent {
+			t.Helper()
+			if !lines.Scan() {
+				t.Fatalf("conv show --follow ended after %d events: %v %s", len(events), lines.Err(), stderr.String())
+			}
+			var ev control.ConvEvent
+			if err := json.Unmarshal(lines.Bytes(), &ev); err != nil {
+				t.Fatalf("a line of conv show --follow: %v: %s", err, lines.Text())
+			}
+			events = append(events, ev)
+			return ev
+		}
+		for range 3 {
+			if ev := next(); ev.Type != control.ConvEventMessage || ev.Message.Kind != "rsvp" {
+				t.Fatalf("follow: %+v", ev)
+			}
+		}
 		alice.convVote(t, id, "yes")
+		if ev := next(); ev.Type != control.ConvEventMessage || !strings.EqualFold(ev.Message.By.ID(), alice.id.UserID) {
+			t.Fatalf("follow: %+v, want alice's rsvp", ev)
+		}
+		if ev := next(); ev.Type != control.ConvEventOutcome || ev.Outcome.Result != "yes" {
+			t.Fatalf("follow: %+v, want the outcome", ev)
+		}
+		if err := follow.Wait(); err != nil {
+			t.Fatalf("conv show --follow after the outcome: %v %s", err, stderr.String())
+		}
 		for _, p := range []*person{alice, bob} {
 			v := p.waitConv(t, id, "sees the invitation closed", isDecided)
 			if v.Outcome.Result != "yes" || v.Outcome.Tally["yes"] != 2 {
@@ -387,4 +432,58 @@ func grepTree(dir string, s []byte) (string, error) {
 		return nil
 	})
 	return found, err
+}
+
+// TestConvKill: no message is lost when a member's agent is killed with
+// SIGKILL in the middle of a 200-message exchange: after its restart every
+// member holds all 200, in the same order per author. Each seed picks who
+// is killed and when; the seeds share one pair of agents, one conversation
+// each.
+func TestConvKill(t *testing.T) {
+	t.Parallel()
+	alice := convPerson(t, "alice", "127.0.0.10")
+	bob := convPerson(t, "bob", "127.0.0.11")
+	pair(t, alice, bob)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	for _, seed := range []uint64{1, 2} {
+		rng := rand.New(rand.NewPCG(seed, 12))
+		id := alice.convNew(t, fmt.Sprintf("exchange %d", seed), "chat", "", bob)
+		bob.waitConv(t, id, "has the chat", hasMessages(0))
+		victim := []*person{alice, bob}[seed%2]
+		killAt := 40 + rng.IntN(120)
+		start := time.Now()
+		for i := range 200 {
+			if i == killAt {
+				victim.agent.Kill()
+				restart := time.Now()
+				victim.restart(t)
+				t.Logf("seed %d: %s's agent killed and started again in %v", seed, victim.id.Name, time.Since(restart).Round(10*time.Millisecond))
+			}
+			author := []*person{alice, bob}[i%2]
+			body := fmt.Sprintf("%s-%03d", author.id.Name, i/2)
+			if _, err := author.agent.Client().ConvPost(ctx, control.ConvPostRequest{ConversationID: id, Kind: "text", Body: body}); err != nil {
+				t.Fatalf("seed %d: posting %s: %v", seed, body, err)
+			}
+		}
+		for _, p := range []*person{alice, bob} {
+			v := p.waitConv(t, id, fmt.Sprintf("seed %d: holds all 200 (%s killed at %d)", seed, victim.id.Name, killAt), hasMessages(200))
+			last := map[string]int{}
+			for _, m := range v.Messages {
+				name, n, ok := strings.Cut(m.Body, "-")
+				k, err := strconv.Atoi(n)
+				if !ok || err != nil {
+					t.Fatalf("a body %q", m.Body)
+				}
+				if prev, seen := last[name]; seen && k != prev+1 || !seen && k != 0 {
+					t.Fatalf("seed %d: %s holds %s's messages out of order: %d after %d", seed, p.id.Name, name, k, prev)
+				}
+				last[name] = k
+			}
+			if len(v.Messages) != 200 || last["alice"] != 99 || last["bob"] != 99 {
+				t.Fatalf("seed %d: %s holds %d messages, last %v", seed, p.id.Name, len(v.Messages), last)
+			}
+		}
+		t.Logf("seed %d: 200 messages, %s killed at %d, all held by both after %v", seed, victim.id.Name, killAt, time.Since(start).Round(10*time.Millisecond))
+	}
 }

@@ -19,7 +19,8 @@ func TestDemo(t *testing.T) {
 	if res.Code != 0 {
 		t.Fatalf("kith demo failed: %s", res)
 	}
-	for _, want := range []string{"(the same)", "paired with friend", `kind "own"`, "follows bob to 127.0.0.9:", "Done."} {
+	for _, want := range []string{"(the same)", "paired with friend", `kind "own"`, "follows bob to 127.0.0.9:",
+		"Starting a debate conversation with a quorum rule", "outcome: yes (yes 2)", "message set everywhere: (the same)", "carol's vote after the outcome is refused", "Done."} {
 		if !strings.Contains(res.Stdout, want) {
 			t.Errorf("the demo's narration lacks %q:\n%s", want, res.Stdout)
 		}

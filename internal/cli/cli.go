@@ -204,6 +204,7 @@ device, or "kith restore --device N" to bring back a device from the phrase.`,
 		newIDCmd(g),
 		newKeysCmd(g),
 		newVersionCmd(g),
+		newRuleCmd(g),
 	)
 	addAgentCommands(root, g)
 	root.SetIn(g.env.Stdin)

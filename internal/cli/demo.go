@@ -310,8 +310,124 @@ func (d *demo) run(ctx context.Context) error {
 	if err := d.printStatus("alice-laptop"); err != nil {
 		return err
 	}
+	if err := d.debate(ctx, alice, bob); err != nil {
+		return err
+	}
 	d.say("\nDone. Every device kept its keys from the seed phrase; nothing went through a server.")
 	return nil
+}
+
+// debate is the story of a debate decided by a quorum rule, among alice,
+// bob and carol, who is alice's friend but not bob's.
+func (d *demo) debate(ctx context.Context, alice, bob demoID) error {
+	d.story("Starting a debate conversation with a quorum rule")
+	var carol demoID
+	if err := d.kith("carol-laptop", "", &carol, "init", "--name", "carol-laptop"); err != nil {
+		return err
+	}
+	if _, err := d.start(ctx, "carol-laptop", "127.0.0.5", "--heartbeat", "500ms", "--raft-profile", "lan"); err != nil {
+		return err
+	}
+	var cShow, aShow control.ShowResult
+	var s1, s2 control.ScanResult
+	if err := d.kith("carol-laptop", "", &cShow, "pair", "show"); err != nil {
+		return err
+	}
+	if err := d.kith("alice-laptop", "", &aShow, "pair", "show"); err != nil {
+		return err
+	}
+	if err := d.kith("alice-laptop", "", &s1, "pair", "scan", "--no-wait", "--code", cShow.Code); err != nil {
+		return err
+	}
+	if err := d.kith("carol-laptop", "", &s2, "pair", "scan", "--code", aShow.Code); err != nil {
+		return err
+	}
+	d.say("carol pairs with alice (check code %s). She has never met bob: they are not friends.", s2.SAS)
+	const rule = `quorum(2/3) && majority("yes")`
+	var created control.ConvNewResult
+	if err := d.kith("alice-laptop", "", &created, "conv", "new", "--topic", "Should we build the greenhouse?", "--pattern", "debate",
+		"--with", bob.UserID.ID()+","+carol.UserID.ID(), "--rule", rule); err != nil {
+		return err
+	}
+	id := created.ConversationID
+	d.say("alice starts a debate with both: `kith conv new --pattern debate --rule '%s'`.", rule)
+	d.say("The rule holds once two thirds of the members have voted and more than half of the votes say yes.")
+	d.say("The genesis carries every member's signed roster, so bob and carol can check and seal to each other.")
+	for _, name := range []string{"bob-phone", "carol-laptop"} {
+		if err := d.waitConv(ctx, name, id, func(v control.ConvView) bool { return true }); err != nil {
+			return err
+		}
+	}
+	if err := d.kith("bob-phone", "", nil, "conv", "post", id[:12], "Yes: tomatoes in winter, and it pays for itself", "--kind", "position"); err != nil {
+		return err
+	}
+	if err := d.kith("carol-laptop", "", nil, "conv", "post", id[:12], "It shades the roses; build it by the shed", "--kind", "argument"); err != nil {
+		return err
+	}
+	d.say("bob posts a position and carol an argument; carol's reaches bob through alice, sealed end to end.")
+	if err := d.waitConv(ctx, "alice-laptop", id, func(v control.ConvView) bool { return len(v.Messages) >= 2 }); err != nil {
+		return err
+	}
+	for _, name := range []string{"alice-laptop", "bob-phone"} {
+		if err := d.kith(name, "", nil, "conv", "vote", id[:12], "yes"); err != nil {
+			return err
+		}
+	}
+	d.say("alice and bob vote yes: 2 of 3 have voted, all of them yes.")
+	t0 := time.Now()
+	var outcomes []string
+	for _, name := range []string{"alice-laptop", "bob-phone", "carol-laptop", "alice-phone"} {
+		var v control.ConvView
+		err := d.waitConvView(ctx, name, id, func(cv control.ConvView) bool { return cv.Outcome != nil }, &v)
+		if err != nil {
+			return err
+		}
+		outcomes = append(outcomes, v.Outcome.MessageSet)
+	}
+	d.say("Every member device, alice's phone too, holds the signed outcome within %v; the same message set everywhere: %s",
+		time.Since(t0).Round(time.Millisecond), same(outcomes[0] == outcomes[1] && outcomes[1] == outcomes[2] && outcomes[2] == outcomes[3]))
+	d.say("carol's `kith conv show %s`:", id[:8])
+	cmd := exec.CommandContext(ctx, d.bin, "--home", d.home("carol-laptop"), "conv", "show", id[:8])
+	cmd.Env = demoEnv()
+	out, err := cmd.Output()
+	if err != nil {
+		return fmt.Errorf("kith conv show: %w", err)
+	}
+	for _, l := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+		d.say("  | %s", l)
+	}
+	var late bytes.Buffer
+	cmd = exec.CommandContext(ctx, d.bin, "--home", d.home("carol-laptop"), "conv", "vote", id[:8], "no")
+	cmd.Env, cmd.Stderr = demoEnv(), &late
+	if err := cmd.Run(); err == nil {
+		return errors.New("a vote after the outcome was taken")
+	}
+	d.say("carol's vote after the outcome is refused: %s", strings.TrimPrefix(strings.SplitN(late.String(), "\n", 2)[0], "kith: "))
+	return nil
+}
+
+// waitConv waits until device name holds conversation id and ok holds.
+func (d *demo) waitConv(ctx context.Context, name, id string, ok func(control.ConvView) bool) error {
+	var v control.ConvView
+	return d.waitConvView(ctx, name, id, ok, &v)
+}
+
+func (d *demo) waitConvView(ctx context.Context, name, id string, ok func(control.ConvView) bool, v *control.ConvView) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for {
+		c := control.NewClient(d.home(name))
+		cv, err := c.ConvShow(ctx, id)
+		if err == nil && ok(cv) {
+			*v = cv
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: waiting for the conversation: %v (last: %v)", name, ctx.Err(), err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 func same(ok bool) string {

@@ -96,7 +96,7 @@ func explain(err error) (msg string, hs []string) {
 
 // pkgPrefix matches the package prefixes that libraries put on their
 // errors ("store: ", "control: "), which mean nothing to a user.
-var pkgPrefix = regexp.MustCompile(`(^|: |; )(agent|control|device|home|keystore|launch|pairing|roster|seed|store|transport|presence|cluster): `)
+var pkgPrefix = regexp.MustCompile(`(^|: |; )(agent|control|device|home|keystore|launch|pairing|roster|seed|store|transport|presence|cluster|consensus): `)
 
 // plain removes package prefixes and the doubled separators they leave.
 func plain(msg string) string {
