@@ -2,8 +2,11 @@ package web
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
+	"image"
+	pngenc "image/png"
 	"io"
 	"net"
 	"net/http"
@@ -16,6 +19,7 @@ import (
 	"time"
 
 	"github.com/kith-project/kith/internal/control"
+	"github.com/kith-project/kith/pairing"
 )
 
 // fakeBackend answers the control API with fixed facts and records friend
@@ -382,5 +386,40 @@ func TestListenFallsBack(t *testing.T) {
 	defer l2.Close()
 	if l2.Addr().(*net.TCPAddr).Port == l1.Addr().(*net.TCPAddr).Port {
 		t.Fatal("fallback gave the same port")
+	}
+}
+
+// A photo of a code is decoded by the agent; a frame without one is "not
+// found", and something that is no image is refused as bad input.
+func TestFrameDecode(t *testing.T) {
+	s, _ := console(t)
+	c, key := login(t, s)
+	var png bytes.Buffer
+	if err := pairing.WritePNG(&png, "KITH2:ABCDEF", 4); err != nil {
+		t.Fatal(err)
+	}
+	hdr := map[string]string{"X-Kith-Key": key, "Content-Type": "image/png"}
+	if resp, body := do(t, c, s, req{method: "POST", path: "/api/pair/frame?photo=1", body: png.String(), header: hdr}); resp.StatusCode != 200 || !strings.Contains(body, `"code":"KITH2:ABCDEF"`) {
+		t.Fatalf("a photo of a code: %s %s", resp.Status, body)
+	}
+	blank := image.NewGray(image.Rect(0, 0, 64, 64))
+	var bb bytes.Buffer
+	if err := pngenc.Encode(&bb, blank); err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := do(t, c, s, req{method: "POST", path: "/api/pair/frame", body: bb.String(), header: hdr}); resp.StatusCode != 200 || !strings.Contains(body, `"found":false`) {
+		t.Fatalf("a frame without a code: %s %s", resp.Status, body)
+	}
+	if resp, _ := do(t, c, s, req{method: "POST", path: "/api/pair/frame?photo=1", body: "not an image", header: hdr}); resp.StatusCode != 400 {
+		t.Fatalf("not an image: %s", resp.Status)
+	}
+	// The QR image of the invite shown: a PNG, after a show.
+	do(t, c, s, req{method: "POST", path: "/api/pair/show", header: map[string]string{"X-Kith-Key": key}})
+	resp, body := do(t, c, s, req{method: "GET", path: "/api/pair/qr.png", header: map[string]string{"X-Kith-Key": key}})
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "image/png" {
+		t.Fatalf("qr.png: %s %q", resp.Status, resp.Header.Get("Content-Type"))
+	}
+	if code, err := pairing.DecodeImage(strings.NewReader(body)); err != nil || code != "KITH2:ABC" {
+		t.Fatalf("qr.png decodes to %q, %v", code, err)
 	}
 }
