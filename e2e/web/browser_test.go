@@ -97,6 +97,20 @@ func newBrowser(t *testing.T, camera string) *browser {
 	return &browser{ctx: ctx, t: t}
 }
 
+// tab opens another tab of the same chromium, for the test's lifetime.
+// Consoles on different ports are different origins, each with its own
+// cookie name and localStorage, so one browser can hold several people's
+// sessions, and fewer chromium processes load the machine.
+func (b *browser) tab() *browser {
+	b.t.Helper()
+	ctx, cancel := chromedp.NewContext(b.ctx)
+	b.t.Cleanup(cancel)
+	if err := chromedp.Do(ctx); err != nil {
+		b.t.Fatalf("opening a tab: %v", err)
+	}
+	return &browser{ctx: ctx, t: b.t}
+}
+
 // do runs steps with a generous deadline: with both CPUs busy a page
 // takes its time.
 func (b *browser) do(what string, steps ...chromedp.Action[chromedp.Void]) {

@@ -66,7 +66,8 @@ func TestDebateThroughConsoles(t *testing.T) {
 	carol := newPerson(t, "carol", "127.0.0.4")
 	pair(t, alice, bob)
 	pair(t, alice, carol)
-	ba, bb, bc := newBrowser(t, ""), newBrowser(t, ""), newBrowser(t, "")
+	ba := newBrowser(t, "")
+	bb, bc := ba.tab(), ba.tab()
 
 	start := time.Now()
 	ba.login(alice, "#/conv/new")
