@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"image"
 	"image/color/palette"
-	"image/draw"
 	"image/jpeg"
 	"image/png"
 	"os"
@@ -35,10 +34,12 @@ func chromiumPath(t *testing.T) string {
 
 // person is one user: a device with an agent serving its console.
 type person struct {
-	name  string
-	dev   *kithtest.Device
-	agent *kithtest.Agent
-	id    struct {
+	name string
+	// origin is the console's, known from the first login URL.
+	origin string
+	dev    *kithtest.Device
+	agent  *kithtest.Agent
+	id     struct {
 		UserID   string `json:"user_id"`
 		DeviceID string `json:"device_id"`
 		Name     string `json:"name"`
@@ -63,6 +64,7 @@ func (p *person) loginURL(t *testing.T) string {
 	if !strings.HasPrefix(res.URL, "http://127.0.0.1:") || !strings.Contains(res.URL, "/login?token=") {
 		t.Fatalf("kith web gave %q", res.URL)
 	}
+	p.origin = res.URL[:strings.Index(res.URL, "/login")]
 	return res.URL
 }
 
@@ -200,9 +202,9 @@ func (b *browser) waitJS(what, js string) {
 // NAME-phone.png.
 func (b *browser) screenshot(name string) {
 	b.t.Helper()
-	dir := os.Getenv("KITH_SCREENSHOTS")
+	dir, keep := os.Getenv("KITH_SCREENSHOTS"), true
 	if dir == "" {
-		dir = b.t.TempDir()
+		dir, keep = b.t.TempDir(), false
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		b.t.Fatal(err)
@@ -220,23 +222,33 @@ func (b *browser) screenshot(name string) {
 		if err != nil {
 			b.t.Fatalf("screenshot %s: %v", name, err)
 		}
-		if err := os.WriteFile(filepath.Join(dir, name+"-"+v.suffix+".png"), smallPNG(b.t, buf), 0o644); err != nil {
+		if keep {
+			buf = smallPNG(b.t, buf)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name+"-"+v.suffix+".png"), buf, 0o644); err != nil {
 			b.t.Fatal(err)
 		}
 	}
 	b.do("restoring the viewport", chromedp.ResetViewport())
 }
 
-// smallPNG re-encodes a screenshot with a palette of 256 colours (the
-// pages use few), at about half the size, so the docs can carry them.
+// smallPNG re-encodes a screenshot kept for the docs with the 216 web-safe
+// colours (the pages use few), at about a quarter of the size.
 func smallPNG(t *testing.T, b []byte) []byte {
 	t.Helper()
 	img, err := png.Decode(bytes.NewReader(b))
 	if err != nil {
 		t.Fatalf("decoding a screenshot: %v", err)
 	}
-	pal := image.NewPaletted(img.Bounds(), palette.WebSafe)
-	draw.Draw(pal, pal.Bounds(), img, img.Bounds().Min, draw.Src)
+	r := img.Bounds()
+	pal := image.NewPaletted(r, palette.WebSafe)
+	q := func(v uint32) uint8 { return uint8((v>>8 + 25) / 51) } // 0..5
+	for y := r.Min.Y; y < r.Max.Y; y++ {
+		for x := r.Min.X; x < r.Max.X; x++ {
+			cr, cg, cb, _ := img.At(x, y).RGBA()
+			pal.SetColorIndex(x, y, 36*q(cr)+6*q(cg)+q(cb))
+		}
+	}
 	var out bytes.Buffer
 	enc := png.Encoder{CompressionLevel: png.BestCompression}
 	if err := enc.Encode(&out, pal); err != nil {
@@ -266,10 +278,11 @@ func mjpegOf(t *testing.T, code, file string) {
 	}
 }
 
-// agentOrigin is the console's origin, from a login URL (the login itself
-// is not spent).
+// agentOrigin is the console's origin, from a login URL.
 func (p *person) agentOrigin(t *testing.T) string {
 	t.Helper()
-	u := p.loginURL(t)
-	return u[:strings.Index(u, "/login")]
+	if p.origin == "" {
+		p.loginURL(t)
+	}
+	return p.origin
 }

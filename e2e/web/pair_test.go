@@ -35,12 +35,14 @@ func TestPairByCamera(t *testing.T) {
 	mjpegOf(t, codeOf(ba), camB)
 	ba.screenshot("pair")
 
+	t.Logf("both consoles show their invites after %v", time.Since(start).Round(10*time.Millisecond))
 	ba.do("alice starts her camera", chromedp.Click(chromedp.CSS("#camera-start")))
 	ba.waitText("#pair-status", "Waiting")
+	t.Logf("alice's camera read bob's code after %v", time.Since(start).Round(10*time.Millisecond))
 	bb.do("bob starts his camera", chromedp.Click(chromedp.CSS("#camera-start")))
 	bb.waitText("#pair-status", "Paired")
 	ba.waitText("#pair-status", "Paired")
-	t.Logf("paired through both consoles in %v (logins, two camera decodes, the pairing)", time.Since(start).Round(10*time.Millisecond))
+	t.Logf("paired through both consoles in %v (from starting the cameras: two camera decodes and the pairing)", time.Since(start).Round(10*time.Millisecond))
 
 	sasA, sasB := ba.text("#sas"), bb.text("#sas")
 	if len(sasA) < 6 || sasA != sasB {
