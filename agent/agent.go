@@ -59,6 +59,10 @@
 //	      the server knows (store-and-forward), acks back, probes and own
 //	      devices' syncs (conv_wire.go, conv_deliver.go); own devices and
 //	      friends; 120 s
+//	0x08  archive: blobs put, got and compared by Merkle root between
+//	      holders; own devices peel and open layers for each other
+//	      (archive_wire.go, archive_serve.go); own devices and friends;
+//	      120 s
 //
 // # Datagrams
 //
@@ -163,6 +167,17 @@ type Config struct {
 	// --raft-profile): "home" (the default, "") or "lan"; see
 	// cluster.ProfileHome.
 	RaftProfile string
+	// ArchiveIdle is how long a conversation stays unchanged before it is
+	// archived even if undecided (kith run --archive-idle). Default
+	// DefaultArchiveIdle.
+	ArchiveIdle time.Duration
+	// ArchiveGone is how long an own device or a relay may stay unseen
+	// before the blobs it holds are copied elsewhere (kith run
+	// --archive-gone). Default DefaultArchiveGone.
+	ArchiveGone time.Duration
+	// ArchiveEvery is how often the archive service runs a pass. Default
+	// DefaultArchiveEvery.
+	ArchiveEvery time.Duration
 
 	// WebListener, if set, is the TCP listener the web console serves on
 	// (package internal/web; kith run --web); the agent closes it. Default:
@@ -260,6 +275,15 @@ func (c *Config) setDefaults() {
 	if c.RelayQuota == 0 {
 		c.RelayQuota = DefaultRelayQuota
 	}
+	if c.ArchiveIdle <= 0 {
+		c.ArchiveIdle = DefaultArchiveIdle
+	}
+	if c.ArchiveGone <= 0 {
+		c.ArchiveGone = DefaultArchiveGone
+	}
+	if c.ArchiveEvery <= 0 {
+		c.ArchiveEvery = DefaultArchiveEvery
+	}
 }
 
 // Agent is a running device. Create it with New, run it with Run.
@@ -282,6 +306,7 @@ type Agent struct {
 	relay      *relayService
 	rosters    *rosterSync // roster exchanges with own devices and friends (rosters.go)
 	convs      *convs      // conversations: the Book, delivery, forwarding (conv.go)
+	archives   *archiver   // archives: sealing, placement, repair (archive.go)
 	intro      introducer  // introductions asked of us, and candidate sets taken
 	reach      *reacher    // when to punch (reach.go)
 	punches    punchGate   // one punch per peer at a time, rate-limited
@@ -330,6 +355,10 @@ func New(cfg Config, dev *device.Device, st *store.Store) (*Agent, error) {
 	a.reach = newReacher(a)
 	a.rosters = newRosterSync(a)
 	if a.convs, err = newConvs(a); err != nil {
+		return nil, err
+	}
+	if a.archives, err = newArchiver(a); err != nil {
+		a.convs.close()
 		return nil, err
 	}
 	a.book.onChange = func() {
@@ -438,6 +467,13 @@ func (a *Agent) registerProtocols() error {
 			Deadline:   2 * convStreamTimeout,
 			MaxStreams: 32,
 			Handle:     a.convs.serveConv,
+		}),
+		a.streams.register(Protocol{
+			ID: protoArchive, Name: "archive",
+			Openers:    OpenOwn | OpenFriend,
+			Deadline:   2 * archiveStreamTimeout,
+			MaxStreams: 4,
+			Handle:     a.archives.serve,
 		}),
 		a.streams.register(Protocol{
 			ID: protoIntroduce, Name: "introduce",
@@ -555,6 +591,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	service("keepalive", a.keepalive)
 	service("rosters", a.rosters.run)
 	service("conversations", a.convs.run)
+	service("archives", a.archives.run)
 	if !a.cfg.noCluster {
 		service("cluster", a.runCluster)
 	}

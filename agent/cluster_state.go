@@ -23,6 +23,9 @@ type rosterDoc struct {
 	Friends     []roster.Friend `json:"friends"`
 	Devices     []roster.Device `json:"devices"`
 	Revocations [][]byte        `json:"revocations"`
+	// Archive is the archive placement (archive_state.go); older
+	// snapshots have none.
+	Archive *archiveDoc `json:"archive,omitempty"`
 }
 
 // Apply applies a committed command. A change this device already made
@@ -30,6 +33,9 @@ type rosterDoc struct {
 func (s clusterState) Apply(c cluster.Command) error {
 	if c.Kind == kindConvIndex {
 		return s.a.applyConvIndex(c.Body)
+	}
+	if c.Kind == kindArchivePlace {
+		return s.a.applyArchivePlace(c.Body)
 	}
 	changes, err := decodeClusterCommand(c)
 	if err != nil {
@@ -111,7 +117,8 @@ func (s clusterState) applyAll(changes []roster.Change, hints map[string]string)
 // Snapshot returns the roster as a rosterDoc.
 func (s clusterState) Snapshot() ([]byte, error) {
 	r := s.a.book.rosterNow()
-	doc := rosterDoc{Friends: r.Friends(), Devices: r.Devices(), Revocations: [][]byte{}}
+	ad := s.a.archives.state.doc()
+	doc := rosterDoc{Friends: r.Friends(), Devices: r.Devices(), Revocations: [][]byte{}, Archive: &ad}
 	for _, rev := range r.Revocations() {
 		doc.Revocations = append(doc.Revocations, rev.Marshal())
 	}
@@ -134,6 +141,9 @@ func (s clusterState) Hints() map[string]string {
 func (s clusterState) Restore(b []byte) error {
 	changes, err := decodeRosterDoc(b)
 	if err != nil {
+		return err
+	}
+	if err := s.a.restoreArchiveDoc(b); err != nil {
 		return err
 	}
 	return s.applyAll(changes, nil)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/kith-project/kith/consensus"
@@ -136,6 +137,11 @@ func (a *Agent) resolveConv(s string) (conversation.ID, error) {
 			found = append(found, c.ID)
 		}
 	}
+	for _, id := range a.archives.state.archivedIDs() { // archive_control.go
+		if strings.HasPrefix(id.String(), s) && !slices.Contains(found, id) {
+			found = append(found, id)
+		}
+	}
 	switch len(found) {
 	case 0:
 		return conversation.ID{}, &control.Error{Kind: control.KindNotFound, Message: fmt.Sprintf("no conversation on this device has an ID starting with %s", s)}
@@ -155,15 +161,24 @@ func (c controlAPI) ConvList(context.Context) ([]control.ConvSummary, error) {
 		out = append(out, control.ConvSummary{ConversationID: s.ID.String(), Topic: s.Topic, Pattern: string(s.Pattern),
 			Status: s.Status, Members: s.Members, Updated: s.Updated})
 	}
-	return out, nil
+	return append(out, c.a.archivedSummaries(list)...), nil
 }
 
-func (c controlAPI) ConvShow(_ context.Context, s string) (control.ConvView, error) {
+func (c controlAPI) ConvShow(ctx context.Context, s string) (control.ConvView, error) {
 	id, err := c.a.resolveConv(s)
 	if err != nil {
 		return control.ConvView{}, err
 	}
 	v, err := c.a.convs.book.Show(id)
+	if errors.Is(err, conversation.ErrNotFound) {
+		if _, ok := c.a.archives.state.entryOf(id); ok {
+			v, err = c.a.archives.readArchived(ctx, id, nil) // archive_control.go
+			if err != nil {
+				return control.ConvView{}, err
+			}
+			return c.a.convView(v), nil
+		}
+	}
 	if err != nil {
 		return control.ConvView{}, convErr(err)
 	}

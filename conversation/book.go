@@ -42,7 +42,8 @@ type Book struct {
 	held      map[ID][]heldEnv                // guarded by mu: envelopes waiting for an earlier one
 	nheld     int                             // guarded by mu
 	heldBytes int
-	dirty     bool // guarded by mu: the current transaction wrote something                             // guarded by mu
+	dirty     bool        // guarded by mu: the current transaction wrote something                             // guarded by mu
+	forgotten map[ID]bool // guarded by mu: archived conversations, acknowledged and not stored (export.go)
 }
 
 type heldEnv struct {

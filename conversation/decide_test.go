@@ -306,3 +306,39 @@ func TestElapsedRuleOnTick(t *testing.T) {
 		t.Fatalf("outcome %v after the hour, want yes", v.Outcome)
 	}
 }
+
+// TestEnvelopesSync: a device that was never sent anything takes a decided
+// conversation from another's Envelopes, in one batch, and shows the same.
+func TestEnvelopesSync(t *testing.T) {
+	l := newLab(t)
+	alice, bob := l.addUser("alice", 2), l.addUser("bob", 1)
+	a1 := alice.devs[1]
+	a1.offline = true
+	id := l.create(alice, Discussion, `tally("yes") >= 2`, "sync", bob)
+	n := l.net(4, 0, 0)
+	n.settle()
+	for _, d := range []*device{alice.devs[0], bob.devs[0]} {
+		if _, err := d.book.Post(id, "text", "hello from "+d.name); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.book.Vote(id, "yes"); err != nil {
+			t.Fatal(err)
+		}
+		n.settle()
+	}
+	envs, err := bob.devs[0].book.Envelopes(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, errs := a1.book.ReceiveBatch(envs)
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("envelope %d of %d: %v", i, len(envs), err)
+		}
+	}
+	a1.offline = false
+	n.settle()
+	if v := checkConverged(t, l, id); v.Outcome == nil || len(v.Messages) != 4 {
+		t.Fatalf("outcome %v, %d messages; want decided with 4", v.Outcome, len(v.Messages))
+	}
+}

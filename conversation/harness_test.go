@@ -58,9 +58,14 @@ type device struct {
 type dir struct {
 	mu      sync.Mutex
 	revoked map[seed.DevicePublic]bool
+	certs   map[seed.UserPublic][]seed.DeviceCert
 }
 
-func (d *dir) Certs(seed.UserPublic) []seed.DeviceCert { return nil }
+func (d *dir) Certs(u seed.UserPublic) []seed.DeviceCert {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.certs[u]
+}
 func (d *dir) Revoked(dev seed.DevicePublic) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -76,7 +81,7 @@ type lab struct {
 }
 
 func newLab(t testing.TB) *lab {
-	return &lab{t: t, clock: &clock{t: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}, dir: &dir{revoked: map[seed.DevicePublic]bool{}}}
+	return &lab{t: t, clock: &clock{t: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}, dir: &dir{revoked: map[seed.DevicePublic]bool{}, certs: map[seed.UserPublic][]seed.DeviceCert{}}}
 }
 
 func seedOf(name string) []byte {

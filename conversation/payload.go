@@ -174,8 +174,11 @@ func parseMessage(p []byte) (messagePayload, error) {
 	if d.err != nil || len(d.b) != 0 {
 		return m, refusef("a malformed message payload")
 	}
-	if !utf8.ValidString(m.kind) || !utf8.ValidString(m.body) {
-		return m, refusef("a message that is not UTF-8")
+	if !utf8.ValidString(m.kind) {
+		return m, refusef("a kind that is not UTF-8")
+	}
+	if err := checkText("body", m.body, MaxBodyBytes); err != nil {
+		return m, refusef("%w", err)
 	}
 	return m, nil
 }

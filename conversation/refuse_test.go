@@ -104,6 +104,9 @@ func TestRefusals(t *testing.T) {
 	t.Run("choice not allowed", func(t *testing.T) {
 		mustRefuse(t, b0, l.craftMsg(a1, id, 1, MessageID{}, 5, "vote", "maybe"), "not a choice")
 	})
+	t.Run("terminal escape in a body", func(t *testing.T) {
+		mustRefuse(t, b0, l.craftMsg(a1, id, 1, MessageID{}, 5, "text", "hi \x1b[2J"), "control character")
+	})
 	t.Run("replay", func(t *testing.T) {
 		ack, err := b0.book.Receive(good)
 		if err != nil || ack == nil {

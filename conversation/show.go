@@ -21,29 +21,35 @@ func (b *Book) Pending(to seed.DevicePublic, max int) []Outgoing {
 		return nil
 	}
 	var out []Outgoing
-	for _, it := range q.items {
-		if len(out) >= max {
-			break
+	err := b.cfg.Store.View(func(tx *store.Tx) error {
+		for _, it := range q.items {
+			if len(out) >= max {
+				break
+			}
+			raw := b.envelopeOf(tx, it.conv, it.id)
+			if raw == nil {
+				continue
+			}
+			out = append(out, Outgoing{To: to, ToUser: q.user, Seq: it.seq, Envelope: raw})
 		}
-		raw := b.envelopeOf(it.conv, it.id)
-		if raw == nil {
-			continue
-		}
-		out = append(out, Outgoing{To: to, ToUser: q.user, Seq: it.seq, Envelope: raw})
+		return nil
+	})
+	if err != nil {
+		b.log.Warn("conversation: reading the outbox", "err", err)
 	}
 	return out
 }
 
-// envelopeOf reads a stored envelope from the store. b.mu is held.
-func (b *Book) envelopeOf(conv ID, id MessageID) []byte {
+// envelopeOf reads a stored envelope. b.mu is held.
+func (b *Book) envelopeOf(tx *store.Tx, conv ID, id MessageID) []byte {
 	if id == MessageID(conv) {
 		if c := b.convs[conv]; c != nil {
-			return c.rec.Genesis
+			return slices.Clone(c.rec.Genesis)
 		}
 		return nil
 	}
 	var rec msgRec
-	if ok, err := b.cfg.Store.Get(store.BucketConvMessages, msgKey(conv, id), &rec); !ok || err != nil {
+	if ok, err := tx.Get(store.BucketConvMessages, msgKey(conv, id), &rec); !ok || err != nil {
 		if err != nil {
 			b.log.Warn("conversation: reading an outbox envelope", "err", err)
 		}
@@ -175,4 +181,46 @@ func (b *Book) Tick() {
 		return
 	}
 	b.notify(changed)
+}
+
+// Envelopes returns every stored envelope of conversation id in an order
+// Receive accepts: the genesis, then messages and outcomes ascending by
+// (Lamport, ID), which keeps each author chain in order and every outcome
+// after the messages it names. Late messages are included. It is for an
+// own device that lacks the conversation (the agent's sync); ErrNotFound
+// if there is none.
+func (b *Book) Envelopes(id ID) ([][]byte, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, ErrClosed
+	}
+	c := b.convs[id]
+	if c == nil {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	ms := make([]*msg, 0, len(c.msgs))
+	for _, m := range c.msgs {
+		ms = append(ms, m)
+	}
+	slices.SortFunc(ms, func(x, y *msg) int { return x.less(y) })
+	out := [][]byte{slices.Clone(c.rec.Genesis)}
+	err := b.cfg.Store.View(func(tx *store.Tx) error {
+		for _, m := range ms {
+			var rec msgRec
+			ok, err := tx.Get(store.BucketConvMessages, msgKey(id, m.id), &rec)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return fmt.Errorf("conversation: message %s of %s is missing from the store", m.id, id)
+			}
+			out = append(out, rec.Env)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }

@@ -64,6 +64,7 @@ func addAgentCommands(root *cobra.Command, g *globals) {
 		newRelayCmd(g),
 		newDemoCmd(g),
 		newConvCmd(g),
+		newArchiveCmd(g),
 		newServiceCmd(g),
 		newWebCmd(g),
 	)

@@ -26,6 +26,12 @@ const (
 	// RouteConvFollow answers with newline-delimited JSON, one
 	// [ConvEvent] a line, until the client goes away.
 	RouteConvFollow = "POST /v1/conv/follow"
+
+	RouteArchiveStatus = "GET /v1/archive/status"
+	RouteArchiveList   = "GET /v1/archive"
+	RouteArchiveNow    = "POST /v1/archive/now"
+	RouteArchiveGet    = "POST /v1/archive/get"
+	RouteArchiveQuota  = "POST /v1/archive/quota"
 )
 
 // friendRoutes maps each friend action to its route.

@@ -100,6 +100,10 @@ func Provision(dir string, st *store.Store, req Request) (store.Identity, error)
 	if err != nil {
 		return store.Identity{}, fmt.Errorf("deriving the presence window secret: %w", err)
 	}
+	recovery, err := seed.DeriveRecoveryArchive(s)
+	if err != nil {
+		return store.Identity{}, fmt.Errorf("deriving the recovery archive key: %w", err)
+	}
 	cert, err := user.IssueDeviceCert(seed.DeviceCert{
 		User:    user.Public(),
 		Device:  dev.Public(),
@@ -129,8 +133,10 @@ func Provision(dir string, st *store.Store, req Request) (store.Identity, error)
 		DeviceIndex:      req.Index,
 		Name:             req.Name,
 		ArchiveRecipient: arch.Recipient().String(),
-		Cert:             cert.Marshal(),
-		Created:          req.Now.UTC().Truncate(time.Second),
+		// Public: archives of a device alone are sealed outside to it.
+		RecoveryRecipient: recovery.Recipient().String(),
+		Cert:              cert.Marshal(),
+		Created:           req.Now.UTC().Truncate(time.Second),
 	}
 	if err := st.SetIdentity(id); err != nil {
 		return store.Identity{}, fmt.Errorf("saving the identity: %w", err)

@@ -17,8 +17,12 @@ type Identity struct {
 	DeviceIndex      uint32            `json:"device_index"`      // i in the derivation path m/P'/1'/i'
 	Name             string            `json:"name"`              // the device's name, as the user chose it
 	ArchiveRecipient string            `json:"archive_recipient"` // the device's age recipient, "age1…"
-	Cert             []byte            `json:"cert"`              // the device certificate, signed by the user key
-	Created          time.Time         `json:"created"`           // when init or restore made this identity
+	// RecoveryRecipient is the user's recovery archive recipient (public),
+	// which archives are sealed to outside while the user has one device;
+	// empty in homes made before archives.
+	RecoveryRecipient string    `json:"recovery_recipient,omitempty"`
+	Cert              []byte    `json:"cert"`    // the device certificate, signed by the user key
+	Created           time.Time `json:"created"` // when init or restore made this identity
 }
 
 // Identity returns this device's identity, and false if none is stored yet.

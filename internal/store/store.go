@@ -20,6 +20,7 @@
 //	conv_messages      conversations: envelopes, by conversation ID "/" envelope ID
 //	conv_outbox        conversations: unacknowledged deliveries, by device ID "/" sequence number
 //	forward      local: envelopes held for other devices (store-and-forward, agent/conv_forward.go), by recipient and hash
+//	archive      roster: archive placement (blob names, sizes, holders; agent/archive_state.go), key "state"
 //
 // The conversation and forward buckets were added within schema 2: an older kith
 // ignores them, and Open creates them in an existing database.
@@ -89,6 +90,9 @@ const (
 	// BucketForward holds the envelopes this device stores and forwards
 	// for friends (agent/conv_forward.go): opaque to it, by recipient.
 	BucketForward = "forward"
+	// BucketArchive holds the archive placement the own cluster agreed on
+	// (agent/archive_state.go): blob names, sizes, holders, no plaintext.
+	BucketArchive = "archive"
 )
 
 // buckets lists every bucket, in the order Open creates them.
@@ -96,7 +100,7 @@ var buckets = []string{
 	BucketMeta, BucketIdentity, BucketFriends, BucketDevices,
 	BucketRevocations, BucketPeers, BucketInvites,
 	BucketConversations, BucketConvMessages, BucketConvOutbox,
-	BucketForward,
+	BucketForward, BucketArchive,
 }
 
 // schemaKey is the key in the meta bucket that holds the schema version.
@@ -131,8 +135,12 @@ func (e *NewerSchemaError) Is(target error) bool { return target == ErrNewerSche
 
 // Store is an open database. Its methods are safe for concurrent use.
 type Store struct {
-	db   *bbolt.DB // constant after Open
-	path string    // constant after Open
+	path string // constant after Open
+
+	// dbmu guards db: transactions hold it for reading, Compact (which
+	// swaps the file) and Close for writing.
+	dbmu sync.RWMutex
+	db   *bbolt.DB
 
 	mu     sync.Mutex
 	closed bool // guarded by mu
@@ -275,6 +283,8 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.dbmu.Lock()
+	defer s.dbmu.Unlock()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("store: closing %s: %w", s.path, err)
 	}
@@ -311,12 +321,16 @@ func (s *Store) List(bucket string, fn func(key string, raw []byte) error) error
 // written together if fn returns nil, and none is if it returns an error,
 // which Update returns. tx is valid only during fn.
 func (s *Store) Update(fn func(tx *Tx) error) error {
+	s.dbmu.RLock()
+	defer s.dbmu.RUnlock()
 	return s.closedErr(s.db.Update(func(btx *bbolt.Tx) error { return fn(&Tx{tx: btx}) }))
 }
 
 // View runs fn in a read-only transaction, which sees one consistent state
 // of the database. tx is valid only during fn; its Put and Delete fail.
 func (s *Store) View(fn func(tx *Tx) error) error {
+	s.dbmu.RLock()
+	defer s.dbmu.RUnlock()
 	return s.closedErr(s.db.View(func(btx *bbolt.Tx) error { return fn(&Tx{tx: btx}) }))
 }
 

@@ -1,0 +1,107 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/kith-project/kith/archive"
+	"github.com/kith-project/kith/roster"
+	"github.com/kith-project/kith/seed"
+)
+
+// planInput builds what archive.PlanRepair plans from: the placement,
+// this device and every known device (own, and friends' as relays), who
+// is online, and who is lost: revoked devices are simply not among the
+// devices (their copies do not count), and a device not seen for
+// Config.ArchiveGone is lost.
+func (ar *archiver) planInput() archive.PlanInput {
+	a := ar.a
+	self := a.dev.Cert.Device
+	online := a.onlineSet()
+	now := a.cfg.Now()
+	in := archive.PlanInput{Blobs: ar.state.placements(), MinReplicas: archive.DefaultMinReplicas}
+	in.Devices = append(in.Devices, archive.Device{ID: self, Own: true, Online: true, Free: -1})
+	for _, p := range a.book.reachable() {
+		if p.DeviceID.Equal(self) || a.book.revoked(p.DeviceID) {
+			continue
+		}
+		in.Devices = append(in.Devices, archive.Device{ID: p.DeviceID, Own: p.Kind == roster.KindOwn, Online: online[p.DeviceID], Free: -1})
+		if !online[p.DeviceID] && !p.LastSeen.IsZero() && now.Sub(p.LastSeen) > a.cfg.ArchiveGone {
+			in.Lost = append(in.Lost, p.DeviceID)
+		}
+	}
+	return in
+}
+
+// underReplicated counts the blobs with fewer than the minimum of live
+// holders.
+func (ar *archiver) underReplicated(in archive.PlanInput) int {
+	live := map[seed.DevicePublic]bool{}
+	for _, d := range in.Devices {
+		live[d.ID] = true
+	}
+	for _, d := range in.Lost {
+		delete(live, d)
+	}
+	n := 0
+	for _, b := range in.Blobs {
+		c := 0
+		for _, h := range b.Holders {
+			if live[h] {
+				c++
+			}
+		}
+		if c < in.MinReplicas {
+			n++
+		}
+	}
+	return n
+}
+
+// repair carries out the copies of the repair plan this device is the
+// source of, and records each new holder. It also drops the placements of
+// lost devices.
+func (ar *archiver) repair(ctx context.Context) error {
+	a := ar.a
+	self := a.dev.Cert.Device
+	plan := archive.PlanRepair(ar.planInput())
+	var errs []error
+	if len(plan.Forget) > 0 {
+		var drop []holding
+		for _, h := range plan.Forget {
+			drop = append(drop, holding{Blob: h.Blob, Device: h.Device})
+		}
+		if err := ar.place(archivePlace{Drop: drop}); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	tried := map[seed.DevicePublic]bool{}
+	for _, c := range plan.Copies {
+		if !c.From.Equal(self) || ctx.Err() != nil {
+			continue
+		}
+		if bad := tried[c.To]; bad {
+			continue // one failure per device and pass
+		}
+		data, err := ar.blobs.Get(c.Blob)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("reading blob %s to copy: %w", c.Blob.Short(), err))
+			continue
+		}
+		if err := ar.putTo(ctx, c.To, c.Blob, data); err != nil {
+			var ref *arRefusal
+			if errors.As(err, &ref) && ref.Code == arCodeQuota {
+				a.log.Info("a relay refused a blob", "device", c.To.Short(), "reason", ref.Reason)
+			} else {
+				errs = append(errs, fmt.Errorf("copying blob %s to %s: %w", c.Blob.Short(), c.To.Short(), err))
+			}
+			tried[c.To] = true
+			continue
+		}
+		if err := ar.place(archivePlace{Hold: []holding{{Blob: c.Blob, Size: c.Size, Device: c.To}}}); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
