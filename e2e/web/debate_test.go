@@ -144,4 +144,12 @@ func TestDebateThroughConsoles(t *testing.T) {
 		t.Fatal("the topic's markup ran")
 	}
 	bc.screenshot("decided")
+
+	// Alice archives the decided debate from her archive page, which then
+	// shows the blob and its holders.
+	ba.do("alice opens her archives", chromedp.Navigate(alice.agentOrigin(t)+"/#/archives"), chromedp.WaitVisible(chromedp.CSS("#archive-empty")))
+	ba.do("alice archives now", chromedp.Click(chromedp.CSS("#archive-now")))
+	ba.waitJS("the archive page lists blobs", `document.querySelectorAll("#archive-table tbody tr").length >= 1`)
+	t.Logf("alice's archive page: %s; holders of the first blob: %s", ba.text("#archive-summary"), ba.text("#archive-table tbody td:last-child"))
+	ba.screenshot("archives")
 }

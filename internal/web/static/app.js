@@ -325,16 +325,65 @@ pages.friends = function (main) {
   return { refresh: function (t) { if (t === "peers" || t === "friends" || t === "hello") load(); }, stop: function () {} };
 };
 
-// Archives: replication at a glance (when the agent has an archive API).
+// Archives: replication at a glance, and the friends' quota on this device.
 pages.archives = function (main) {
   add(main, h("h2", { text: "Archives" }));
   if (!has("archive")) {
     add(main, h("div", { class: "card", id: "archives-missing" },
-      h("p", null, "This agent has no archive API yet, so the console cannot show archives."),
-      h("p", { class: "hint" }, "When it has, this page shows the blobs, their holders, what is under-replicated, and a restore's progress.")));
+      h("p", null, "This agent keeps no archives, so the console cannot show them.")));
     return { refresh: function () {}, stop: function () {} };
   }
-  return window.kithArchives(main);
+  var box = h("div", { id: "archives" });
+  var now = h("button", { type: "button", id: "archive-now", class: "secondary", onclick: archiveNow }, "Archive eligible conversations now");
+  add(main, h("p", { class: "hint" }, "Decided conversations, and open ones idle for long, are sealed twice and kept by your other devices (and friends, within their quota)."),
+    h("div", { class: "row" }, now), box);
+  function bar(label, part, whole, id) {
+    return h("div", null, h("label", { for: id, id: id + "-label", text: label }),
+      h("progress", { class: "bar", id: id, max: String(Math.max(whole, 1)), value: String(Math.min(part, Math.max(whole, 1))) }));
+  }
+  function size(n) {
+    var u = ["B", "KiB", "MiB", "GiB", "TiB"], i = 0;
+    while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
+    return (i ? n.toFixed(1) : String(n)) + " " + u[i];
+  }
+  function load() {
+    Promise.all([call("GET", "/api/archive"), call("GET", "/api/devices"), call("GET", "/api/friends")]).then(function (res) {
+      var v = res[0], names = {};
+      res[1].forEach(function (d) { names[d.device_id] = d.name + (d.self ? " (this device)" : ""); });
+      res[2].forEach(function (f) { (f.devices || []).forEach(function (d) { names[d.device_id] = (d.name || f.name) + " (" + f.name + ")"; }); });
+      var st = v.status, ok = st.blobs - st.under_replicated;
+      clear(box);
+      add(box, h("div", { class: "cards" },
+        h("section", { class: "card", "aria-label": "Replication" },
+          h("h3", { text: "Replication" }),
+          h("p", { id: "archive-summary", text: st.blobs + " blobs, " + size(st.bytes) + "; each wants " + st.min_replicas + " holders." }),
+          bar(ok + " of " + st.blobs + " blobs have enough holders" + (st.under_replicated ? "; " + st.under_replicated + " under-replicated" : ""), ok, st.blobs, "archive-replicated")),
+        h("section", { class: "card", "aria-label": "Quota" },
+          h("h3", { text: "Friends' use of this device" }),
+          bar(size(v.quota.used_bytes) + " of " + size(v.quota.quota_bytes) + " used", v.quota.used_bytes, v.quota.quota_bytes, "archive-quota"),
+          h("p", { class: "hint" }, "Change it with ", h("code", { text: "kith archive quota SIZE" }), "."))));
+      if (!v.blobs.length) { add(box, h("p", { id: "archive-empty", text: "Nothing archived yet." })); }
+      else add(box, h("h3", { text: "Blobs" }), h("div", { class: "table-wrap" }, h("table", { id: "archive-table" },
+        h("thead", null, h("tr", null, ["Blob", "Size", "Holders"].map(function (c) { return h("th", { scope: "col", text: c }); }))),
+        h("tbody", null, v.blobs.map(function (b) {
+          var few = (b.holders || []).length < st.min_replicas;
+          return h("tr", { "data-blob": b.blob },
+            h("td", { class: "mono", text: short(b.blob) }), h("td", { text: size(b.bytes) }),
+            h("td", { class: few ? "bad" : "" }, (b.holders || []).map(function (d) { return names[d] || short(d); }).join(", ") || "none", few ? " (under-replicated)" : ""));
+        })))));
+      add(box, h("p", { class: "hint" }, "Restoring shows no progress here yet: the agent reports none."));
+    }).catch(fail);
+  }
+  function archiveNow() {
+    now.disabled = true;
+    call("POST", "/api/archive/now").then(function (r) {
+      toast((r.archived || []).length + " conversation(s) archived.");
+      now.disabled = false;
+      load();
+    }).catch(function (e) { now.disabled = false; fail(e); });
+  }
+  load();
+  return { refresh: function (t) { if (t === "archive" || t === "conv" || t === "peers" || t === "hello") load(); }, stop: function () {} };
 };
 
 // Conversations: conv.js fills this in.
