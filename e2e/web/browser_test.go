@@ -187,6 +187,22 @@ func (b *browser) waitText(sel, want string) {
 	}
 }
 
+// checkLabels fails the test if a form field of the page has no label, or
+// a button no text: what a screen reader and keyboard navigation need.
+func (b *browser) checkLabels(page string) {
+	b.t.Helper()
+	bad := eval[[]string](b, `Array.prototype.concat(
+		Array.from(document.querySelectorAll("input, select, textarea")).filter(function (e) {
+			return !e.hidden && e.labels.length === 0 && !e.getAttribute("aria-label");
+		}).map(function (e) { return e.tagName + "#" + e.id; }),
+		Array.from(document.querySelectorAll("button, a[href]")).filter(function (e) {
+			return !e.textContent.trim() && !e.getAttribute("aria-label");
+		}).map(function (e) { return e.tagName + "#" + e.id; }))`)
+	if len(bad) > 0 {
+		b.t.Errorf("%s: fields or buttons without a label: %v", page, bad)
+	}
+}
+
 // waitJS waits until a JavaScript expression is true in the page.
 func (b *browser) waitJS(what, js string) {
 	b.t.Helper()

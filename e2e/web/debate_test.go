@@ -89,6 +89,7 @@ func TestDebateThroughConsoles(t *testing.T) {
 	ba.do("alice fixes the rule",
 		chromedp.SendKeys(chromedp.CSS("#new-rule"), `quorum(2/3) && majority("yes")`))
 	ba.waitText("#rule-ok", "compiles")
+	ba.checkLabels("new conversation")
 	ba.do("alice starts the debate", chromedp.Click(chromedp.CSS("#new-create")), chromedp.WaitVisible(chromedp.CSS("#conv-topic")))
 	loc := eval[string](ba, `location.hash`)
 	id := strings.TrimPrefix(loc, "#/conv/")
@@ -128,6 +129,7 @@ func TestDebateThroughConsoles(t *testing.T) {
 		b.waitText(`#tally tr[data-choice="yes"] td`, "1")
 		b.waitText(`#progress li[data-choice="yes"]`, "1 more yes vote makes the rule true")
 	}
+	bb.checkLabels("thread")
 	bb.screenshot("thread")
 	bc.do("carol votes no", chromedp.Click(chromedp.CSS("#vote-no")))
 	// Bob votes once his page shows carol's vote, as a person would: a

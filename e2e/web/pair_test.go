@@ -33,6 +33,7 @@ func TestPairByCamera(t *testing.T) {
 	}
 	mjpegOf(t, codeOf(bb), camA) // alice's camera films bob's screen
 	mjpegOf(t, codeOf(ba), camB)
+	ba.checkLabels("pairing")
 	ba.screenshot("pair")
 
 	t.Logf("both consoles show their invites after %v", time.Since(start).Round(10*time.Millisecond))
