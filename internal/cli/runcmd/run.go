@@ -182,7 +182,7 @@ the console to the network and needs naming explicitly.`,
 					return err
 				}
 				if exposed {
-					fmt.Fprintf(h.Stderr(), "kith: warning: --web %s exposes the web console beyond this machine: anyone who can reach that address and get a login link or session can use it; the camera works only on loopback\n", l.Addr())
+					fmt.Fprintf(h.Stderr(), "kith: warning: --web %s (listening on %s) exposes the web console beyond this machine: anyone who can reach that address with a login link or a session can use it; the camera works only on loopback\n", web, l.Addr())
 				}
 				cfg.WebListener = l
 			}
