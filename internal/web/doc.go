@@ -39,7 +39,7 @@
 // # Live updates
 //
 // The page opens one server-sent event stream (/api/events). An event names
-// a topic that changed — peers, friends, devices, pair, conv, archive — and
+// a topic that changed — peers, friends, pair, conv, archive — and
 // the page fetches what it shows again; nothing polls. [Server.Notify] is
 // how the agent says that something changed.
 //
