@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -68,10 +69,46 @@ func (p *person) loginURL(t *testing.T) string {
 	return res.URL
 }
 
-// browser is one headless chromium.
+// browser is one headless chromium, or one tab of it.
 type browser struct {
 	ctx context.Context
 	t   *testing.T
+
+	mu       sync.Mutex
+	problems []string // guarded by mu: uncaught exceptions and CSP refusals
+}
+
+// watch collects, until cancel, what the pages of ctx throw without
+// catching and what the Content Security Policy refuses; at the end of the
+// test any of them fails it (a frame-ancestors refusal, which the refusal
+// test provokes on purpose, excepted). It returns the browser.
+func watch(t *testing.T, ctx context.Context, cancel func()) *browser {
+	b := &browser{ctx: ctx, t: t}
+	msgs := chromedp.Console(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for m, err := range msgs {
+			if err != nil {
+				return
+			}
+			csp := strings.Contains(m.Text, "Content Security Policy") && !strings.Contains(m.Text, "frame-ancestors")
+			if m.IsException() || csp {
+				b.mu.Lock()
+				b.problems = append(b.problems, m.URL+": "+m.Text)
+				b.mu.Unlock()
+			}
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		for _, p := range b.problems {
+			t.Errorf("the page's console: %s", p)
+		}
+	})
+	return b
 }
 
 // newBrowser starts chromium, with a fake camera that shows the image in
@@ -92,11 +129,12 @@ func newBrowser(t *testing.T, camera string) *browser {
 	}
 	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancel(); cancelA() })
 	if err := chromedp.Do(ctx); err != nil {
+		cancel()
+		cancelA()
 		t.Fatalf("starting chromium: %v", err)
 	}
-	return &browser{ctx: ctx, t: t}
+	return watch(t, ctx, func() { cancel(); cancelA() })
 }
 
 // tab opens another tab of the same chromium, for the test's lifetime.
@@ -106,11 +144,11 @@ func newBrowser(t *testing.T, camera string) *browser {
 func (b *browser) tab() *browser {
 	b.t.Helper()
 	ctx, cancel := chromedp.NewContext(b.ctx)
-	b.t.Cleanup(cancel)
 	if err := chromedp.Do(ctx); err != nil {
+		cancel()
 		b.t.Fatalf("opening a tab: %v", err)
 	}
-	return &browser{ctx: ctx, t: b.t}
+	return watch(b.t, ctx, cancel)
 }
 
 // do runs steps with a generous deadline: with both CPUs busy a page
