@@ -417,7 +417,14 @@ function live() {
   var es = new EventSource("/api/events");
   var status = document.getElementById("live");
   es.addEventListener("open", function () { status.textContent = "live"; });
-  es.addEventListener("error", function () { status.textContent = "reconnecting…"; });
+  es.addEventListener("error", function () {
+    status.textContent = "reconnecting…";
+    // The agent restarted, or the session ended: stop retrying if so.
+    clearTimeout(live.probe);
+    live.probe = setTimeout(function () {
+      call("GET", "/api/session").catch(function (e) { if (e.message === "not logged in") es.close(); });
+    }, 3000);
+  });
   ["hello", "peers", "friends", "pair", "conv", "archive"].forEach(function (t) {
     es.addEventListener(t, function () { if (current) current.refresh(t); });
   });
