@@ -71,6 +71,16 @@ func TestPairByCamera(t *testing.T) {
 	ba.waitText("#friends", "bob")
 	ba.waitText("#friends", "online")
 	ba.screenshot("friends")
+	// Block and unblock bob with the page's buttons: state changes made by
+	// the page itself pass the checks.
+	ba.do("alice blocks bob", chromedp.Click(chromedp.CSS(`#friends button[data-action="block"]`)))
+	ba.waitText(`#friends [data-status]`, "blocked")
+	alice.dev.JSON(&fs, "", "friends")
+	if len(fs) != 1 || fs[0].Status != "blocked" {
+		t.Fatalf("after the page's block: %+v", fs)
+	}
+	ba.do("alice unblocks bob", chromedp.Click(chromedp.CSS(`#friends button[data-action="unblock"]`)))
+	ba.waitText(`#friends [data-status]`, "friend")
 	ba.do("alice opens her devices", chromedp.Navigate(alice.agentOrigin(t)+"/#/devices"))
 	ba.waitText("#devices-table", "this device")
 	ba.screenshot("devices")
