@@ -44,7 +44,7 @@ func (s *Server) convRoutes() {
 			writeError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, convPage{ConvView: v, Progress: progressOf(v, time.Now())})
+		writeJSON(w, http.StatusOK, convPage{ConvView: v, Progress: progressOf(v, s.now())})
 	})
 	m.Handle("POST /api/conv/new", api(func(ctx context.Context, in *control.ConvNewRequest) (control.ConvNewResult, error) {
 		if cb == nil {

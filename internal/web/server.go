@@ -28,7 +28,8 @@ type Config struct {
 	Backend control.Backend
 	// Logger receives the console's logs. Default: discard.
 	Logger *slog.Logger
-	// Now is the clock of logins and sessions. Default time.Now.
+	// Now is the clock of logins, sessions and rules' elapsed time (the
+	// agent's). Default time.Now.
 	Now func() time.Time
 }
 
@@ -41,6 +42,7 @@ type Server struct {
 	l     net.Listener
 	port  string
 	host  string // the host of URLs: the bound IP, or 127.0.0.1 for an unspecified one
+	now   func() time.Time
 	auth  *auth
 	hub   *hub
 	mux   *http.ServeMux
@@ -66,7 +68,7 @@ func New(cfg Config, l net.Listener) *Server {
 		panic(err) // the embedded folder exists: a build without it does not compile
 	}
 	s := &Server{
-		b: cfg.Backend, log: cfg.Logger, l: l,
+		b: cfg.Backend, log: cfg.Logger, l: l, now: cfg.Now,
 		auth: newAuth(cfg.Now), hub: newHub(),
 		files:  http.FileServerFS(sub),
 		decode: make(chan struct{}, 1),
