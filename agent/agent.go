@@ -106,6 +106,7 @@ import (
 	"github.com/kith-project/kith/internal/portmap"
 	"github.com/kith-project/kith/internal/store"
 	"github.com/kith-project/kith/internal/transport"
+	"github.com/kith-project/kith/internal/web"
 	"github.com/kith-project/kith/roster"
 	"github.com/kith-project/kith/seed"
 )
@@ -181,6 +182,11 @@ type Config struct {
 	// before it is archived (kith run --archive-settle). Default
 	// DefaultArchiveSettle.
 	ArchiveSettle time.Duration
+
+	// WebListener, if set, is the TCP listener the web console serves on
+	// (package internal/web; kith run --web); the agent closes it. Default:
+	// no console.
+	WebListener net.Listener
 
 	// raftProfile, set by tests in this package, overrides RaftProfile.
 	raftProfile *cluster.Profile
@@ -317,6 +323,7 @@ type Agent struct {
 	keepEvery time.Duration
 
 	presence *presence.Presence
+	web      *web.Server // nil without Config.WebListener (web.go)
 	trSet    atomic.Bool // a.tr is set: the packet path may answer (datagram)
 	cluster  clusterHolder
 	notices  revokedNotices
@@ -426,6 +433,7 @@ func New(cfg Config, dev *device.Device, st *store.Store) (*Agent, error) {
 		return nil, err
 	}
 	a.portmap, a.portmapOff = a.newPortMapper()
+	a.newWeb()
 	a.started = cfg.Now()
 	return a, nil
 }
@@ -527,6 +535,9 @@ func (a *Agent) release() error {
 			terr = fmt.Errorf("agent: closing the UDP socket: %w", err)
 		}
 	}
+	if a.cfg.WebListener != nil {
+		a.cfg.WebListener.Close()
+	}
 	if err := a.ctl.Close(); err != nil && !errors.Is(err, net.ErrClosed) && terr == nil {
 		terr = fmt.Errorf("agent: closing the control socket: %w", err)
 	}
@@ -580,6 +591,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		service("portmap", a.portmap.Run)
 	}
 	service("relay", a.relay.run)
+	if a.web != nil {
+		service("web", a.serveWeb)
+	}
 	service("reach", a.reach.run)
 	service("keepalive", a.keepalive)
 	service("rosters", a.rosters.run)

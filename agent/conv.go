@@ -145,6 +145,7 @@ func (c *convs) wake() {
 // conversation id.
 func (c *convs) changed(id conversation.ID) {
 	c.wake()
+	c.a.webConvChanged()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for ch := range c.followers[id] {

@@ -66,6 +66,7 @@ func addAgentCommands(root *cobra.Command, g *globals) {
 		newConvCmd(g),
 		newArchiveCmd(g),
 		newServiceCmd(g),
+		newWebCmd(g),
 	)
 }
 

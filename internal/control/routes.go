@@ -45,3 +45,7 @@ var friendRoutes = map[FriendAction]string{
 	FriendUnblock: RouteFriendUnblock,
 	FriendRemove:  RouteFriendRemove,
 }
+
+// RouteWebLogin mints a one-time login URL for the web console
+// ([WebBackend]).
+const RouteWebLogin = "POST /v1/web/login"

@@ -72,6 +72,7 @@ func NewHandler(b Backend) http.Handler {
 	registerNet(mux, b)
 	registerConv(mux, b)
 	registerArchive(mux, b)
+	registerWeb(mux, b)
 	mux.Handle(RouteRelay, handle(func(ctx context.Context, in *RelayRequest) (RelayResult, error) {
 		return b.Relay(ctx, *in)
 	}))

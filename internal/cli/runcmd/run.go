@@ -22,6 +22,7 @@ import (
 	"github.com/kith-project/kith/agent"
 	"github.com/kith-project/kith/internal/device"
 	"github.com/kith-project/kith/internal/store"
+	webconsole "github.com/kith-project/kith/internal/web"
 	"github.com/kith-project/kith/seed"
 	"github.com/spf13/cobra"
 )
@@ -58,6 +59,7 @@ func New(h Host) *cobra.Command {
 		relay    string
 		rateS    string
 		quotaS   string
+		webAddr  string
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -74,8 +76,8 @@ Every flag can also be set in the environment, as a service unit does:
 KITH_LISTEN, KITH_HEARTBEAT, KITH_STUN (several separated by commas or
 spaces), KITH_QUIET (true or false), KITH_PORTMAP (on or off),
 KITH_INTRODUCE, KITH_LOG_LEVEL, KITH_RELAY, KITH_RELAY_RATE,
-KITH_RELAY_QUOTA, KITH_ARCHIVE_IDLE, KITH_ARCHIVE_GONE, KITH_ARCHIVE_SETTLE
-and KITH_ARCHIVE_EVERY. A flag given on the command line wins over its variable.
+KITH_RELAY_QUOTA, KITH_ARCHIVE_IDLE, KITH_ARCHIVE_GONE, KITH_ARCHIVE_SETTLE,
+KITH_ARCHIVE_EVERY and KITH_WEB. A flag given on the command line wins over its variable.
 
 With --portmap=on (the default) the agent asks the default gateway for a
 mapping of its UDP port with NAT-PMP or UPnP IGD, renews it and deletes it when it
@@ -94,7 +96,12 @@ own (the default: between this user's devices, and between them and
 friends' devices), friends (also between two friends' devices) or off. It
 sees who talks to whom, when and how much, never what they say.
 --relay-rate caps each session's bytes per second, --relay-quota all
-sessions' bytes per day.`,
+sessions' bytes per day.
+
+Web console: --web says where the agent serves it, 127.0.0.1:7118 by
+default (a free port when that one is taken), or off. "kith web" prints
+its address with a one-time login. An address other than loopback exposes
+the console to the network and needs naming explicitly.`,
 		Example: `  kith run --listen 0.0.0.0:7117
   kith --home /tmp/b run --listen 127.0.0.3:7117 --heartbeat 5s`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -149,6 +156,11 @@ sessions' bytes per day.`,
 				cfg.Now = func() time.Time { return time.Now().Add(skew) }
 			}
 
+			web, exposed, err := webconsole.ParseAddr(webAddr)
+			if err != nil {
+				return badInputf(h, "--web: %v", err)
+			}
+
 			dir, st, release, err := h.OpenHome()
 			if err != nil {
 				return err
@@ -165,8 +177,21 @@ sessions' bytes per day.`,
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
+			if web != "" {
+				l, err := webconsole.Listen(web, !cmd.Flags().Changed("web") && h.Getenv("KITH_WEB") == "")
+				if err != nil {
+					return err
+				}
+				if exposed {
+					fmt.Fprintf(h.Stderr(), "kith: warning: --web %s (listening on %s) exposes the web console beyond this machine: anyone who can reach that address with a login link or a session can use it; the camera works only on loopback\n", web, l.Addr())
+				}
+				cfg.WebListener = l
+			}
 			a, err := agent.New(cfg, dev, st)
 			if err != nil {
+				if cfg.WebListener != nil {
+					cfg.WebListener.Close()
+				}
 				return err
 			}
 			info := struct {
@@ -199,6 +224,7 @@ sessions' bytes per day.`,
 	cmd.Flags().StringVar(&relay, "relay", string(agent.RelayOwn), "relay for others when they cannot reach each other: own (this user's devices, and them with friends), friends (also two friends), or off")
 	cmd.Flags().StringVar(&rateS, "relay-rate", "1M", "bytes per second one relayed session may carry (K, M, G: powers of 1024)")
 	cmd.Flags().StringVar(&quotaS, "relay-quota", "1G", "bytes all relayed sessions may carry per day (K, M, G: powers of 1024)")
+	cmd.Flags().StringVar(&webAddr, "web", webconsole.DefaultAddr, "where to serve the web console, HOST:PORT (loopback unless named explicitly), or off; see kith web")
 	cmd.Flags().DurationVar(&skew, "clock-skew", 0, "testing: run the agent's clock this far ahead of the system clock")
 	cmd.Flags().MarkHidden("clock-skew")
 	cmd.Flags().Var(portList{&cfg.BeaconPorts}, "beacon-port", "testing: send LAN beacons to this port besides the agent's own, instead of 7117 (repeatable)")
@@ -229,6 +255,7 @@ var EnvVars = map[string]string{
 	"archive-gone":   "KITH_ARCHIVE_GONE",
 	"archive-settle": "KITH_ARCHIVE_SETTLE",
 	"archive-every":  "KITH_ARCHIVE_EVERY",
+	"web":            "KITH_WEB",
 }
 
 // fromEnv sets every flag of cmd not given on the command line from its

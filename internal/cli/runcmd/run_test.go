@@ -69,3 +69,25 @@ func TestFlagsFromTheEnvironment(t *testing.T) {
 		t.Errorf("a bad KITH_HEARTBEAT: %v", err)
 	}
 }
+
+func TestWebFlag(t *testing.T) {
+	for _, bad := range []string{"nowhere", "example.org:7118", "7118"} {
+		cmd := New(host{})
+		cmd.SetArgs([]string{"--web", bad})
+		cmd.SilenceUsage, cmd.SilenceErrors = true, true
+		err := cmd.Execute()
+		if err == nil || !strings.Contains(err.Error(), "--web") {
+			t.Errorf("--web %s: %v, want a refusal naming --web", bad, err)
+		}
+	}
+	cmd := New(host{map[string]string{"KITH_WEB": "off"}})
+	if err := fromEnv(cmd, host{map[string]string{"KITH_WEB": "off"}}.Getenv); err != nil {
+		t.Fatal(err)
+	}
+	if v := cmd.Flags().Lookup("web").Value.String(); v != "off" {
+		t.Errorf("KITH_WEB=off gave --web %s", v)
+	}
+	if !strings.Contains(cmd.Long, "KITH_WEB") {
+		t.Error("KITH_WEB is not documented")
+	}
+}
