@@ -154,7 +154,11 @@ function thread(main, id) {
     var total = -1;
     stream("/api/conv/" + encodeURIComponent(id) + "/open", function (ev, d) {
       if (stopped) return;
-      if (ev === "progress") { total = d.total; showProgress(d.done, d.total, false); }
+      if (ev === "progress") {
+        total = d.total;
+        bar.dataset.events = String(Number(bar.dataset.events || 0) + 1);
+        showProgress(d.done, d.total, false);
+      }
       else if (ev === "view") {
         if (total >= 0) showProgress(total, total, true);
         show(d);
