@@ -115,6 +115,9 @@ func TestOpenArchivedStreamsProgress(t *testing.T) {
 		steps: [][2]int64{{0, 4000}, {1500, 4000}, {3000, 4000}, {4000, 4000}}}
 	s := consoleWith(t, rb)
 	c, key := login(t, s)
+	// A stream that holds its events back fails here, not at go test's
+	// own timeout.
+	c.Timeout = 2 * time.Minute
 
 	resp := openStream(t, c, s, key, "arch")
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
