@@ -46,6 +46,7 @@ func (s *Server) convRoutes() {
 		}
 		writeJSON(w, http.StatusOK, convPage{ConvView: v, Progress: progressOf(v, s.now())})
 	})
+	m.HandleFunc("GET /api/conv/{id}/open", s.serveOpen) // restore.go
 	m.Handle("POST /api/conv/new", api(func(ctx context.Context, in *control.ConvNewRequest) (control.ConvNewResult, error) {
 		if cb == nil {
 			return control.ConvNewResult{}, errNoConv

@@ -43,6 +43,11 @@
 // the page fetches what it shows again; nothing polls. [Server.Notify] is
 // how the agent says that something changed.
 //
+// Opening a thread (GET /api/conv/{id}/open) is a stream of its own, read
+// with fetch so that it carries the page key: the progress of an archived
+// conversation's blobs as they arrive, which the page shows as a bar,
+// then the view (restore.go).
+//
 // # Pairing by camera
 //
 // The page shows this device's invite as a QR code (PNG from package

@@ -49,7 +49,9 @@ type Server struct {
 	files http.Handler
 	// decode admits one frame decode at a time (pair.go).
 	decode chan struct{}
-	shown  invites // the invite shown last, for its QR image
+	// opens admits maxOpens conversations opened with progress (restore.go).
+	opens chan struct{}
+	shown invites // the invite shown last, for its QR image
 
 	done      chan struct{} // closed when Serve starts shutting down
 	closeOnce sync.Once
@@ -72,6 +74,7 @@ func New(cfg Config, l net.Listener) *Server {
 		auth: newAuth(cfg.Now), hub: newHub(),
 		files:  http.FileServerFS(sub),
 		decode: make(chan struct{}, 1),
+		opens:  make(chan struct{}, maxOpens),
 		done:   make(chan struct{}),
 	}
 	ap, _ := netip.ParseAddrPort(l.Addr().String())

@@ -75,12 +75,18 @@ func (f *fakeBackend) friendActions() []string {
 // test's lifetime.
 func console(t *testing.T) (*Server, *fakeBackend) {
 	t.Helper()
+	fb := &fakeBackend{}
+	return consoleWith(t, fb), fb
+}
+
+// consoleWith serves a console over backend b for the test's lifetime.
+func consoleWith(t *testing.T, b control.Backend) *Server {
+	t.Helper()
 	l, err := Listen("127.0.0.1:0", false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fb := &fakeBackend{}
-	s := New(Config{Backend: fb}, l)
+	s := New(Config{Backend: b}, l)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx) }()
@@ -90,7 +96,7 @@ func console(t *testing.T) (*Server, *fakeBackend) {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return s, fb
+	return s
 }
 
 var keyMeta = regexp.MustCompile(`name="kith-key" content="([A-Za-z0-9_-]+)"`)

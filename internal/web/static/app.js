@@ -1,7 +1,7 @@
 // The kith console. Plain DOM: every string that a peer controls (names,
 // topics, bodies) goes into the page as a text node, never as markup.
 "use strict";
-/* exported h, add, clear, call, toast, fail, short, when */
+/* exported h, add, clear, call, stream, toast, fail, short, when, size */
 
 var KEY = localStorage.getItem("kith-key") || "";
 var session = null;      // GET /api/session: {self, features}
@@ -42,22 +42,55 @@ function call(method, path, body, type) {
     else { opts.body = JSON.stringify(body); opts.headers["Content-Type"] = "application/json"; }
   }
   return fetch(path, opts).then(function (r) {
-    if (r.status === 401 || (r.status === 403 && !(r.headers.get("Content-Type") || "").startsWith("application/json"))) {
-      loggedOut();
-      throw new Error("not logged in");
-    }
     var ct = r.headers.get("Content-Type") || "";
     if (!ct.startsWith("application/json")) {
-      if (!r.ok) throw new Error(r.status + " " + r.statusText);
+      if (!r.ok) return refused(r, ct);
       return r.blob();
     }
-    return r.json().then(function (j) {
-      if (!r.ok) {
-        if (r.status === 403 && j.kind === "refused") loggedOut();
-        throw new Error(j.error || (r.status + " " + r.statusText));
-      }
-      return j;
-    });
+    return r.ok ? r.json() : refused(r, ct);
+  });
+}
+
+// refused rejects with the agent's message for an answer that is not OK,
+// and shows the login hint when the session is gone.
+function refused(r, ct) {
+  if (r.status === 401 || (r.status === 403 && !ct.startsWith("application/json"))) {
+    loggedOut();
+    return Promise.reject(new Error("not logged in"));
+  }
+  if (!ct.startsWith("application/json")) return Promise.reject(new Error(r.status + " " + r.statusText));
+  return r.json().then(function (j) {
+    if (r.status === 403 && j.kind === "refused") loggedOut();
+    throw new Error(j.error || (r.status + " " + r.statusText));
+  });
+}
+
+// stream reads an event-stream answer of the agent (GET, with the page
+// key, which an EventSource cannot send), calling onEvent(name, data) for
+// each event as it arrives; it resolves when the answer ends and rejects
+// as call does, or with what onEvent throws. signal, if given, ends it.
+function stream(path, onEvent, signal) {
+  return fetch(path, { headers: { "X-Kith-Key": KEY }, credentials: "same-origin", signal: signal }).then(function (r) {
+    var ct = r.headers.get("Content-Type") || "";
+    if (!r.ok || !ct.startsWith("text/event-stream")) return refused(r, ct);
+    var reader = r.body.getReader(), dec = new TextDecoder(), buf = "";
+    function pump() {
+      return reader.read().then(function (c) {
+        if (c.value) buf += dec.decode(c.value, { stream: true });
+        var i;
+        while ((i = buf.indexOf("\n\n")) >= 0) {
+          var name = "message", data = [];
+          buf.slice(0, i).split("\n").forEach(function (l) {
+            if (l.startsWith("event: ")) name = l.slice(7);
+            else if (l.startsWith("data: ")) data.push(l.slice(6));
+          });
+          buf = buf.slice(i + 2);
+          if (data.length) onEvent(name, JSON.parse(data.join("\n")));
+        }
+        if (!c.done) return pump();
+      });
+    }
+    return pump();
   });
 }
 
@@ -85,6 +118,12 @@ function when(t) {
   if (!t) return "—";
   var d = new Date(t);
   return isNaN(d) ? "—" : d.toLocaleString();
+}
+// size spells a byte count: 512 B, 1.5 KiB.
+function size(n) {
+  var u = ["B", "KiB", "MiB", "GiB", "TiB"], i = 0;
+  while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
+  return (i ? n.toFixed(1) : String(n)) + " " + u[i];
 }
 function onlineCell(on) { return h("td", { class: on ? "on" : "off", text: on ? "online" : "offline" }); }
 
@@ -341,11 +380,6 @@ pages.archives = function (main) {
     return h("div", null, h("label", { for: id, id: id + "-label", text: label }),
       h("progress", { class: "bar", id: id, max: String(Math.max(whole, 1)), value: String(Math.min(part, Math.max(whole, 1))) }));
   }
-  function size(n) {
-    var u = ["B", "KiB", "MiB", "GiB", "TiB"], i = 0;
-    while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
-    return (i ? n.toFixed(1) : String(n)) + " " + u[i];
-  }
   function load() {
     Promise.all([call("GET", "/api/archive"), call("GET", "/api/devices"), call("GET", "/api/friends")]).then(function (res) {
       var v = res[0], names = {};
@@ -371,7 +405,7 @@ pages.archives = function (main) {
             h("td", { class: "mono", text: short(b.blob) }), h("td", { text: size(b.bytes) }),
             h("td", { class: few ? "bad" : "" }, (b.holders || []).map(function (d) { return names[d] || short(d); }).join(", ") || "none", few ? " (under-replicated)" : ""));
         })))));
-      add(box, h("p", { class: "hint" }, "Restoring shows no progress here yet: the agent reports none."));
+      add(box, h("p", { class: "hint" }, "Opening an archived conversation (status archived in ", h("a", { href: "#/conv", text: "Conversations" }), ") fetches its blobs, with a bar of their progress."));
     }).catch(fail);
   }
   function archiveNow() {

@@ -2,7 +2,7 @@
 // and a thread laid out by kind with the live tally, how far the rule is
 // from true, vote buttons and the outcome. Peer text goes in as text nodes.
 "use strict";
-/* global h, add, clear, call, toast, fail, short, when */
+/* global h, add, clear, call, stream, toast, fail, short, when, size */
 
 window.kithConv = function (main, args) {
   if (args[0] === "new") return newConv(main);
@@ -123,31 +123,81 @@ function newConv(main) {
   return { refresh: function () {}, stop: function () { clearTimeout(timer); } };
 }
 
+// thread shows one conversation. Its first load goes through
+// /api/conv/{id}/open, which streams the progress of an archived
+// conversation's blobs as they arrive, shown as a bar, before the view.
+// An archived conversation does not change, so events do not load it
+// again (each load would fetch its blobs anew); a live one loads again on
+// every conversation event.
 function thread(main, id) {
   var box = h("div", { id: "thread" });
-  add(main, box);
-  var draft = { kind: "", body: "" }, loaded = false, last = "";
-  function load() {
-    call("GET", "/api/conv/" + encodeURIComponent(id)).then(function (v) {
-      // An event about another conversation changes nothing here: keep
-      // the page as it is, buttons and all.
-      var j = JSON.stringify(v);
-      if (j === last) return;
-      last = j;
-      // Keep what is being typed across a live reload.
-      var ta = document.getElementById("post-body"), ks = document.getElementById("post-kind");
-      var focused = document.activeElement && document.activeElement.id;
-      if (ta) draft.body = ta.value;
-      if (ks) draft.kind = ks.value;
-      clear(box);
-      render(v);
-      if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
-      loaded = true;
+  var bar = h("progress", { class: "bar", id: "restore-bar", max: "1", value: "0", "aria-describedby": "restore-text" });
+  var barLabel = h("label", { for: "restore-bar", id: "restore-label", text: "Fetching this conversation from the archive" });
+  var barText = h("p", { class: "hint", id: "restore-text" });
+  var restore = h("section", { class: "card", id: "restore", "aria-label": "Restore progress", hidden: true }, barLabel, bar, barText);
+  add(main, restore, box);
+  var draft = { kind: "", body: "" }, loaded = false, last = "", opening = true, archived = false, stopped = false, missed = false;
+  var abort = new AbortController();
+  function showProgress(done, total, complete) {
+    restore.hidden = false;
+    var max = Math.max(total, 1);
+    bar.max = max;
+    bar.value = complete ? max : Math.min(done, max);
+    barText.textContent = size(complete ? total : Math.min(done, total)) + " of " + size(total) + (complete ? ": restored" : "");
+    if (complete) barLabel.textContent = "Fetched this conversation from the archive";
+  }
+  function missing(e) {
+    clear(box);
+    add(box, h("p", { id: "conv-missing", text: "This conversation is not on this device yet (" + e.message + "); it appears here as soon as it arrives." }));
+  }
+  function openThread() {
+    var total = -1;
+    stream("/api/conv/" + encodeURIComponent(id) + "/open", function (ev, d) {
+      if (stopped) return;
+      if (ev === "progress") {
+        total = d.total;
+        bar.dataset.events = String(Number(bar.dataset.events || 0) + 1);
+        showProgress(d.done, d.total, false);
+      }
+      else if (ev === "view") {
+        if (total >= 0) showProgress(total, total, true);
+        show(d);
+      } else if (ev === "error") throw new Error(d.error || "the agent could not open the conversation");
+    }, abort.signal).then(function () {
+      opening = false;
+      if (stopped) return;
+      if (!loaded) throw new Error("the agent ended the answer without the conversation");
+      // A live conversation that changed while it was being opened.
+      if (missed && !archived) load();
     }).catch(function (e) {
-      if (loaded) { fail(e); return; }
-      clear(box);
-      add(box, h("p", { id: "conv-missing", text: "This conversation is not on this device yet (" + e.message + "); it appears here as soon as it arrives." }));
+      opening = false;
+      if (stopped) return;
+      if (total >= 0) { barLabel.textContent = "Fetching from the archive failed"; barText.textContent = e.message; }
+      if (loaded) fail(e); else missing(e);
     });
+  }
+  function load() {
+    call("GET", "/api/conv/" + encodeURIComponent(id)).then(show).catch(function (e) {
+      if (loaded) { fail(e); return; }
+      missing(e);
+    });
+  }
+  function show(v) {
+    // An event about another conversation changes nothing here: keep
+    // the page as it is, buttons and all.
+    var j = JSON.stringify(v);
+    if (j === last) return;
+    last = j;
+    archived = v.status === "archived";
+    // Keep what is being typed across a live reload.
+    var ta = document.getElementById("post-body"), ks = document.getElementById("post-kind");
+    var focused = document.activeElement && document.activeElement.id;
+    if (ta) draft.body = ta.value;
+    if (ks) draft.kind = ks.value;
+    clear(box);
+    render(v);
+    if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
+    loaded = true;
   }
   function render(v) {
     var open = v.status === "open";
@@ -221,6 +271,13 @@ function thread(main, id) {
   function tallyText(t) {
     return Object.keys(t || {}).sort().map(function (k) { return k + " " + t[k]; }).join(", ") || "no votes";
   }
-  load();
-  return { refresh: function (t) { if (t === "conv" || (t === "hello" && loaded)) load(); }, stop: function () {} };
+  openThread();
+  return {
+    refresh: function (t) {
+      if (opening) { missed = missed || t === "conv"; return; }
+      if (archived) return;
+      if (t === "conv" || (t === "hello" && loaded)) load();
+    },
+    stop: function () { stopped = true; abort.abort(); }
+  };
 }
