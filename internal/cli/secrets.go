@@ -66,7 +66,7 @@ func (g *globals) readPhrase() (string, error) {
 // shown, and leaves nothing unread behind for the shell.
 func (g *globals) readPhraseTerminal(f *os.File) (string, error) {
 	fd := int(f.Fd())
-	fmt.Fprintln(g.env.Stderr, "Type or paste your seed phrase, then press Enter. The words are not shown;\nan empty line ends the phrase early.")
+	const prompt = "Type or paste your seed phrase, then press Enter. The words are not shown;\nan empty line ends the phrase early."
 	next := func() (string, error) {
 		b, err := term.ReadPassword(fd)
 		return string(b), err
@@ -79,6 +79,9 @@ func (g *globals) readPhraseTerminal(f *os.File) (string, error) {
 		next = func() (string, error) { return r.ReadString('\n') }
 		pending = func() bool { return pendingInput(fd) }
 	}
+	// The prompt comes once echo is off: words typed or pasted the moment
+	// it shows must not be echoed by the terminal before we read them.
+	fmt.Fprintln(g.env.Stderr, prompt)
 	defer flushInput(fd)
 	text, err := collectPhrase(next, pending, g.env.Stderr)
 	if err != nil {
@@ -186,8 +189,15 @@ func (g *globals) readSecret(prompt string) (string, error) {
 	if !ok {
 		return "", errors.New("no terminal to ask on")
 	}
+	fd := int(f.Fd())
+	// Echo goes off before the prompt shows, so that nothing typed at once
+	// is echoed before ReadPassword turns it off itself.
+	if restore, err := echoOff(fd); err == nil {
+		stop := restoreOnSignal(restore)
+		defer stop()
+	}
 	fmt.Fprint(g.env.Stderr, prompt)
-	b, err := term.ReadPassword(int(f.Fd()))
+	b, err := term.ReadPassword(fd)
 	fmt.Fprintln(g.env.Stderr)
 	if err != nil {
 		return "", fmt.Errorf("reading from the terminal: %w", err)
