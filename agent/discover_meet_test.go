@@ -145,11 +145,6 @@ func TestMeetingDialsBounded(t *testing.T) {
 	}
 	alice := newPhrase(t)
 	laptop, _ := startOnLAN(t, net, netip.MustParseAddrPort("10.9.0.1:7117"), alice, 0, "laptop", noRounds)
-	waitFor(t, "discovery running", func() bool {
-		laptop.disc.mu.Lock()
-		defer laptop.disc.mu.Unlock()
-		return laptop.disc.running
-	})
 	// From one address, fresh beacons of ever new devices: one dial.
 	one := netip.MustParseAddrPort("10.9.0.200:7117")
 	for range sourceBurst - 2 {

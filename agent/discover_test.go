@@ -15,6 +15,10 @@ import (
 // lanNet is an in-memory network with one LAN segment, 10.9.0.0/24.
 var lanNet = netip.MustParsePrefix("10.9.0.0/24")
 
+// startOnLAN starts an agent on n at addr, on the LAN segment lanNet, and
+// returns once its discovery runs: until then the agent drops every
+// beacon it is sent (counted Idle), as it must before Run, so a test that
+// sends it one sooner would race the agent's start.
 func startOnLAN(t *testing.T, n *memnet.Network, addr netip.AddrPort, phrase seed.Phrase, index uint32, name string, setup ...func(*Agent)) (*testAgent, *memnet.Conn) {
 	t.Helper()
 	pc, err := n.Listen(addr)
@@ -23,7 +27,20 @@ func startOnLAN(t *testing.T, n *memnet.Network, addr netip.AddrPort, phrase see
 	}
 	t.Cleanup(func() { pc.Close() })
 	cfg := Config{PacketConn: pc, Heartbeat: 200 * time.Millisecond, LAN: []netip.Prefix{lanNet}}
-	return startWith(t, cfg, phrase, index, name, setup...), pc
+	a := startWith(t, cfg, phrase, index, name, setup...)
+	waitDiscovering(t, a)
+	return a, pc
+}
+
+// waitDiscovering waits until a's discovery runs (discoverer.run has
+// begun), after which it takes the beacons it is sent.
+func waitDiscovering(t testing.TB, a *testAgent) {
+	t.Helper()
+	waitFor(t, a.dev.Identity.Name+"'s discovery running", func() bool {
+		a.disc.mu.Lock()
+		defer a.disc.mu.Unlock()
+		return a.disc.running
+	})
 }
 
 // noRounds stops an agent's beacon rounds (it sends beacons only to
@@ -57,6 +74,37 @@ func discoverUntil(t *testing.T, a *testAgent, want ...seed.DevicePublic) []foun
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: discover found %v, want %v", a.dev.Identity.Name, ids, want)
 		}
+	}
+}
+
+// confirmedOnLAN waits until x's book holds y at addr and x reaches it
+// there on the LAN path, which x's own probe of y records once one of y's
+// beacons came. The book moves with the first authenticated packet from
+// addr, which may be y's probe of x, before the reply to x's probe comes:
+// so both are waited for. Meanwhile y sends a round of beacons every
+// discoverWait, so that a probe that went unanswered is sent again. It
+// fails after a generous deadline.
+func confirmedOnLAN(t *testing.T, x, y *testAgent, addr netip.AddrPort) {
+	t.Helper()
+	dev := y.dev.Cert.Device
+	deadline := time.Now().Add(60 * time.Second)
+	next := time.Now().Add(discoverWait)
+	for {
+		p, known := x.book.peerFor(dev)
+		kind, _ := x.paths.of(dev, addr, nil)
+		if known && p.Addr == addr.String() && kind == PathLAN {
+			return
+		}
+		now := time.Now()
+		if now.After(deadline) {
+			t.Fatalf("%s has %s at %q (known %v), reached at %s by %q; want the lan path there",
+				x.dev.Identity.Name, y.dev.Identity.Name, p.Addr, known, addr, kind)
+		}
+		if now.After(next) {
+			y.disc.round()
+			next = now.Add(discoverWait)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -95,13 +143,7 @@ func TestDiscoverFindsOwnAndFriendsOnLAN(t *testing.T) {
 	}
 	// The answers confirmed a1 on the other side too, and the book moved.
 	for _, x := range []*testAgent{a2, b} {
-		waitFor(t, x.dev.Identity.Name+" learns laptop's LAN address", func() bool {
-			p, ok := x.book.peerFor(a1.dev.Cert.Device)
-			return ok && p.Addr == "10.9.0.11:7117"
-		})
-		if kind, _ := x.paths.of(a1.dev.Cert.Device, netip.MustParseAddrPort("10.9.0.11:7117"), nil); kind != PathLAN {
-			t.Errorf("%s reaches laptop by %q, want lan", x.dev.Identity.Name, kind)
-		}
+		confirmedOnLAN(t, x, a1, netip.MustParseAddrPort("10.9.0.11:7117"))
 	}
 	waitFor(t, "laptop sees phone online", func() bool { return a1.onlineSet()[a2.dev.Cert.Device] })
 
@@ -115,6 +157,38 @@ func TestDiscoverFindsOwnAndFriendsOnLAN(t *testing.T) {
 	// And nobody answered the stranger's beacons.
 	if st := stranger.presence.Stats(); st.Accepted != 0 {
 		t.Fatalf("the stranger accepted %d presence datagrams", st.Accepted)
+	}
+}
+
+// A device that discovery confirmed on the LAN stays on the LAN path
+// when a punch toward it (the reach service's, started while the device
+// was offline) ends at the same address afterwards: the punch does not
+// relabel it. TestDiscoverFindsOwnAndFriendsOnLAN saw this order now and
+// then, as "bob reaches laptop by punched".
+func TestDiscoverLANPathOutlivesPunch(t *testing.T) {
+	net := memnet.New(memnet.Options{Seed: 14})
+	t.Cleanup(func() { net.Close() })
+	if err := net.AddLAN(lanNet); err != nil {
+		t.Fatal(err)
+	}
+	alice := newPhrase(t)
+	longPunch := func(a *Agent) { a.reach.punchFor = time.Minute } // it ends when the peer is seen
+	a1, _ := startOnLAN(t, net, netip.MustParseAddrPort("10.9.0.1:7117"), alice, 0, "laptop", noRounds, longPunch)
+	a2, _ := startOnLAN(t, net, netip.MustParseAddrPort("10.9.0.2:7117"), alice, 1, "phone", noRounds)
+	pairAgents(t, a1, a2)
+	phone := a2.dev.Cert.Device
+	// Laptop's beacon draws phone's answer, which laptop probes.
+	a1.disc.sendBeacon(a2.Addr())
+	waitFor(t, "laptop confirms phone on the lan path", func() bool {
+		kind, _ := a1.paths.of(phone, a2.Addr(), nil)
+		return kind == PathLAN
+	})
+	addr, ok := a1.punch(context.Background(), punchPlan{peer: phone, addrs: []netip.AddrPort{a2.Addr()}, start: time.Now()})
+	if !ok || addr != a2.Addr() {
+		t.Fatalf("the punch toward phone: %s, %v; want %s", addr, ok, a2.Addr())
+	}
+	if kind, _ := a1.paths.of(phone, a2.Addr(), nil); kind != PathLAN {
+		t.Fatalf("after the punch, laptop reaches phone by %q, want lan", kind)
 	}
 }
 

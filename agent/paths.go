@@ -54,6 +54,23 @@ func (p *paths) set(d seed.DevicePublic, addr netip.AddrPort, kind PathKind, via
 	p.m[d] = pathEntry{addr: addr, kind: kind, via: via, at: now}
 }
 
+// punched records that a punch reached d at addr, unless a LAN beacon's
+// probe already confirmed d at that very address: a device answering on
+// one of our own networks is on the LAN path, even if a punch toward it
+// ran at the same time (as one does when discovery and the reach service
+// both find a device that moved onto our LAN), and it has no NAT hole to
+// keep open. Either order of the two gives the LAN path: a later probe
+// overwrites a punched entry. It returns the kind recorded.
+func (p *paths) punched(d seed.DevicePublic, addr netip.AddrPort, now time.Time) PathKind {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if e, ok := p.m[d]; ok && e.addr == addr && e.kind == PathLAN {
+		return PathLAN
+	}
+	p.m[d] = pathEntry{addr: addr, kind: PathPunched, at: now}
+	return PathPunched
+}
+
 // forget drops what is remembered of d.
 func (p *paths) forget(d seed.DevicePublic) {
 	p.mu.Lock()

@@ -44,3 +44,29 @@ func TestPathsOf(t *testing.T) {
 		t.Errorf("forgotten: %q, want direct", k)
 	}
 }
+
+// A punch that ends at the address a LAN beacon's probe confirmed leaves
+// the LAN path; anywhere else it records the punched path.
+func TestPathsPunchedKeepsLAN(t *testing.T) {
+	p := newPaths()
+	var a seed.DevicePublic
+	a[0] = 1
+	lan := netip.MustParseAddrPort("192.168.1.9:7117")
+	pub := netip.MustParseAddrPort("203.0.113.7:7117")
+	if k := p.punched(a, lan, time.Now()); k != PathPunched {
+		t.Fatalf("a punch with no path known: %q, want punched", k)
+	}
+	p.set(a, lan, PathLAN, "", time.Now()) // the probe after a beacon
+	if k := p.punched(a, lan, time.Now()); k != PathLAN {
+		t.Fatalf("a punch at the LAN path's address: %q, want lan", k)
+	}
+	if k, _ := p.of(a, lan, nil); k != PathLAN {
+		t.Fatalf("after a punch at the LAN path's address: %q, want lan", k)
+	}
+	if k := p.punched(a, pub, time.Now()); k != PathPunched {
+		t.Fatalf("a punch at another address: %q, want punched", k)
+	}
+	if k, _ := p.of(a, pub, nil); k != PathPunched {
+		t.Fatalf("after a punch at another address: %q, want punched", k)
+	}
+}

@@ -103,7 +103,8 @@ func (g *punchGate) finish(d seed.DevicePublic, r *punchRun, addr netip.AddrPort
 }
 
 // punch runs plan and reports the address that won, if one did. It
-// records the path as punched. While a punch toward the same peer runs,
+// records the path as punched (paths.punched: unless discovery confirmed
+// it on the LAN there). While a punch toward the same peer runs,
 // it waits for that one's result instead.
 func (a *Agent) punch(ctx context.Context, plan punchPlan) (netip.AddrPort, bool) {
 	if len(plan.addrs) == 0 {
@@ -164,8 +165,8 @@ func (a *Agent) punchNow(ctx context.Context, plan punchPlan) (netip.AddrPort, b
 		if seen := a.presence.LastSeen(plan.peer); seen.After(began) {
 			cur := a.bookAddr(plan.peer)
 			if containsAddr(plan.addrs, cur) || (cur.IsValid() && cur != before) {
-				a.paths.set(plan.peer, cur, PathPunched, "", now)
-				a.log.Info("punched a path", "peer", plan.peer.Short(), "addr", cur.String(), "after", now.Sub(began).Round(time.Millisecond))
+				kind := a.paths.punched(plan.peer, cur, now)
+				a.log.Info("punched a path", "peer", plan.peer.Short(), "addr", cur.String(), "path", string(kind), "after", now.Sub(began).Round(time.Millisecond))
 				return cur, true
 			}
 		}
