@@ -479,3 +479,14 @@ func newKey() []byte {
 	}
 	return k
 }
+
+// openBy counts the open conversations that user created.
+func (b *Book) openBy(user seed.UserPublic) int {
+	n := 0
+	for _, c := range b.convs {
+		if c.winner == nil && c.creator.Equal(user) {
+			n++
+		}
+	}
+	return n
+}

@@ -65,6 +65,7 @@ const (
 	MaxMembers      = 32          // members of a conversation
 	MaxRecipients   = 256         // member devices an envelope is sealed to
 	MaxMessages     = 5000        // messages (and outcomes) of one conversation
+	MaxOpenByOther  = 64          // open conversations another user created that a device takes
 	MaxAcked        = 1024        // envelope IDs in one ack
 	MaxLamport      = 1 << 48     // highest Lamport time
 	MaxLamportStep  = MaxMessages // how far above the highest Lamport time stored an envelope may be (held beyond)

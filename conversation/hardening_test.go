@@ -403,3 +403,25 @@ func TestOutcomeNamesOwnChain(t *testing.T) {
 	raw, _ := forge(t, m, a, id, kindOutcome, 2, no, 2, o.marshal())
 	mustRefuse(t, a, raw, "its own device's earlier messages")
 }
+
+// Another user can keep at most MaxOpenByOther conversations open with a
+// device: a friend starting conversation after conversation does not fill
+// its disk. The device's own user is not bounded.
+func TestOpenByOtherBounded(t *testing.T) {
+	l := newLab(t)
+	alice, bob := l.addUser("alice", 1), l.addUser("bob", 1)
+	a0, b0 := alice.devs[0], bob.devs[0]
+	for i := range MaxOpenByOther {
+		id := l.create(bob, Chat, "", fmt.Sprintf("chat %d", i), alice)
+		if _, err := a0.book.Receive(lastEnvelope(t, b0, a0)); err != nil {
+			t.Fatalf("conversation %d of bob's: %v", i, err)
+		}
+		if _, err := a0.book.Show(id); err != nil {
+			t.Fatalf("alice lacks bob's conversation %d: %v", i, err)
+		}
+	}
+	l.create(bob, Chat, "", "one too many", alice)
+	mustRefuse(t, a0, lastEnvelope(t, b0, a0), "open conversations with this device, its limit")
+	// Alice's own conversations are hers to start.
+	l.create(alice, Chat, "", "mine", bob)
+}

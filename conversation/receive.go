@@ -238,6 +238,12 @@ func (b *Book) applyGenesis(tx *store.Tx, e *envelope, changed map[ID]bool) ([]b
 	if g.pattern == Chat && g.rule != "" {
 		return nil, refusef("a chat with a rule")
 	}
+	// Each conversation can hold MaxMessages messages on our disk: another
+	// user (a friend, or anyone a member introduced) gets a bounded number
+	// of open ones, not as many as they care to start.
+	if !e.cert.User.Equal(b.user) && b.openBy(e.cert.User) >= MaxOpenByOther {
+		return nil, refusef("%s already has %d open conversations with this device, its limit", e.cert.User.Short(), MaxOpenByOther)
+	}
 	if _, err := b.storeGenesis(tx, e, g, plain); err != nil {
 		return nil, fatal(err)
 	}
