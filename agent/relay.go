@@ -783,8 +783,13 @@ func (a *Agent) relayTo(ctx context.Context, d seed.DevicePublic) (bool, error) 
 	return false, fmt.Errorf("relay: no relay took a session to %s: %w", d.Short(), errors.Join(errs...))
 }
 
-// live reports whether d has a relayed path that heard from it lately,
-// and if so moves d onto it (a direct path that won may have died since).
+// live reports whether d has a relayed path that heard from it lately, or
+// one set up so lately that d has not had the time to send over it, and
+// if so moves d onto it (a direct path that won may have died since).
+//
+// A fresh path counts: the other end consented to it, and asking the
+// relay again would replace it under a stream being opened over it (a
+// "kith relay --echo" racing the reach service's fallback).
 func (r *relayService) live(d seed.DevicePublic) bool {
 	r.mu.Lock()
 	p, idle := r.peers[d], r.releaseIdle
@@ -793,7 +798,12 @@ func (r *relayService) live(d seed.DevicePublic) bool {
 		return false
 	}
 	for _, rt := range r.a.tr.RelayRoutes() {
-		if rt.Session == p.id && !rt.LastIn.IsZero() && time.Since(rt.LastIn) < idle {
+		if rt.Session != p.id {
+			continue
+		}
+		heard := !rt.LastIn.IsZero() && time.Since(rt.LastIn) < idle
+		fresh := rt.LastIn.IsZero() && time.Since(rt.Added) < idle
+		if heard || fresh {
 			r.moveTo(d, p.virt)
 			return true
 		}

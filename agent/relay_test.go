@@ -625,3 +625,36 @@ func TestRelayBoundPerUser(t *testing.T) {
 		t.Fatalf("bob, within his bound: relayTo = %v, %v", ok, err)
 	}
 }
+
+// A relayed path just set up is kept by the next relayTo, before the
+// other end had the time to send over it: asking again would replace the
+// session under a stream being opened over it (seen in CI as "kith relay
+// --echo" failing with "no relay route" while the reach service's
+// fallback asked rita anew). Past the release idle time, a path that
+// never heard from the other end is not live.
+func TestRelayFreshPathKept(t *testing.T) {
+	l := newRelayLab(t, Config{Relay: RelayFriends})
+	ab := l.bob.dev.Cert.Device
+	rita, ok := l.alice.book.peerFor(l.rita.dev.Cert.Device)
+	if !ok {
+		t.Fatal("alice does not know rita")
+	}
+	// A session rita never opened: nothing will ever come over it.
+	if err := l.alice.relay.install(ab, 0x5eed, netip.MustParseAddrPort(rita.Addr), rita); err != nil {
+		t.Fatal(err)
+	}
+	if !l.alice.relay.live(ab) {
+		t.Fatal("a relayed path set up a moment ago is not live")
+	}
+	if ok, err := l.alice.relayTo(context.Background(), ab); err != nil || !ok {
+		t.Fatalf("relayTo: %v, %v", ok, err)
+	}
+	if n := l.rita.relay.stats().Sessions; n != 0 {
+		t.Fatalf("relayTo asked rita for a session (%d) though a fresh path was in place", n)
+	}
+	l.alice.relay.setIdle(relaySessionIdle, time.Millisecond)
+	time.Sleep(20 * time.Millisecond)
+	if l.alice.relay.live(ab) {
+		t.Fatal("a relayed path that never heard from the other end is live past the release idle time")
+	}
+}
