@@ -19,7 +19,7 @@ func TestNATLabGridPunched(t *testing.T) {
 	g := newGrid(t, o)
 	path, took := g.waitPaths(t, time.Minute, "punched")
 	g.logGrid(t, o, path, took)
-	g.keepsFlowing(t, path)
+	g.keepsFlowing(t, "punched")
 }
 
 // Renumbering with a punched path: after rA's new lease, pub and hB both

@@ -34,5 +34,5 @@ func TestNATLabGridPortMapping(t *testing.T) {
 	if ps, _ := peerIn(quickStatus(t, g.b), g.a.id.DeviceID); ps.Addr != want {
 		t.Fatalf("hB reaches hA at %s, want the mapping %s", ps.Addr, want)
 	}
-	g.keepsFlowing(t, path)
+	g.keepsFlowing(t, "punched", "direct")
 }
