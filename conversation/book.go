@@ -480,6 +480,28 @@ func newKey() []byte {
 	return k
 }
 
+// openByStrangers counts the open conversations whose creators are
+// neither this device's user nor a friend (knownUser), as the Directory
+// says now.
+func (b *Book) openByStrangers() int {
+	n := 0
+	known := map[seed.UserPublic]bool{}
+	for _, c := range b.convs {
+		if c.winner != nil {
+			continue
+		}
+		k, ok := known[c.creator]
+		if !ok {
+			k = b.knownUser(c.creator)
+			known[c.creator] = k
+		}
+		if !k {
+			n++
+		}
+	}
+	return n
+}
+
 // openBy counts the open conversations that user created.
 func (b *Book) openBy(user seed.UserPublic) int {
 	n := 0

@@ -58,22 +58,23 @@ import (
 
 // Limits of envelopes and conversations.
 const (
-	MaxEnvelopeSize = 4 << 20     // bytes of one envelope
-	MaxTopicBytes   = 1024        // bytes of a topic
-	MaxBodyBytes    = 16 << 10    // bytes of a message body
-	MaxRuleBytes    = 4096        // bytes of a rule's source
-	MaxMembers      = 32          // members of a conversation
-	MaxRecipients   = 256         // member devices an envelope is sealed to
-	MaxMessages     = 5000        // messages (and outcomes) of one conversation
-	MaxOpenByOther  = 64          // open conversations another user created that a device takes
-	MaxAcked        = 1024        // envelope IDs in one ack
-	MaxLamport      = 1 << 48     // highest Lamport time
-	MaxLamportStep  = MaxMessages // how far above the highest Lamport time stored an envelope may be (held beyond)
-	MaxHeld         = 1024        // envelopes held out of order, in all
-	MaxHeldPerConv  = 256         // envelopes held out of order, per conversation
-	MaxHeldBytes    = 32 << 20    // bytes of envelopes held out of order, in all
-	maxPayload      = MaxEnvelopeSize - 256 - 600
-	maxKindBytes    = 32
+	MaxEnvelopeSize    = 4 << 20     // bytes of one envelope
+	MaxTopicBytes      = 1024        // bytes of a topic
+	MaxBodyBytes       = 16 << 10    // bytes of a message body
+	MaxRuleBytes       = 4096        // bytes of a rule's source
+	MaxMembers         = 32          // members of a conversation
+	MaxRecipients      = 256         // member devices an envelope is sealed to
+	MaxMessages        = 5000        // messages (and outcomes) of one conversation
+	MaxOpenByOther     = 64          // open conversations another user created that a device takes
+	MaxOpenByStrangers = 64          // open conversations users who are not friends created that a device takes, together
+	MaxAcked           = 1024        // envelope IDs in one ack
+	MaxLamport         = 1 << 48     // highest Lamport time
+	MaxLamportStep     = MaxMessages // how far above the highest Lamport time stored an envelope may be (held beyond)
+	MaxHeld            = 1024        // envelopes held out of order, in all
+	MaxHeldPerConv     = 256         // envelopes held out of order, per conversation
+	MaxHeldBytes       = 32 << 20    // bytes of envelopes held out of order, in all
+	maxPayload         = MaxEnvelopeSize - 256 - 600
+	maxKindBytes       = 32
 )
 
 const (

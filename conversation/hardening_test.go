@@ -425,3 +425,40 @@ func TestOpenByOtherBounded(t *testing.T) {
 	// Alice's own conversations are hers to start.
 	l.create(alice, Chat, "", "mine", bob)
 }
+
+// Users who are not friends share one bound of MaxOpenByStrangers open
+// conversations: a friend handing over conversations of made-up creators,
+// MaxOpenByOther each, does not fill the disk either. A friend's are
+// bounded on their own, and the device's own user not at all.
+func TestOpenByStrangersBounded(t *testing.T) {
+	l := newLab(t)
+	alice, bob := l.addUser("alice", 1), l.addUser("bob", 1)
+	l.dir.certs[bob.key.Public()] = []seed.DeviceCert{bob.devs[0].self.Cert} // bob is a friend
+	a0 := alice.devs[0]
+	var strangers []*user
+	for i := range 4 {
+		strangers = append(strangers, l.addUser(fmt.Sprintf("stranger%d", i), 1))
+	}
+	for i := range MaxOpenByStrangers {
+		s := strangers[i%3]
+		id := l.create(s, Chat, "", fmt.Sprintf("chat %d", i), alice)
+		if _, err := a0.book.Receive(lastEnvelope(t, s.devs[0], a0)); err != nil {
+			t.Fatalf("conversation %d of %s's: %v", i, s.name, err)
+		}
+		if _, err := a0.book.Show(id); err != nil {
+			t.Fatalf("alice lacks conversation %d: %v", i, err)
+		}
+	}
+	s := strangers[3] // a fresh one, with no conversation yet
+	l.create(s, Chat, "", "one too many", alice)
+	mustRefuse(t, a0, lastEnvelope(t, s.devs[0], a0), "their limit together")
+	// A friend's conversation is not a stranger's.
+	id := l.create(bob, Chat, "", "bob's", alice)
+	if _, err := a0.book.Receive(lastEnvelope(t, bob.devs[0], a0)); err != nil {
+		t.Fatalf("bob's conversation: %v", err)
+	}
+	if _, err := a0.book.Show(id); err != nil {
+		t.Fatal(err)
+	}
+	l.create(alice, Chat, "", "mine", strangers[3])
+}
