@@ -192,7 +192,7 @@ func (a *Agent) convView(v conversation.View) control.ConvView {
 		Members: v.Members, Status: v.Status, Creator: v.Creator, CreatedAt: v.Created,
 		Messages: make([]control.ConvMessage, 0, len(v.Messages)), Tally: v.Tally,
 		Self: a.dev.Cert.User, Kinds: v.Pattern.Kinds(), Choices: v.Pattern.Choices(),
-		Names: map[string]string{},
+		Names: map[string]string{}, RuleError: v.RuleError,
 	}
 	if out.Tally == nil {
 		out.Tally = map[string]int{}

@@ -212,6 +212,10 @@ type View struct {
 	Messages []MessageView // in the deciding order: ascending (Lamport, ID)
 	Tally    map[string]int
 	Outcome  *Outcome // nil while open
+	// RuleError is why the rule of an open conversation failed when it
+	// was last evaluated ("" if it evaluated): it cannot decide until
+	// the messages change.
+	RuleError string
 }
 
 // MessageView is one accepted message.

@@ -67,6 +67,11 @@ type conv struct {
 	winner   *msg   // the lowest (Lamport, ID) of outcomes; nil while open
 	tally    *consensus.Tally
 	tallyN   int // messages of order added to tally
+	// ruleErr is why the rule's last evaluation failed ("" when it
+	// evaluated): a rule can fail at run time (an index past the end of
+	// messages, int() of a body that is no number), and then it cannot
+	// decide until the messages change.
+	ruleErr string
 }
 
 // msg is a stored message or outcome.

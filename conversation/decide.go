@@ -43,6 +43,10 @@ import (
 // never shown or counted, only so that a competing outcome naming it can
 // still be verified.
 
+// maxRuleErr bounds the characters of a rule's evaluation error as a View
+// shows it.
+const maxRuleErr = 300
+
 // decide evaluates c's rule at now and publishes an outcome if it holds.
 func (b *Book) decide(tx *store.Tx, c *conv) error {
 	if c.rule == nil || c.winner != nil {
@@ -52,9 +56,14 @@ func (b *Book) decide(tx *store.Tx, c *conv) error {
 	t := c.currentTally()
 	ok, err := c.rule.Eval(t, now.Sub(c.g.created))
 	if err != nil {
-		b.log.Warn("conversation: evaluating the rule", "conv", c.id, "err", err)
+		// Once per error, not on every tick.
+		if msg := sanitize(err.Error(), maxRuleErr); msg != c.ruleErr {
+			b.log.Warn("conversation: evaluating the rule", "conv", c.id, "err", msg)
+			c.ruleErr = msg
+		}
 		return nil
 	}
+	c.ruleErr = ""
 	if !ok {
 		return nil
 	}

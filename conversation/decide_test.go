@@ -424,3 +424,27 @@ func TestConcurrentUse(t *testing.T) {
 		t.Fatalf("%d messages, want 20", len(v.Messages))
 	}
 }
+
+// A rule that fails at run time (an index past the end of messages, int()
+// of a body that is no number) says why in the View, and decides once the
+// messages make it evaluate.
+func TestRuleErrorShown(t *testing.T) {
+	l := newLab(t)
+	alice, bob := l.addUser("alice", 1), l.addUser("bob", 1)
+	id := l.create(alice, Discussion, `int(messages[len(messages)-1].body) > 3`, "numbers", bob)
+	a := alice.devs[0]
+	if _, err := a.book.Post(id, "text", "no number"); err != nil {
+		t.Fatal(err)
+	}
+	v := l.show(a, id)
+	if v.Outcome != nil || v.RuleError == "" {
+		t.Fatalf("a rule failing on %q: outcome %+v, rule error %q", "no number", v.Outcome, v.RuleError)
+	}
+	if _, err := a.book.Post(id, "text", "5"); err != nil {
+		t.Fatal(err)
+	}
+	v = l.show(a, id)
+	if v.Outcome == nil || v.RuleError != "" {
+		t.Fatalf("after a number: outcome %+v, rule error %q", v.Outcome, v.RuleError)
+	}
+}

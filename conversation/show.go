@@ -123,6 +123,7 @@ func (b *Book) Show(id ID) (View, error) {
 		v.Tally = maps.Clone(w.outcome.tally)
 	} else {
 		v.Tally = c.currentTally().Counts()
+		v.RuleError = c.ruleErr
 	}
 	for _, m := range ms {
 		v.Messages = append(v.Messages, MessageView{ID: m.id, By: m.user, Device: m.device,

@@ -323,6 +323,8 @@ func printThread(w io.Writer, v control.ConvView, now time.Time) {
 	switch {
 	case v.Outcome != nil:
 		printOutcome(w, *v.Outcome, v.Names, v.Self)
+	case v.RuleError != "":
+		fmt.Fprintf(w, "rule %s: cannot be evaluated: %s\n", sanitize(v.Rule), sanitize(v.RuleError))
 	case v.Rule != "":
 		fmt.Fprintf(w, "rule %s: not met yet\n", sanitize(v.Rule))
 	}

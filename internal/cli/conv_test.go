@@ -40,3 +40,21 @@ func TestPrintThreadSanitizes(t *testing.T) {
 		}
 	}
 }
+
+// A rule that cannot be evaluated says why, sanitized, instead of "not met
+// yet".
+func TestPrintThreadRuleError(t *testing.T) {
+	self := seed.UserPublic{1}
+	at := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	v := control.ConvView{
+		ConversationID: strings.Repeat("ab", 32), Topic: "numbers", Pattern: "discussion", Status: "open",
+		Rule: `int(messages[0].body) > 3`, Members: []seed.UserPublic{self}, Creator: self, CreatedAt: at, Self: self,
+		RuleError: "strconv.Atoi: parsing \"x\x1b[2J\": invalid syntax",
+	}
+	var b bytes.Buffer
+	printThread(&b, v, at)
+	out := b.String()
+	if strings.Contains(out, "not met yet") || !strings.Contains(out, "cannot be evaluated: strconv.Atoi") || strings.Contains(out, "\x1b") {
+		t.Fatalf("the thread of a failing rule:\n%q", out)
+	}
+}

@@ -84,6 +84,10 @@ type ConvView struct {
 	Messages       []ConvMessage     `json:"messages"`
 	Tally          map[string]int    `json:"tally"`
 	Outcome        *ConvOutcome      `json:"outcome"`
+	// RuleError is why the rule failed when it was last evaluated (an
+	// index past the end of messages, say); the conversation cannot
+	// decide while it lasts.
+	RuleError string `json:"rule_error,omitempty"`
 	// Names are the names this device knows members by: its own user's
 	// and its friends' (a member who is not a friend has none).
 	Names map[string]string `json:"names,omitempty"`

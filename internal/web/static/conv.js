@@ -205,7 +205,8 @@ function thread(main, id) {
       h("p", null, h("span", { class: "status-pill " + v.status, id: "conv-status", text: v.status }), " ",
         h("span", { class: "hint" }, v.pattern + " · started by " + nameOf(v, v.creator) + " · " + when(v.created_at))),
       h("p", { class: "hint" }, "Members: ", v.members.map(function (m) { return nameOf(v, m); }).join(", ")),
-      v.rule ? h("p", null, "Rule: ", h("code", { id: "conv-rule", text: v.rule })) : null);
+      v.rule ? h("p", null, "Rule: ", h("code", { id: "conv-rule", text: v.rule })) : null,
+      v.rule_error ? h("p", { class: "rule-error", id: "conv-rule-error", role: "status", text: "The rule cannot be evaluated: " + v.rule_error + ". It cannot decide until the messages change." }) : null);
     if (v.outcome) {
       var o = v.outcome;
       add(box, h("section", { class: "outcome", id: "outcome", "aria-label": "Outcome" },
