@@ -599,6 +599,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	service("rosters", a.rosters.run)
 	service("conversations", a.convs.run)
 	service("archives", a.archives.run)
+	service("blob check", a.archives.verifyBlobs)
 	if !a.cfg.noCluster {
 		service("cluster", a.runCluster)
 	}

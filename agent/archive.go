@@ -102,6 +102,33 @@ func newArchiver(a *Agent) (*archiver, error) {
 	return ar, nil
 }
 
+// verifyBlobs reads every blob of the folder once, after start, and
+// removes those damaged on disk (disk.Store.Verify): Open only checked
+// their sizes, so that a device with gigabytes of archives starts at once.
+// A blob removed is then missing from this device's holdings, and the
+// pass it wakes has the placement say so and repair copy it back.
+func (ar *archiver) verifyBlobs(ctx context.Context) error {
+	ar.checkBlobs(ctx)
+	<-ctx.Done() // a service runs until the agent stops
+	return nil
+}
+
+func (ar *archiver) checkBlobs(ctx context.Context) {
+	start := time.Now()
+	damaged, err := ar.blobs.Verify(ctx)
+	took := time.Since(start).Round(time.Millisecond).String()
+	switch {
+	case ctx.Err() != nil:
+	case err != nil:
+		ar.a.log.Warn("checking the blob folder", "err", err)
+	case len(damaged) > 0:
+		ar.a.log.Warn("blob folder checked: damaged blobs removed", "damaged", len(damaged), "took", took)
+		ar.wake()
+	default:
+		ar.a.log.Debug("blob folder checked", "took", took)
+	}
+}
+
 // wake asks for a pass.
 func (ar *archiver) wake() {
 	select {

@@ -79,7 +79,19 @@ func (ar *archiver) repair(ctx context.Context) error {
 	}
 	tried := map[seed.DevicePublic]bool{}
 	for _, c := range plan.Copies {
-		if !c.From.Equal(self) || ctx.Err() != nil {
+		if ctx.Err() != nil {
+			break
+		}
+		if c.To.Equal(self) && !c.From.Equal(self) {
+			// A copy to this device from another holder: a friend's relay
+			// runs no repair of our placement, so this device pulls it
+			// (its own copy was lost or damaged, say).
+			if err := ar.pull(ctx, c, tried); err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		if !c.From.Equal(self) {
 			continue
 		}
 		if bad := tried[c.To]; bad {
@@ -106,6 +118,24 @@ func (ar *archiver) repair(ctx context.Context) error {
 	}
 	errs = append(errs, ar.offsite(ctx, tried))
 	return errors.Join(errs...)
+}
+
+// pull carries out copy c to this device: it fetches the blob from c.From,
+// stores it, and records this device as a holder.
+func (ar *archiver) pull(ctx context.Context, c archive.Copy, tried map[seed.DevicePublic]bool) error {
+	if tried[c.From] {
+		return nil // one failure per device and pass
+	}
+	data, err := ar.fetchFrom(ctx, c.From, c.Blob, nil)
+	if err != nil {
+		tried[c.From] = true
+		return fmt.Errorf("fetching blob %s from %s: %w", c.Blob.Short(), c.From.Short(), err)
+	}
+	if err := ar.blobs.Put(ar.a.dev.Cert.User, c.Blob, data); err != nil {
+		return fmt.Errorf("storing blob %s: %w", c.Blob.Short(), err)
+	}
+	ar.a.log.Info("repair: fetched a blob this device is to hold", "blob", c.Blob.Short(), "from", c.From.Short())
+	return ar.place(archivePlace{Hold: []holding{{Blob: c.Blob, Size: c.Size, Device: ar.a.dev.Cert.Device}}})
 }
 
 // offsite gives every blob this device holds a copy on a friend's device

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -572,6 +573,26 @@ func TestArchiveDamageAndKill(t *testing.T) {
 	if !a0.agent.Contains("a damaged blob here") || !a0.agent.Contains("healed a damaged blob") {
 		t.Error("alice's log does not say the damage was found and healed")
 	}
+	// Damaged while her agent was stopped: starting reads no blob, and the
+	// check that runs after the start finds it; the pass it wakes has the
+	// placement drop her copy, and repair brings bob's back.
+	if err := a0.agent.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path(blobs[0]), damage["flipped bit"], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a0.agent = a0.Start(a0.agent.Addr, archFlags...)
+	kithtest.Eventually(t, archWait, "the blob damaged while stopped found after the start and healed", func() error {
+		if !a0.agent.Contains("damaged blobs removed") {
+			return errors.New("the blob check has not found it yet")
+		}
+		if healed, _ := os.ReadFile(path(blobs[0])); !bytes.Equal(healed, orig) || !a0.agent.Contains("repair: fetched a blob this device is to hold") {
+			a0.archiveNow(t)
+			return errors.New("not fetched back by repair yet")
+		}
+		return nil
+	})
 
 	// SIGKILL while sealing: archive now in the background, kill soon
 	// after, at a different moment each round.

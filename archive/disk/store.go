@@ -19,12 +19,16 @@
 // Put writes a temporary file, syncs it, renames it to the blob's name and
 // syncs the folder, so a blob file is either absent or whole: a crash
 // (SIGKILL, power loss) leaves at most a temporary file, which Open removes.
-// Open also reads every blob and checks its hash against its name, so a
-// file damaged on disk is reported and removed, not counted; Get checks
-// again on every read.
+// A file damaged on disk is reported and removed, not counted, when it is
+// read and its hash does not match its name: by Get, on every read; by
+// Verify, which reads them all; and by Open with Options.Verify. Without
+// it Open only lists the folder and checks sizes, so that a device holding
+// gigabytes of archives starts at once (the agent runs Verify in the
+// background after it starts).
 package disk
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -85,6 +89,9 @@ type Options struct {
 	// Logger gets one line per removed leftover or damaged blob; nil means
 	// slog.Default().
 	Logger *slog.Logger
+	// Verify has Open read every blob and check it against its name, as
+	// Verify does; without it Open checks only the files' sizes.
+	Verify bool
 }
 
 // Info describes one stored blob.
@@ -135,8 +142,9 @@ type Store struct {
 }
 
 // Open opens the store in dir, creating it if needed, and scans it: it
-// removes leftovers of interrupted writes, and checks every blob against its
-// name, removing those that fail. The report says what it found.
+// removes leftovers of interrupted writes, and checks every blob's size
+// (with opts.Verify, its content against its name), removing those that
+// fail. The report says what it found.
 func Open(dir string, opts Options) (*Store, Report, error) {
 	var rep Report
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -169,14 +177,14 @@ func Open(dir string, opts Options) (*Store, Report, error) {
 			rep.Unknown = append(rep.Unknown, filepath.Join(dir, e.Name()))
 			continue
 		}
-		if err := s.scanOwner(owner, &rep); err != nil {
+		if err := s.scanOwner(owner, opts.Verify, &rep); err != nil {
 			return nil, rep, err
 		}
 	}
 	return s, rep, nil
 }
 
-func (s *Store) scanOwner(owner seed.UserPublic, rep *Report) error {
+func (s *Store) scanOwner(owner seed.UserPublic, verify bool, rep *Report) error {
 	odir := s.ownerDir(owner)
 	entries, err := os.ReadDir(odir)
 	if err != nil {
@@ -199,7 +207,7 @@ func (s *Store) scanOwner(owner seed.UserPublic, rep *Report) error {
 			rep.Unknown = append(rep.Unknown, path)
 			continue
 		}
-		size, reason := checkFile(path, name)
+		size, reason := checkFile(path, name, verify)
 		if reason != "" {
 			if err := os.Remove(path); err != nil {
 				return fmt.Errorf("archive store: removing a damaged blob: %w", err)
@@ -219,14 +227,21 @@ func (s *Store) scanOwner(owner seed.UserPublic, rep *Report) error {
 	return nil
 }
 
-// checkFile reads a blob file and returns its size, or why it is damaged.
-func checkFile(path string, name archive.BlobName) (int64, string) {
+// checkFile returns a blob file's size, or why it is damaged: too large or
+// empty, or (with content) bytes that do not hash to its name.
+func checkFile(path string, name archive.BlobName, content bool) (int64, string) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return 0, err.Error()
 	}
 	if fi.Size() > MaxBlobSize {
 		return 0, fmt.Sprintf("%d bytes, larger than any blob", fi.Size())
+	}
+	if fi.Size() == 0 {
+		return 0, "an empty file"
+	}
+	if !content {
+		return fi.Size(), ""
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -236,6 +251,47 @@ func checkFile(path string, name archive.BlobName) (int64, string) {
 		return 0, fmt.Sprintf("its content hashes to %s, not its name", archive.NameOf(b).Short())
 	}
 	return int64(len(b)), ""
+}
+
+// Verify reads every blob held and checks it against its name, removing
+// those that fail as Get does, and returns them. It stops early, with ctx's
+// error, when ctx ends. It may run while the store is in use: a blob put,
+// read or deleted meanwhile is checked as it is then, or skipped if gone.
+func (s *Store) Verify(ctx context.Context) ([]Damage, error) {
+	type held struct {
+		owner seed.UserPublic
+		name  archive.BlobName
+	}
+	s.mu.Lock()
+	all := make([]held, 0, len(s.blobs))
+	for name, owners := range s.blobs {
+		for o := range owners {
+			all = append(all, held{o, name})
+		}
+	}
+	s.mu.Unlock()
+	var out []Damage
+	for _, h := range all {
+		if err := ctx.Err(); err != nil {
+			return out, err
+		}
+		path := s.path(h.owner, h.name)
+		_, reason := checkFile(path, h.name, true)
+		if reason == "" {
+			continue
+		}
+		if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+			s.drop(h.owner, h.name) // deleted meanwhile
+			continue
+		}
+		s.logger.Warn("archive store: removed a damaged blob", "blob", h.name.Short(), "reason", reason)
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return out, fmt.Errorf("archive store: removing a damaged blob: %w", err)
+		}
+		s.drop(h.owner, h.name)
+		out = append(out, Damage{Path: path, Reason: reason})
+	}
+	return out, nil
 }
 
 func (s *Store) add(owner seed.UserPublic, name archive.BlobName, size int64) {

@@ -33,9 +33,11 @@ func blob(n int) ([]byte, archive.BlobName) {
 	return b, archive.NameOf(b)
 }
 
+// open opens the store with Verify: these tests check what a full scan
+// finds (TestOpenLazyThenVerify checks the lazy Open).
 func open(t *testing.T, dir string, opts Options) (*Store, Report) {
 	t.Helper()
-	opts.Logger = quiet()
+	opts.Logger, opts.Verify = quiet(), true
 	s, rep, err := Open(dir, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -397,5 +399,62 @@ func TestSealToStoreOpenStream(t *testing.T) {
 	full := errors.New("disk full")
 	if _, err := archive.SealTo(ctx, recs, to, opts, func(context.Context, archive.Blob) error { return full }); !errors.Is(err, full) {
 		t.Fatalf("SealTo with a failing put: %v", err)
+	}
+}
+
+// Without Options.Verify, Open reads no blob: it lists the folder and
+// checks sizes only, so an empty file is caught but a partial or flipped
+// one counts until Verify (or Get) reads it. Verify then removes those and
+// leaves the good blob; a cancelled Verify stops with the context's error.
+func TestOpenLazyThenVerify(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := open(t, dir, Options{Self: self})
+	good, gn := blob(5000)
+	if err := s.Put(self, gn, good); err != nil {
+		t.Fatal(err)
+	}
+	odir := filepath.Join(dir, self.ID())
+	partial, pn := blob(5000)
+	if err := os.WriteFile(filepath.Join(odir, pn.String()), partial[:2000], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	flipped := bytes.Clone(good)
+	flipped[100] ^= 1
+	fn := archive.NameOf(bytes.Repeat([]byte{3}, 10))
+	if err := os.WriteFile(filepath.Join(odir, fn.String()), flipped, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	en := archive.NameOf([]byte("empty"))
+	if err := os.WriteFile(filepath.Join(odir, en.String()), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	lazy, rep, err := Open(dir, Options{Self: self, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Blobs != 3 || len(rep.Damaged) != 1 || !lazy.Has(pn) || !lazy.Has(fn) || lazy.Has(en) {
+		t.Fatalf("a lazy Open: report %+v; has partial %v, flipped %v, empty %v", rep, lazy.Has(pn), lazy.Has(fn), lazy.Has(en))
+	}
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := lazy.Verify(cancelled); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Verify with a cancelled context: %v", err)
+	}
+	damaged, err := lazy.Verify(context.Background())
+	if err != nil || len(damaged) != 2 {
+		t.Fatalf("Verify: %+v, %v", damaged, err)
+	}
+	if lazy.Has(pn) || lazy.Has(fn) || !lazy.Has(gn) {
+		t.Fatal("after Verify a partial or damaged blob counts as present, or the good one does not")
+	}
+	if b, err := lazy.Get(gn); err != nil || !bytes.Equal(b, good) {
+		t.Fatalf("Get of the good blob after Verify: %v", err)
+	}
+	if entries, _ := os.ReadDir(odir); len(entries) != 1 {
+		t.Fatalf("%d files left in the owner folder, want the one good blob", len(entries))
+	}
+	if used, _ := lazy.Usage(self); used != int64(len(good)) {
+		t.Fatalf("usage %d after Verify, want %d", used, len(good))
 	}
 }
