@@ -204,6 +204,7 @@ func (b *Book) load() error {
 		}
 		for _, c := range b.convs {
 			b.settle(c)
+			b.checkRule(c)
 		}
 		return tx.List(store.BucketConvOutbox, func(key string, raw []byte) error {
 			return b.loadOut(key, raw)
@@ -485,16 +486,15 @@ func newKey() []byte {
 	return k
 }
 
-// openByStrangers counts the open conversations whose creators are
+// openByStrangers counts the conversations held whose creators are
 // neither this device's user nor a friend (knownUser), as the Directory
-// says now.
+// says now. Decided ones count too: a decided conversation still takes
+// late messages (up to MaxMessages) until it is archived and forgotten,
+// and a rule of "true" decides one at once.
 func (b *Book) openByStrangers() int {
 	n := 0
 	known := map[seed.UserPublic]bool{}
 	for _, c := range b.convs {
-		if c.winner != nil {
-			continue
-		}
 		k, ok := known[c.creator]
 		if !ok {
 			k = b.knownUser(c.creator)
@@ -507,11 +507,12 @@ func (b *Book) openByStrangers() int {
 	return n
 }
 
-// openBy counts the open conversations that user created.
+// openBy counts the conversations held that user created, decided or not
+// (see openByStrangers).
 func (b *Book) openBy(user seed.UserPublic) int {
 	n := 0
 	for _, c := range b.convs {
-		if c.winner == nil && c.creator.Equal(user) {
+		if c.creator.Equal(user) {
 			n++
 		}
 	}

@@ -47,6 +47,20 @@ import (
 // shows it.
 const maxRuleErr = 300
 
+// checkRule evaluates the rule of open conversation c, publishing
+// nothing, only to know whether it fails at run time (ruleErr): after the
+// Book is loaded, a rule that failed before says so again without waiting
+// for the next message.
+func (b *Book) checkRule(c *conv) {
+	if c.rule == nil || c.winner != nil {
+		return
+	}
+	now := b.now().UTC().Truncate(time.Millisecond)
+	if _, err := c.rule.Eval(c.currentTally(), now.Sub(c.g.created)); err != nil {
+		c.ruleErr = sanitize(err.Error(), maxRuleErr)
+	}
+}
+
 // decide evaluates c's rule at now and publishes an outcome if it holds.
 func (b *Book) decide(tx *store.Tx, c *conv) error {
 	if c.rule == nil || c.winner != nil {

@@ -440,6 +440,12 @@ func TestRuleErrorShown(t *testing.T) {
 	if v.Outcome != nil || v.RuleError == "" {
 		t.Fatalf("a rule failing on %q: outcome %+v, rule error %q", "no number", v.Outcome, v.RuleError)
 	}
+	// Reopened (the agent restarted), the Book says so again at once.
+	a.close()
+	l.open(a)
+	if again := l.show(a, id); again.RuleError != v.RuleError {
+		t.Fatalf("after reopening, the rule error is %q, want %q", again.RuleError, v.RuleError)
+	}
 	if _, err := a.book.Post(id, "text", "5"); err != nil {
 		t.Fatal(err)
 	}

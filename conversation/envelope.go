@@ -65,8 +65,8 @@ const (
 	MaxMembers         = 32          // members of a conversation
 	MaxRecipients      = 256         // member devices an envelope is sealed to
 	MaxMessages        = 5000        // messages (and outcomes) of one conversation
-	MaxOpenByOther     = 64          // open conversations another user created that a device takes
-	MaxOpenByStrangers = 64          // open conversations users who are not friends created that a device takes, together
+	MaxOpenByOther     = 64          // conversations another user created that a device holds (open, or decided and not archived yet)
+	MaxOpenByStrangers = 64          // the same for users who are not friends, together
 	MaxAcked           = 1024        // envelope IDs in one ack
 	MaxLamport         = 1 << 48     // highest Lamport time
 	MaxLamportStep     = MaxMessages // how far above the highest Lamport time stored an envelope may be (held beyond)

@@ -421,14 +421,16 @@ func TestOpenByOtherBounded(t *testing.T) {
 		}
 	}
 	l.create(bob, Chat, "", "one too many", alice)
-	mustRefuse(t, a0, lastEnvelope(t, b0, a0), "open conversations with this device, its limit")
+	mustRefuse(t, a0, lastEnvelope(t, b0, a0), "conversations with this device (open, or decided and not archived yet), its limit")
 	// Alice's own conversations are hers to start.
 	l.create(alice, Chat, "", "mine", bob)
 }
 
-// Users who are not friends share one bound of MaxOpenByStrangers open
+// Users who are not friends share one bound of MaxOpenByStrangers
 // conversations: a friend handing over conversations of made-up creators,
-// MaxOpenByOther each, does not fill the disk either. A friend's are
+// MaxOpenByOther each, does not fill the disk either. Decided ones count
+// until they are forgotten (archived): a rule of "true" decides at once,
+// and a decided conversation still stores late messages. A friend's are
 // bounded on their own, and the device's own user not at all.
 func TestOpenByStrangersBounded(t *testing.T) {
 	l := newLab(t)
@@ -439,19 +441,31 @@ func TestOpenByStrangersBounded(t *testing.T) {
 	for i := range 4 {
 		strangers = append(strangers, l.addUser(fmt.Sprintf("stranger%d", i), 1))
 	}
+	var first ID
 	for i := range MaxOpenByStrangers {
 		s := strangers[i%3]
-		id := l.create(s, Chat, "", fmt.Sprintf("chat %d", i), alice)
-		if _, err := a0.book.Receive(lastEnvelope(t, s.devs[0], a0)); err != nil {
-			t.Fatalf("conversation %d of %s's: %v", i, s.name, err)
+		id := l.create(s, Discussion, "true", fmt.Sprintf("decided at once %d", i), alice)
+		if errs := deliverAll(t, s.devs[0], a0); len(errs) != 0 {
+			t.Fatalf("conversation %d of %s's: %v", i, s.name, errs)
 		}
-		if _, err := a0.book.Show(id); err != nil {
-			t.Fatalf("alice lacks conversation %d: %v", i, err)
+		if v := l.show(a0, id); v.Outcome == nil {
+			t.Fatalf("conversation %d is not decided at alice's", i)
+		}
+		if i == 0 {
+			first = id
 		}
 	}
 	s := strangers[3] // a fresh one, with no conversation yet
 	l.create(s, Chat, "", "one too many", alice)
-	mustRefuse(t, a0, lastEnvelope(t, s.devs[0], a0), "their limit together")
+	tooMany := lastEnvelope(t, s.devs[0], a0)
+	mustRefuse(t, a0, tooMany, "their limit together")
+	// Archived and forgotten, a conversation frees its place.
+	if err := a0.book.Forget(first); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a0.book.Receive(tooMany); err != nil {
+		t.Fatalf("a stranger's conversation after one was forgotten: %v", err)
+	}
 	// A friend's conversation is not a stranger's.
 	id := l.create(bob, Chat, "", "bob's", alice)
 	if _, err := a0.book.Receive(lastEnvelope(t, bob.devs[0], a0)); err != nil {

@@ -3,6 +3,7 @@ package conversation
 import (
 	"slices"
 	"strings"
+	"unicode"
 )
 
 // Pattern says which kinds of message members may send and which choices a
@@ -86,14 +87,16 @@ func (p Pattern) allows(kind, body string, creator bool) error {
 	return nil
 }
 
-// sanitize bounds s and replaces control characters, so a peer's text can
-// go into an error message.
+// sanitize bounds s and replaces control characters, bidirectional
+// controls and other invisible format characters, so a peer's text can go
+// into an error message or a log line without moving the cursor or
+// reordering the line around it.
 func sanitize(s string, max int) string {
 	if len(s) > max {
 		s = s[:max] + "…"
 	}
 	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || unicode.Is(unicode.Bidi_Control, r) {
 			return '?'
 		}
 		return r

@@ -242,13 +242,13 @@ func (b *Book) applyGenesis(tx *store.Tx, e *envelope, changed map[ID]bool) ([]b
 	// user (a friend, or anyone a member introduced) gets a bounded number
 	// of open ones, not as many as they care to start.
 	if !e.cert.User.Equal(b.user) && b.openBy(e.cert.User) >= MaxOpenByOther {
-		return nil, refusef("%s already has %d open conversations with this device, its limit", e.cert.User.Short(), MaxOpenByOther)
+		return nil, refusef("%s already has %d conversations with this device (open, or decided and not archived yet), its limit", e.cert.User.Short(), MaxOpenByOther)
 	}
 	// A user who is not a friend costs nothing to make: a friend could
 	// hand us conversations of as many made-up creators as it likes,
 	// MaxOpenByOther each. Creators who are not friends share one bound.
 	if !b.knownUser(e.cert.User) && b.openByStrangers() >= MaxOpenByStrangers {
-		return nil, refusef("users who are not friends of this device's user already have %d open conversations with it, their limit together", MaxOpenByStrangers)
+		return nil, refusef("users who are not friends of this device's user already have %d conversations with it (open, or decided and not archived yet), their limit together", MaxOpenByStrangers)
 	}
 	if _, err := b.storeGenesis(tx, e, g, plain); err != nil {
 		return nil, fatal(err)

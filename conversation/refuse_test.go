@@ -209,3 +209,15 @@ func TestForgedAckDrainsNothing(t *testing.T) {
 		t.Fatalf("%d pending after bob's ack, want 0", got)
 	}
 }
+
+// A peer's text going into an error or a log line loses its control,
+// bidirectional and invisible format characters, and is bounded.
+func TestSanitize(t *testing.T) {
+	got := sanitize("ab\x1b[2J\u202ecd\u200bef\x85", 100)
+	if got != "ab?[2J?cd?ef?" {
+		t.Fatalf("sanitize = %q", got)
+	}
+	if got := sanitize(strings.Repeat("é", 100), 11); !strings.HasSuffix(got, "…") || len(got) > 11+len("…")+1 {
+		t.Fatalf("sanitize cut = %q", got)
+	}
+}
