@@ -117,16 +117,18 @@ func (ar *archiver) checkBlobs(ctx context.Context) {
 	start := time.Now()
 	damaged, err := ar.blobs.Verify(ctx)
 	took := time.Since(start).Round(time.Millisecond).String()
-	switch {
-	case ctx.Err() != nil:
-	case err != nil:
-		ar.a.log.Warn("checking the blob folder", "err", err)
-	case len(damaged) > 0:
+	if ctx.Err() != nil {
+		return
+	}
+	if err != nil {
+		ar.a.log.Warn("checking the blob folder: some blobs could not be read (left in place)", "err", err)
+	}
+	if len(damaged) > 0 {
 		ar.a.log.Warn("blob folder checked: damaged blobs removed", "damaged", len(damaged), "took", took)
 		ar.wake()
-	default:
-		ar.a.log.Debug("blob folder checked", "took", took)
+		return
 	}
+	ar.a.log.Debug("blob folder checked", "took", took)
 }
 
 // wake asks for a pass.

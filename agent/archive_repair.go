@@ -83,9 +83,13 @@ func (ar *archiver) repair(ctx context.Context) error {
 			break
 		}
 		if c.To.Equal(self) && !c.From.Equal(self) {
-			// A copy to this device from another holder: a friend's relay
-			// runs no repair of our placement, so this device pulls it
-			// (its own copy was lost or damaged, say).
+			// A copy to this device from a friend's relay, which runs no
+			// repair of our placement: this device pulls it (its own copy
+			// was lost or damaged, say). A copy from an own device is
+			// that device's to push.
+			if p, ok := a.book.peerFor(c.From); ok && p.Kind == roster.KindOwn {
+				continue
+			}
 			if err := ar.pull(ctx, c, tried); err != nil {
 				errs = append(errs, err)
 			}

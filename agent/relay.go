@@ -259,6 +259,9 @@ type relayedPeer struct {
 	relay       seed.DevicePublic
 	via         string // the relay's name
 	lastRefresh time.Time
+	// asked says this device asked the relay for the session (ask); one
+	// it consented to came from an offer only the relay vouches for.
+	asked bool
 }
 
 // RelayStats counts what the relay service did.
@@ -685,7 +688,7 @@ func (r *relayService) consent(via seed.DevicePublic, viaAddr netip.AddrPort, fr
 	if !ok {
 		return relayAnswer{Reason: "unknown relay"}
 	}
-	if err := r.install(from, id, viaAddr, relay); err != nil {
+	if err := r.install(from, id, viaAddr, relay, false); err != nil {
 		r.a.log.Debug("relay: could not take a relayed path", "from", from.Short(), "via", via.Short(), "err", err)
 		return relayAnswer{Reason: "the device asked for cannot take another relayed path now"}
 	}
@@ -694,8 +697,9 @@ func (r *relayService) consent(via seed.DevicePublic, viaAddr netip.AddrPort, fr
 }
 
 // install routes device d through session id of the relay at relayAddr
-// and moves d there in the book, so that heartbeats and streams follow.
-func (r *relayService) install(d seed.DevicePublic, id uint64, relayAddr netip.AddrPort, relay Peer) error {
+// and moves d there in the book, so that heartbeats and streams follow;
+// asked says whether this device asked for the session.
+func (r *relayService) install(d seed.DevicePublic, id uint64, relayAddr netip.AddrPort, relay Peer, asked bool) error {
 	r.mu.Lock()
 	old := r.peers[d]
 	if old == nil && len(r.peers) >= maxRelayEnds {
@@ -712,7 +716,7 @@ func (r *relayService) install(d seed.DevicePublic, id uint64, relayAddr netip.A
 	if old = r.peers[d]; old != nil && old.id != id {
 		r.a.tr.RemoveRelayRoute(old.id)
 	}
-	r.peers[d] = &relayedPeer{id: id, virt: virt, relay: relay.DeviceID, via: relay.Name, lastRefresh: now}
+	r.peers[d] = &relayedPeer{id: id, virt: virt, relay: relay.DeviceID, via: relay.Name, lastRefresh: now, asked: asked}
 	r.mu.Unlock()
 	r.a.paths.set(d, virt, PathRelay, relay.Name, now)
 	r.moveTo(d, virt)
@@ -787,9 +791,12 @@ func (a *Agent) relayTo(ctx context.Context, d seed.DevicePublic) (bool, error) 
 // one set up so lately that d has not had the time to send over it, and
 // if so moves d onto it (a direct path that won may have died since).
 //
-// A fresh path counts: the other end consented to it, and asking the
-// relay again would replace it under a stream being opened over it (a
-// "kith relay --echo" racing the reach service's fallback).
+// A fresh path counts if this device asked for it: the other end consented
+// to it, and asking the relay again would replace it under a stream being
+// opened over it (a "kith relay --echo" racing the reach service's
+// fallback). One this device consented to does not: its offer came from
+// the relay alone, and a relay offering sessions again and again must not
+// keep us on paths that carry nothing.
 func (r *relayService) live(d seed.DevicePublic) bool {
 	r.mu.Lock()
 	p, idle := r.peers[d], r.releaseIdle
@@ -802,7 +809,7 @@ func (r *relayService) live(d seed.DevicePublic) bool {
 			continue
 		}
 		heard := !rt.LastIn.IsZero() && time.Since(rt.LastIn) < idle
-		fresh := rt.LastIn.IsZero() && time.Since(rt.Added) < idle
+		fresh := p.asked && rt.LastIn.IsZero() && time.Since(rt.Added) < idle
 		if heard || fresh {
 			r.moveTo(d, p.virt)
 			return true
@@ -860,7 +867,7 @@ func (r *relayService) ask(ctx context.Context, relay Peer, d seed.DevicePublic)
 	if !ans.OK {
 		return errors.New(ans.Reason)
 	}
-	if err := r.install(d, id, s.Conn().RemoteAddr(), relay); err != nil {
+	if err := r.install(d, id, s.Conn().RemoteAddr(), relay, true); err != nil {
 		return err
 	}
 	r.a.log.Info("relay: path through a relay", "peer", d.Short(), "via", relay.Name)

@@ -640,7 +640,7 @@ func TestRelayFreshPathKept(t *testing.T) {
 		t.Fatal("alice does not know rita")
 	}
 	// A session rita never opened: nothing will ever come over it.
-	if err := l.alice.relay.install(ab, 0x5eed, netip.MustParseAddrPort(rita.Addr), rita); err != nil {
+	if err := l.alice.relay.install(ab, 0x5eed, netip.MustParseAddrPort(rita.Addr), rita, true); err != nil {
 		t.Fatal(err)
 	}
 	if !l.alice.relay.live(ab) {
@@ -651,6 +651,18 @@ func TestRelayFreshPathKept(t *testing.T) {
 	}
 	if n := l.rita.relay.stats().Sessions; n != 0 {
 		t.Fatalf("relayTo asked rita for a session (%d) though a fresh path was in place", n)
+	}
+	// One this device only consented to (the offer came from the relay
+	// alone) is not live before it carries something.
+	ritaAtBob, ok := l.bob.book.peerFor(l.rita.dev.Cert.Device)
+	if !ok {
+		t.Fatal("bob does not know rita")
+	}
+	if err := l.bob.relay.install(l.alice.dev.Cert.Device, 0x5eee, netip.MustParseAddrPort(ritaAtBob.Addr), ritaAtBob, false); err != nil {
+		t.Fatal(err)
+	}
+	if l.bob.relay.live(l.alice.dev.Cert.Device) {
+		t.Fatal("a consented path that carried nothing is live")
 	}
 	l.alice.relay.setIdle(relaySessionIdle, time.Millisecond)
 	time.Sleep(20 * time.Millisecond)

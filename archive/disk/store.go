@@ -254,9 +254,12 @@ func checkFile(path string, name archive.BlobName, content bool) (int64, string)
 }
 
 // Verify reads every blob held and checks it against its name, removing
-// those that fail as Get does, and returns them. It stops early, with ctx's
-// error, when ctx ends. It may run while the store is in use: a blob put,
-// read or deleted meanwhile is checked as it is then, or skipped if gone.
+// those that fail as Get does, and returns them. A blob that cannot be read
+// (a full file table, an I/O error) is not removed: Verify goes on, and
+// returns those errors (some of them) with the damage found. It stops
+// early, with ctx's error, when ctx ends. It may run while the store is in
+// use: a blob put, read or deleted meanwhile is checked as it is then, or
+// skipped if gone.
 func (s *Store) Verify(ctx context.Context) ([]Damage, error) {
 	type held struct {
 		owner seed.UserPublic
@@ -271,27 +274,26 @@ func (s *Store) Verify(ctx context.Context) ([]Damage, error) {
 	}
 	s.mu.Unlock()
 	var out []Damage
+	var failed []error
 	for _, h := range all {
 		if err := ctx.Err(); err != nil {
 			return out, err
 		}
-		path := s.path(h.owner, h.name)
-		_, reason := checkFile(path, h.name, true)
-		if reason == "" {
+		if b, err := readBounded(s.path(h.owner, h.name)); err == nil && h.name.Matches(b) {
 			continue
 		}
-		if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
-			s.drop(h.owner, h.name) // deleted meanwhile
+		d, removed, err := s.removeIfDamaged(h.owner, h.name)
+		if err != nil {
+			if len(failed) < 8 {
+				failed = append(failed, err)
+			}
 			continue
 		}
-		s.logger.Warn("archive store: removed a damaged blob", "blob", h.name.Short(), "reason", reason)
-		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return out, fmt.Errorf("archive store: removing a damaged blob: %w", err)
+		if removed {
+			out = append(out, d)
 		}
-		s.drop(h.owner, h.name)
-		out = append(out, Damage{Path: path, Reason: reason})
 	}
-	return out, nil
+	return out, errors.Join(failed...)
 }
 
 func (s *Store) add(owner seed.UserPublic, name archive.BlobName, size int64) {
@@ -474,29 +476,79 @@ func (s *Store) Get(name archive.BlobName) ([]byte, error) {
 	if len(owners) == 0 {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, name.Short())
 	}
-	var damaged error
+	var damaged, failed error
 	for _, o := range owners {
-		path := s.path(o, name)
-		b, err := readBounded(path)
+		b, err := readBounded(s.path(o, name))
 		if err == nil && name.Matches(b) {
 			return b, nil
 		}
-		if errors.Is(err, fs.ErrNotExist) {
-			s.drop(o, name)
-			continue
+		d, removed, rerr := s.removeIfDamaged(o, name)
+		switch {
+		case rerr != nil:
+			failed = rerr // not damage: a read that failed
+		case removed:
+			damaged = fmt.Errorf("archive store: %w: blob %s: %s", archive.ErrNameMismatch, name.Short(), d.Reason)
+		default:
+			// Fine when looked at again (written meanwhile), or gone.
+			if b, err := readBounded(s.path(o, name)); err == nil && name.Matches(b) {
+				return b, nil
+			}
 		}
-		if err == nil {
-			err = fmt.Errorf("%w: blob %s on disk hashes to %s", archive.ErrNameMismatch, name.Short(), archive.NameOf(b).Short())
-		}
-		s.logger.Warn("archive store: removed a damaged blob", "blob", name.Short(), "err", err)
-		os.Remove(path)
-		s.drop(o, name)
-		damaged = fmt.Errorf("archive store: %w", err)
 	}
 	if damaged != nil {
 		return nil, damaged
 	}
+	if failed != nil {
+		return nil, failed
+	}
 	return nil, fmt.Errorf("%w: %s", ErrNotFound, name.Short())
+}
+
+// removeIfDamaged looks at owner's file of blob name again, under mu with
+// no write of it in flight (so a Put's rename cannot land in between), and
+// removes it only if it is damaged: its content does not hash to its name,
+// or it is empty or larger than any blob. A file that cannot be read is
+// left alone and the error returned: a full file table or a passing I/O
+// error is not damage. A file gone is dropped from the store.
+func (s *Store) removeIfDamaged(owner seed.UserPublic, name archive.BlobName) (Damage, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, busy := s.inflight[putKey{owner, name}]; busy {
+		return Damage{}, false, nil
+	}
+	path := s.path(owner, name)
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		s.dropLocked(owner, name)
+		return Damage{}, false, nil
+	}
+	if err != nil {
+		return Damage{}, false, fmt.Errorf("archive store: %w", err)
+	}
+	var reason string
+	switch {
+	case !fi.Mode().IsRegular():
+		reason = "not a regular file"
+	case fi.Size() > MaxBlobSize:
+		reason = fmt.Sprintf("%d bytes, larger than any blob", fi.Size())
+	case fi.Size() == 0:
+		reason = "an empty file"
+	default:
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return Damage{}, false, fmt.Errorf("archive store: reading blob %s: %w", name.Short(), err)
+		}
+		if name.Matches(b) {
+			return Damage{}, false, nil
+		}
+		reason = fmt.Sprintf("its content hashes to %s, not its name", archive.NameOf(b).Short())
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return Damage{}, false, fmt.Errorf("archive store: removing a damaged blob: %w", err)
+	}
+	s.dropLocked(owner, name)
+	s.logger.Warn("archive store: removed a damaged blob", "blob", name.Short(), "reason", reason)
+	return Damage{Path: path, Reason: reason}, true, nil
 }
 
 func readBounded(path string) ([]byte, error) {
@@ -513,6 +565,11 @@ func readBounded(path string) ([]byte, error) {
 func (s *Store) drop(owner seed.UserPublic, name archive.BlobName) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.dropLocked(owner, name)
+}
+
+// dropLocked forgets owner's blob name; the caller holds mu.
+func (s *Store) dropLocked(owner seed.UserPublic, name archive.BlobName) {
 	if size, ok := s.blobs[name][owner]; ok {
 		delete(s.blobs[name], owner)
 		if len(s.blobs[name]) == 0 {
