@@ -8,6 +8,13 @@ var session = null;      // GET /api/session: {self, features}
 var current = null;      // the page shown: {refresh(topic), stop()}
 
 // h makes an element: h("p", {class: "x", onclick: fn}, "text", child…).
+// shown drops bidirectional controls and invisible format characters from
+// text a peer may have written (a name, a topic, a body), as the terminal
+// output does: a right-to-left override cannot reorder the page around it.
+// Right-to-left scripts still show right to left: they need no controls.
+var invisible = /[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb]/g;
+function shown(s) { return String(s).replace(invisible, ""); }
+
 function h(tag, attrs) {
   var el = document.createElement(tag);
   if (attrs) {
@@ -15,7 +22,7 @@ function h(tag, attrs) {
       var v = attrs[k];
       if (v === null || v === undefined || v === false) return;
       if (k.slice(0, 2) === "on") el.addEventListener(k.slice(2), v);
-      else if (k === "text") el.textContent = v;
+      else if (k === "text") el.textContent = shown(v);
       else el.setAttribute(k, v === true ? "" : String(v));
     });
   }
@@ -29,7 +36,7 @@ function add(el) {
 function addOne(el, kid) {
   if (kid === null || kid === undefined || kid === false) return;
   if (Array.isArray(kid)) { kid.forEach(function (k) { addOne(el, k); }); return; }
-  el.appendChild(typeof kid === "object" ? kid : document.createTextNode(String(kid)));
+  el.appendChild(typeof kid === "object" ? kid : document.createTextNode(shown(kid)));
 }
 function clear(el) { while (el.firstChild) el.removeChild(el.firstChild); }
 
@@ -96,7 +103,7 @@ function stream(path, onEvent, signal) {
 
 function toast(msg) {
   var t = document.getElementById("toast");
-  t.textContent = msg;
+  t.textContent = shown(msg);
   t.hidden = false;
   clearTimeout(toast.timer);
   toast.timer = setTimeout(function () { t.hidden = true; }, 6000);

@@ -172,7 +172,7 @@ function thread(main, id) {
     }).catch(function (e) {
       opening = false;
       if (stopped) return;
-      if (total >= 0) { barLabel.textContent = "Fetching from the archive failed"; barText.textContent = e.message; }
+      if (total >= 0) { barLabel.textContent = "Fetching from the archive failed"; barText.textContent = shown(e.message); }
       if (loaded) fail(e); else missing(e);
     });
   }
