@@ -38,6 +38,8 @@ import (
 //     who is lost (revoked, or not seen for Config.ArchiveGone); this
 //     device carries out the copies it is the source of, over stream 0x08,
 //     and records each new holder.
+//  4. prune: superseded indexes older than the newest two are deleted
+//     here and on friends' relays (archive_prune.go).
 //
 // Conversations archived by another own device are forgotten here too
 // when their placement arrives.
@@ -200,7 +202,8 @@ func (ar *archiver) pass(ctx context.Context, force bool) ([]conversation.ID, er
 	ids, err := ar.seal(ctx, force)
 	ar.reconcile()
 	rerr := ar.repair(ctx)
-	return ids, errors.Join(err, rerr)
+	perr := ar.prune(ctx)
+	return ids, errors.Join(err, rerr, perr)
 }
 
 // eligible lists the conversations to archive: decided ones settled for
@@ -434,6 +437,15 @@ func (ar *archiver) applyPlace(p archivePlace) error {
 	}
 	if err := storeArchiveState(ar.a.st, ar.state.doc()); err != nil {
 		return fmt.Errorf("storing the archive placement: %w", err)
+	}
+	if p.Index != nil || len(p.retired) > 0 {
+		// An index superseded: this device deletes its copies of those
+		// now older than the newest two (the state lock is not held).
+		if _, n, err := ar.pruneOwn(); err != nil {
+			ar.a.log.Warn("pruning superseded indexes", "err", err)
+		} else if n > 0 {
+			ar.wake() // the pass records it, and asks the relays
+		}
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -81,6 +82,7 @@ func (ar *archiver) recover(ctx context.Context, keys []seed.ArchiveKey, trusted
 	}
 	var best *archive.Index
 	var bestName archive.BlobName
+	var older []indexRef // the other indexes found, placed as superseded
 	for _, n := range mine {
 		b, err := ar.blobs.Get(n)
 		if err != nil || len(b) > archive.MaxSealedIndexSize {
@@ -90,12 +92,30 @@ func (ar *archiver) recover(ctx context.Context, keys []seed.ArchiveKey, trusted
 		if err != nil {
 			continue
 		}
+		older = append(older, indexRef{Name: n, Size: int64(len(b)), Generation: ix.Generation})
 		if best == nil || ix.Generation > best.Generation {
 			best, bestName = ix, n
 		}
 	}
 	if best == nil {
 		return control.ArchiveRecoverResult{}, errors.New("none of the blobs given back opens as this user's index with keys from this phrase")
+	}
+	// The older indexes found go into the placement first, oldest first,
+	// so that each is superseded by the next with its holders (here, and
+	// the relay it came from) and those older than the newest two are
+	// pruned (archive_prune.go). One of the best's generation is not.
+	slices.SortFunc(older, func(x, y indexRef) int { return cmp.Compare(x.Generation, y.Generation) })
+	for _, ix := range older {
+		if ix.Generation >= best.Generation {
+			continue
+		}
+		p := archivePlace{Index: &ix, Hold: []holding{{Blob: ix.Name, Size: ix.Size, Device: a.dev.Cert.Device}}}
+		if d, ok := fetched[ix.Name]; ok {
+			p.Hold = append(p.Hold, holding{Blob: ix.Name, Size: ix.Size, Device: d})
+		}
+		if err := ar.place(p); err != nil {
+			return control.ArchiveRecoverResult{}, err
+		}
 	}
 	res := control.ArchiveRecoverResult{Generation: best.Generation, Blobs: len(mine), Conversations: []control.ConvView{}, Friends: []string{}}
 	self := a.dev.Cert.Device

@@ -75,6 +75,17 @@ func (ar *archiver) namesFor(owner seed.UserPublic) []archive.BlobName {
 	return archive.SortNames(out)
 }
 
+// heldFor returns the set of blobs held for owner.
+func (ar *archiver) heldFor(owner seed.UserPublic) map[archive.BlobName]bool {
+	out := map[archive.BlobName]bool{}
+	for _, in := range ar.blobs.List() {
+		if in.Owner.Equal(owner) {
+			out[in.Name] = true
+		}
+	}
+	return out
+}
+
 // holdsFor reports whether the blob is held for owner.
 func (ar *archiver) holdsFor(owner seed.UserPublic, n archive.BlobName) bool {
 	for _, in := range ar.blobs.List() {
@@ -185,6 +196,29 @@ func (ar *archiver) answer(p Peer, f arFrame, payload []byte) (arFrame, []byte) 
 			return arRefuse(arCodeBad, "%v", err), nil
 		}
 		return arFrame{Type: arData, Size: int64(len(inner))}, inner
+	case arDelete:
+		if own {
+			return arRefuse(arCodeDenied, "own devices delete only from their own folders"), nil
+		}
+		if !f.Owner.Equal(owner) {
+			return arRefuse(arCodeDenied, "a device deletes only its own user's blobs here"), nil
+		}
+		held := ar.heldFor(owner)
+		n := 0
+		for _, name := range f.Names {
+			if !held[name] {
+				continue // gone already: deleting is idempotent
+			}
+			if err := ar.blobs.Delete(owner, name); err != nil {
+				ar.a.log.Warn("deleting a blob for a friend", "friend", owner.Short(), "err", err)
+				return arRefuse(arCodeFailed, "the blob could not be deleted"), nil
+			}
+			n++
+		}
+		if n > 0 {
+			ar.a.log.Info("deleted blobs a friend no longer needs", "friend", owner.Short(), "blobs", n)
+		}
+		return arFrame{Type: arOK}, nil
 	case arPlace:
 		if !own {
 			return arRefuse(arCodeDenied, "placement is for own devices"), nil
@@ -269,6 +303,19 @@ func (ar *archiver) putTo(ctx context.Context, d seed.DevicePublic, n archive.Bl
 	}
 	if ans.Type != arOK {
 		return fmt.Errorf("%s answered %#02x to put", d.Short(), ans.Type)
+	}
+	return nil
+}
+
+// deleteAt asks friend device d to delete the blobs names, which it
+// holds for this user (at most maxArDelete).
+func (ar *archiver) deleteAt(ctx context.Context, d seed.DevicePublic, names []archive.BlobName) error {
+	ans, _, err := ar.ask(ctx, d, arFrame{Type: arDelete, Owner: ar.a.dev.Cert.User, Names: names}, nil, nil)
+	if err != nil {
+		return err
+	}
+	if ans.Type != arOK {
+		return fmt.Errorf("%s answered %#02x to delete", d.Short(), ans.Type)
 	}
 	return nil
 }

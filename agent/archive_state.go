@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -34,6 +35,23 @@ type archivePlace struct {
 	// Hold and Drop add and remove holders.
 	Hold []holding `json:"hold,omitempty"`
 	Drop []holding `json:"drop,omitempty"`
+	// Pruned are superseded indexes a device no longer holds (it deleted
+	// its copy), or will never delete (revoked, gone).
+	Pruned []holding `json:"pruned,omitempty"`
+
+	// retired are superseded indexes from a stored or snapshotted
+	// document (archiveDoc.Old), never from a command.
+	retired []oldIndex
+}
+
+// oldIndex is a superseded index and the devices that may still hold it.
+// The newest two generations are kept; the older ones are deleted from
+// every holder (archive_prune.go), and forgotten once none is left.
+type oldIndex struct {
+	Name       archive.BlobName    `json:"name"`
+	Size       int64               `json:"size"`
+	Generation uint64              `json:"generation"`
+	Holders    []seed.DevicePublic `json:"holders"`
 }
 
 // indexRef names a sealed index blob.
@@ -55,12 +73,19 @@ type archiveDoc struct {
 	Archives []archive.Entry `json:"archives"`
 	Index    *indexRef       `json:"index,omitempty"`
 	Holders  []holding       `json:"holders"`
+	// Old are the superseded indexes still to delete somewhere.
+	Old []oldIndex `json:"old,omitempty"`
 }
 
 // Bounds of a placement command and document.
 const (
 	maxPlaceEntries   = 1 << 16
 	maxArchiveEntries = 1 << 16
+	// maxOldIndexes bounds the superseded indexes kept to delete: past
+	// it, the oldest is no longer followed (its copies stay where they
+	// are).
+	maxOldIndexes = 64
+	maxOldHolders = 256
 )
 
 // archiveState is the placement in memory. Its methods are safe for
@@ -73,11 +98,14 @@ type archiveState struct {
 	holders  map[archive.BlobName]map[seed.DevicePublic]struct{} // guarded by mu
 	sizes    map[archive.BlobName]int64                          // guarded by mu
 	index    *indexRef                                           // guarded by mu
+	old      []oldIndex                                          // guarded by mu: by generation, oldest first
+	blobs    map[archive.BlobName]struct{}                       // guarded by mu: the archives' blobs
 }
 
 func newArchiveState() *archiveState {
 	return &archiveState{archives: map[archive.ArchiveID]archive.Entry{}, convs: map[conversation.ID]archive.ArchiveID{},
-		holders: map[archive.BlobName]map[seed.DevicePublic]struct{}{}, sizes: map[archive.BlobName]int64{}}
+		holders: map[archive.BlobName]map[seed.DevicePublic]struct{}{}, sizes: map[archive.BlobName]int64{},
+		blobs: map[archive.BlobName]struct{}{}}
 }
 
 // decodePlace parses an archive.place body, bounded.
@@ -86,8 +114,8 @@ func decodePlace(b []byte) (archivePlace, error) {
 	if err := json.Unmarshal(b, &p); err != nil {
 		return p, fmt.Errorf("an archive.place entry: %w", err)
 	}
-	if len(p.Hold)+len(p.Drop) > maxPlaceEntries {
-		return p, fmt.Errorf("an archive.place entry of %d holdings", len(p.Hold)+len(p.Drop))
+	if n := len(p.Hold) + len(p.Drop) + len(p.Pruned); n > maxPlaceEntries {
+		return p, fmt.Errorf("an archive.place entry of %d holdings", n)
 	}
 	if e := p.Archive; e != nil {
 		if len(e.Blobs) == 0 || len(e.Blobs) > archive.MaxParts || len(e.Conversations) > archive.MaxRecords {
@@ -114,6 +142,7 @@ func (s *archiveState) apply(p archivePlace) (changed bool, archived []conversat
 			s.order = append(s.order, e.ID)
 			for _, b := range e.Blobs {
 				s.sizes[b.Name] = b.Size
+				s.blobs[b.Name] = struct{}{}
 			}
 			changed = true
 		}
@@ -130,12 +159,32 @@ func (s *archiveState) apply(p archivePlace) (changed bool, archived []conversat
 		}
 	}
 	if ix := p.Index; ix != nil && (s.index == nil || ix.Generation > s.index.Generation) {
-		if s.index != nil {
-			delete(s.holders, s.index.Name)
-			delete(s.sizes, s.index.Name)
+		prev, c := s.index, *ix
+		s.index = &c
+		if prev != nil && prev.Name != ix.Name && !s.isArchiveBlobLocked(prev.Name) {
+			s.retireLocked(*prev)
+			delete(s.holders, prev.Name)
+			delete(s.sizes, prev.Name)
 		}
-		s.index = ix
 		s.sizes[ix.Name] = ix.Size
+		changed = true
+	}
+	for _, o := range p.retired {
+		if s.addOldLocked(o) {
+			changed = true
+		}
+	}
+	for _, h := range p.Pruned {
+		for i := range s.old {
+			if o := &s.old[i]; o.Name == h.Blob {
+				if j := slices.Index(o.Holders, h.Device); j >= 0 {
+					o.Holders = slices.Delete(o.Holders, j, j+1)
+					changed = true
+				}
+			}
+		}
+	}
+	if s.tidyOldLocked() {
 		changed = true
 	}
 	for _, h := range p.Hold {
@@ -180,6 +229,10 @@ func (s *archiveState) doc() archiveDoc {
 			d.Holders = append(d.Holders, holding{Blob: name, Size: s.sizes[name], Device: dev})
 		}
 	}
+	for _, o := range s.old {
+		o.Holders = slices.Clone(o.Holders)
+		d.Old = append(d.Old, o)
+	}
 	slices.SortFunc(d.Holders, func(x, y holding) int {
 		if c := slices.Compare(x.Blob[:], y.Blob[:]); c != 0 {
 			return c
@@ -194,7 +247,78 @@ func (s *archiveState) load(d archiveDoc) {
 	for i := range d.Archives {
 		s.apply(archivePlace{Archive: &d.Archives[i]})
 	}
-	s.apply(archivePlace{Index: d.Index, Hold: d.Holders})
+	s.apply(archivePlace{Index: d.Index, Hold: d.Holders, retired: d.Old})
+}
+
+// retireLocked keeps superseded index ix, with its holders, to delete
+// once it is older than the newest two; s.mu is held.
+func (s *archiveState) retireLocked(ix indexRef) {
+	o := oldIndex{Name: ix.Name, Size: ix.Size, Generation: ix.Generation}
+	for d := range s.holders[ix.Name] {
+		o.Holders = append(o.Holders, d)
+	}
+	slices.SortFunc(o.Holders, func(x, y seed.DevicePublic) int { return slices.Compare(x[:], y[:]) })
+	s.addOldLocked(o)
+}
+
+// addOldLocked adds a superseded index unless it is known, is the
+// current index, or names an archive's blob (a malformed placement must
+// never have an archive deleted); s.mu is held.
+func (s *archiveState) addOldLocked(o oldIndex) bool {
+	if (s.index != nil && (o.Name == s.index.Name || o.Generation >= s.index.Generation)) || s.isArchiveBlobLocked(o.Name) ||
+		slices.ContainsFunc(s.old, func(x oldIndex) bool { return x.Name == o.Name }) {
+		return false
+	}
+	o.Holders = slices.Clone(o.Holders[:min(len(o.Holders), maxOldHolders)])
+	s.old = append(s.old, o)
+	slices.SortStableFunc(s.old, func(x, y oldIndex) int { return cmp.Compare(x.Generation, y.Generation) })
+	if len(s.old) > maxOldIndexes {
+		s.old = slices.Delete(s.old, 0, len(s.old)-maxOldIndexes)
+	}
+	return true
+}
+
+// tidyOldLocked forgets the superseded indexes to delete that no device
+// holds any more; s.mu is held.
+func (s *archiveState) tidyOldLocked() bool {
+	keep := s.keptOldLocked()
+	n := len(s.old)
+	s.old = slices.DeleteFunc(s.old, func(o oldIndex) bool { return len(o.Holders) == 0 && o.Generation < keep })
+	return len(s.old) != n
+}
+
+// keptOldLocked is the generation of the second-newest index: superseded
+// indexes of that generation or above are kept; s.mu is held.
+func (s *archiveState) keptOldLocked() uint64 {
+	if len(s.old) == 0 {
+		return 0
+	}
+	return s.old[len(s.old)-1].Generation
+}
+
+// isArchiveBlobLocked reports whether n is a blob of an archive; s.mu is
+// held.
+func (s *archiveState) isArchiveBlobLocked(n archive.BlobName) bool {
+	_, ok := s.blobs[n]
+	return ok
+}
+
+// prunable returns the superseded indexes to delete: older than the
+// newest two generations (the current index and the one before it are
+// never among them), and no archive's blob.
+func (s *archiveState) prunable() []oldIndex {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keep := s.keptOldLocked()
+	var out []oldIndex
+	for _, o := range s.old {
+		if o.Generation >= keep || (s.index != nil && (o.Name == s.index.Name || o.Generation >= s.index.Generation)) || s.isArchiveBlobLocked(o.Name) {
+			continue
+		}
+		o.Holders = slices.Clone(o.Holders)
+		out = append(out, o)
+	}
+	return out
 }
 
 // namesLocked returns every blob name the placement knows, sorted; s.mu
@@ -316,5 +440,8 @@ func (a *Agent) restoreArchiveDoc(b []byte) error {
 			return err
 		}
 	}
-	return a.archives.applyPlace(archivePlace{Index: doc.Archive.Index, Hold: doc.Archive.Holders})
+	if len(doc.Archive.Old) > maxOldIndexes {
+		return fmt.Errorf("a snapshot's archive placement has %d superseded indexes", len(doc.Archive.Old))
+	}
+	return a.archives.applyPlace(archivePlace{Index: doc.Archive.Index, Hold: doc.Archive.Holders, retired: doc.Archive.Old})
 }

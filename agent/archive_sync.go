@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
+	"github.com/kith-project/kith/archive"
 	"github.com/kith-project/kith/roster"
 	"github.com/kith-project/kith/seed"
 )
@@ -49,7 +51,7 @@ func (ar *archiver) syncFrom(ctx context.Context, d seed.DevicePublic) error {
 	if err := json.Unmarshal(data, &doc); err != nil {
 		return fmt.Errorf("%s's placement: %w", d.Short(), err)
 	}
-	if len(doc.Archives) > maxArchiveEntries || len(doc.Holders) > maxPlaceEntries {
+	if len(doc.Archives) > maxArchiveEntries || len(doc.Holders) > maxPlaceEntries || len(doc.Old) > maxOldIndexes {
 		return fmt.Errorf("%s's placement is too large", d.Short())
 	}
 	for i := range doc.Archives {
@@ -57,7 +59,19 @@ func (ar *archiver) syncFrom(ctx context.Context, d seed.DevicePublic) error {
 			return err
 		}
 	}
-	p := archivePlace{Index: doc.Index}
+	// Superseded indexes: those it knows are added (it may be the only
+	// one that saw them superseded), and it is believed about its own
+	// copies of those both know.
+	p := archivePlace{Index: doc.Index, retired: doc.Old}
+	theirsOld := map[archive.BlobName]bool{}
+	for _, o := range doc.Old {
+		theirsOld[o.Name] = slices.Contains(o.Holders, d)
+	}
+	for _, o := range ar.state.doc().Old {
+		if held, known := theirsOld[o.Name]; known && !held && slices.Contains(o.Holders, d) {
+			p.Pruned = append(p.Pruned, holding{Blob: o.Name, Size: o.Size, Device: d})
+		}
+	}
 	theirs := map[[32]byte]bool{}
 	for _, h := range doc.Holders {
 		if h.Device.Equal(ar.a.dev.Cert.Device) {
@@ -95,5 +109,12 @@ func (ar *archiver) placementDoc() archiveDoc {
 		}
 	}
 	d.Holders = hs
+	for i := range d.Old {
+		o := &d.Old[i]
+		o.Holders = slices.DeleteFunc(o.Holders, func(h seed.DevicePublic) bool { return h.Equal(self) })
+		if ar.blobs.Has(o.Name) {
+			o.Holders = append(o.Holders, self)
+		}
+	}
 	return d
 }

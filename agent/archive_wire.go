@@ -32,6 +32,8 @@ import (
 //	0x09 place    (empty)                                            own devices: your archive placement
 //	0x0a peelname name (32)                                          own devices: peel the outer layer of
 //	                                                                 a blob you hold, send the inner layer
+//	0x0b delete   owner (32) ‖ name (32)…, 1 to maxArDelete names     friends: delete these blobs you hold
+//	                                                                 for owner (superseded indexes)
 //
 //	0x81 ok       (empty)
 //	0x82 data     size (8), then the bytes                           a blob, an inner layer or a part
@@ -44,8 +46,10 @@ import (
 // The answer to place is data: the placement as JSON (archive_state.go's
 // archiveDoc). A part sent as data is archive ID (16) ‖ index (4) ‖ count (4) ‖ data.
 // Owners: an own device's requests are about this user's blobs; a
-// friend's device may put, get and list only its own user's blobs, and
-// may not peel or open.
+// friend's device may put, get, list and delete only its own user's
+// blobs, and may not peel or open. Delete is for friends' devices only:
+// each own device deletes from its own folder, following the placement.
+// It is answered ok when every name is gone, held before or not.
 const protoArchive byte = 0x08
 
 // Frame types.
@@ -60,6 +64,7 @@ const (
 	arOpen    byte = 0x08
 	arPlace   byte = 0x09
 	arPeelN   byte = 0x0a
+	arDelete  byte = 0x0b
 
 	arOK      byte = 0x81
 	arData    byte = 0x82
@@ -85,21 +90,22 @@ const (
 	maxArReason  = 200
 	maxArBuckets = 1 << 12
 	maxArNames   = (transport.MaxFrameSize - 8) / 32
+	maxArDelete  = 64 // names in one delete request
 )
 
 // arFrame is one decoded frame; which fields are set depends on Type.
 type arFrame struct {
 	Type    byte
-	Owner   seed.UserPublic  // put
-	Name    archive.BlobName // put, get, has
-	Size    int64            // put, peel, open, data: the raw bytes that follow
-	Bits    int              // buckets, names
-	Buckets []int            // names
-	Code    byte             // refused
-	Reason  string           // refused
-	Root    archive.Root     // root
-	Roots   []archive.Root   // roots
-	Names   []archive.BlobName
+	Owner   seed.UserPublic    // put, delete
+	Name    archive.BlobName   // put, get, has
+	Size    int64              // put, peel, open, data: the raw bytes that follow
+	Bits    int                // buckets, names
+	Buckets []int              // names
+	Code    byte               // refused
+	Reason  string             // refused
+	Root    archive.Root       // root
+	Roots   []archive.Root     // roots
+	Names   []archive.BlobName // names, delete
 	Has     bool
 }
 
@@ -123,6 +129,14 @@ func encodeArFrame(f arFrame) ([]byte, error) {
 	case arGet, arHas, arPeelN:
 		b = append(b, f.Name[:]...)
 	case arRoot, arOK, arPlace:
+	case arDelete:
+		if len(f.Names) == 0 || len(f.Names) > maxArDelete {
+			return nil, fmt.Errorf("%w: a delete of %d names", errArFrame, len(f.Names))
+		}
+		b = append(b, f.Owner[:]...)
+		for _, n := range f.Names {
+			b = append(b, n[:]...)
+		}
 	case arBuckets:
 		b = append(b, byte(f.Bits))
 	case arNames:
@@ -202,6 +216,14 @@ func decodeArFrame(b []byte) (arFrame, error) {
 		if err := exact(0); err != nil {
 			return arFrame{}, err
 		}
+	case arDelete:
+		if len(body) < 64 || len(body)%32 != 0 || len(body)/32-1 > maxArDelete {
+			return arFrame{}, fmt.Errorf("%w: a delete of %d bytes", errArFrame, len(body))
+		}
+		copy(f.Owner[:], body[:32])
+		for i := 32; i < len(body); i += 32 {
+			f.Names = append(f.Names, archive.BlobName(body[i:i+32]))
+		}
 	case arBuckets:
 		if err := exact(1); err != nil {
 			return arFrame{}, err
@@ -267,7 +289,7 @@ func decodeArFrame(b []byte) (arFrame, error) {
 }
 
 // isArRequest reports whether t is a frame an opener sends.
-func isArRequest(t byte) bool { return t >= arPut && t <= arPeelN }
+func isArRequest(t byte) bool { return t >= arPut && t <= arDelete }
 
 // writeArFrame writes f and then payload, which must be f.Size bytes.
 func writeArFrame(w io.Writer, f arFrame, payload []byte) error {

@@ -5,10 +5,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/kith-project/kith/archive"
 	"github.com/kith-project/kith/internal/transport"
+	"github.com/kith-project/kith/seed"
 )
 
 func arSamples() []arFrame {
@@ -27,6 +29,7 @@ func arSamples() []arFrame {
 		{Type: arOpen, Size: 5},
 		{Type: arPlace},
 		{Type: arPeelN, Name: n},
+		{Type: arDelete, Owner: seed.UserPublic{3}, Names: []archive.BlobName{n, {8}}},
 		{Type: arOK},
 		{Type: arData, Size: 1},
 		{Type: arRefused, Code: arCodeQuota, Reason: "archive quota full"},
@@ -68,6 +71,9 @@ func TestArFrameRefused(t *testing.T) {
 		"bucket too big": {arNames, 1, 0, 0, 0, 2},
 		"has 2":          {arHasIs, 2},
 		"root junk":      {arRoot, 1},
+		"delete no name": append([]byte{arDelete}, make([]byte, 32)...),
+		"delete short":   append([]byte{arDelete}, make([]byte, 63)...),
+		"delete many":    append([]byte{arDelete}, make([]byte, 32*(maxArDelete+2))...),
 	} {
 		if _, err := decodeArFrame(b); !errors.Is(err, errArFrame) {
 			t.Errorf("%s: %v, want errArFrame", name, err)
@@ -103,6 +109,7 @@ func FuzzArFrame(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte{arNames, 16})
+	f.Add(append([]byte{arDelete}, make([]byte, 32*(maxArDelete+1))...))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if len(b) > transport.MaxFrameSize {
 			return
@@ -181,4 +188,92 @@ func FuzzArchivePlace(f *testing.F) {
 			t.Fatalf("one command made %d archives and %d holdings", len(d.Archives), len(d.Holders))
 		}
 	})
+}
+
+// TestArDeleteBounds: a delete carries between 1 and maxArDelete names,
+// and the encoder refuses to make one outside that.
+func TestArDeleteBounds(t *testing.T) {
+	full := arFrame{Type: arDelete, Names: make([]archive.BlobName, maxArDelete)}
+	b, err := encodeArFrame(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, err := decodeArFrame(b); err != nil || len(g.Names) != maxArDelete {
+		t.Fatalf("a delete of %d names: %d, %v", maxArDelete, len(g.Names), err)
+	}
+	for _, n := range []int{0, maxArDelete + 1} {
+		if _, err := encodeArFrame(arFrame{Type: arDelete, Names: make([]archive.BlobName, n)}); !errors.Is(err, errArFrame) {
+			t.Errorf("a delete of %d names encoded: %v", n, err)
+		}
+	}
+}
+
+// TestArchivePrunable: superseded indexes are kept with their holders;
+// only those older than the newest two are prunable, never the current
+// index, the one before it, or an archive's blob; a replayed older index
+// changes nothing; Pruned removes holders, and an old index no device
+// holds is forgotten; the list survives the document.
+func TestArchivePrunable(t *testing.T) {
+	s := newArchiveState()
+	var dev, relay seed.DevicePublic
+	dev[0], relay[0] = 1, 2
+	ixName := func(g int) archive.BlobName { return archive.BlobName{0xee, byte(g)} }
+	blob := archive.BlobName{0xaa}
+	e := archive.Entry{ID: archive.NewArchiveID(), Blobs: []archive.BlobRef{{Name: blob, Size: 10}}}
+	s.apply(archivePlace{Archive: &e, Hold: []holding{{Blob: blob, Device: dev}}})
+	index := func(g int) {
+		s.apply(archivePlace{Index: &indexRef{Name: ixName(g), Size: 5, Generation: uint64(g)},
+			Hold: []holding{{Blob: ixName(g), Device: dev}, {Blob: ixName(g), Device: relay}}})
+	}
+	names := func() []archive.BlobName {
+		var out []archive.BlobName
+		for _, o := range s.prunable() {
+			out = append(out, o.Name)
+		}
+		return out
+	}
+	index(1)
+	index(2)
+	if p := names(); len(p) != 0 {
+		t.Fatalf("with two generations, prunable %v", p)
+	}
+	index(3)
+	index(4)
+	p := s.prunable()
+	if len(p) != 2 || p[0].Name != ixName(1) || p[1].Name != ixName(2) || !reflect.DeepEqual(p[0].Holders, []seed.DevicePublic{dev, relay}) {
+		t.Fatalf("prunable %+v", p)
+	}
+	// A stale placement of an older index, or of generation 2 again,
+	// changes nothing: generation 4 stays current, 3 stays kept.
+	if ch, _ := s.apply(archivePlace{Index: &indexRef{Name: ixName(2), Size: 5, Generation: 2}}); ch {
+		t.Fatal("a replayed older index changed the state")
+	}
+	if _, cur := s.entries(); cur == nil || cur.Generation != 4 {
+		t.Fatalf("current index %+v", cur)
+	}
+	if !slices.Equal(names(), []archive.BlobName{ixName(1), ixName(2)}) {
+		t.Fatalf("after a replay, prunable %v", names())
+	}
+	// An index named like an archive's blob is never kept to delete.
+	s.apply(archivePlace{Index: &indexRef{Name: blob, Size: 10, Generation: 5}})
+	s.apply(archivePlace{Index: &indexRef{Name: ixName(6), Size: 5, Generation: 6}})
+	s.apply(archivePlace{Index: &indexRef{Name: ixName(7), Size: 5, Generation: 7}})
+	for _, n := range names() {
+		if n == blob || n == ixName(6) || n == ixName(7) {
+			t.Fatalf("prunable %v includes %x", names(), n[:2])
+		}
+	}
+	if len(s.holdersOf(blob)) != 1 {
+		t.Fatal("an index named like an archive's blob took its holders away")
+	}
+	s.apply(archivePlace{Pruned: []holding{{Blob: ixName(1), Device: dev}, {Blob: ixName(1), Device: relay}, {Blob: ixName(2), Device: relay}}})
+	p = s.prunable()
+	if len(p) == 0 || p[0].Name != ixName(2) || !slices.Equal(p[0].Holders, []seed.DevicePublic{dev}) {
+		t.Fatalf("after pruning, prunable %+v", p)
+	}
+	s2 := newArchiveState()
+	s2.load(s.doc())
+	if !reflect.DeepEqual(s2.doc(), s.doc()) || !reflect.DeepEqual(s2.prunable(), s.prunable()) {
+		t.Fatalf("a loaded document differs:\n%+v\n%+v", s2.doc(), s.doc())
+	}
 }

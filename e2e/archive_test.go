@@ -808,3 +808,112 @@ func TestArchiveRepairAfterRevoke(t *testing.T) {
 		return nil
 	})
 }
+
+// TestArchivePruneIndex: every pass that seals makes a new index, which
+// lists every archive. After five passes, alice's two devices and bob's
+// relay hold at most two index blobs (the newest two generations) for
+// her, every archive blob is still where the placement says, nothing is
+// under-replicated, and after losing both devices the recovery from bob's
+// relay still finds the newest index: every conversation comes back.
+func TestArchivePruneIndex(t *testing.T) {
+	t.Parallel()
+	a0 := archDevice(t, "alice-0", "127.0.0.81", "", 0)
+	bob := archDevice(t, "bob", "127.0.0.82", "", 0)
+	a1 := archDevice(t, "alice-1", "127.0.0.83", a0.id.Mnemonic, 1)
+	pair(t, bob, a0)
+	pairOwnPersons(t, a0, a1)
+	kithtest.Eventually(t, archWait, "bob knows alice-1", func() error {
+		if f, ok := findFriend(bob.friends(t), a0.id.UserID); !ok || len(f.Devices) != 2 {
+			return fmt.Errorf("bob's alice: %+v", f)
+		}
+		return nil
+	})
+	const passes = 5
+	for i := range passes {
+		id := a0.convNew(t, fmt.Sprintf("Prune topic %d", i), "discussion", `tally("yes") >= 1`, bob)
+		a0.convVote(t, id, "yes")
+		waitOneOutcome(t, id, a0, a1, bob)
+		a0.archiveAll(t, i+1)
+	}
+	// The files in a folder of alice's blobs that the placement does not
+	// list are superseded indexes: at most one (the second-newest) may be
+	// left beside the current one.
+	check := func(p *person, listed map[string]bool, held []string) error {
+		dir := filepath.Join(p.Home, "blobs", a0.id.UserID)
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			return err
+		}
+		files := map[string]bool{}
+		var extra []string
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), ".") {
+				continue
+			}
+			files[e.Name()] = true
+			if !listed[e.Name()] {
+				extra = append(extra, e.Name()[:12])
+			}
+		}
+		if len(extra) > 1 {
+			return fmt.Errorf("%s holds %d superseded indexes of alice: %v", p.id.Name, len(extra), extra)
+		}
+		for _, b := range held {
+			if !files[b] {
+				return fmt.Errorf("%s lost blob %s, which the placement says it holds", p.id.Name, b[:12])
+			}
+		}
+		return nil
+	}
+	var blobs []control.ArchiveBlob
+	kithtest.Eventually(t, archWait, "superseded indexes pruned everywhere, every blob on two holders and bob's relay", func() error {
+		a0.archiveNow(t)
+		a1.archiveNow(t)
+		a0.JSON(&blobs, "", "archive", "list")
+		if len(blobs) < passes+1 {
+			return fmt.Errorf("%d blobs listed, want %d archives and the index", len(blobs), passes)
+		}
+		listed := map[string]bool{}
+		held := map[string][]string{}
+		for _, b := range blobs {
+			listed[b.Blob] = true
+			for _, h := range b.Holders {
+				held[h.String()] = append(held[h.String()], b.Blob)
+			}
+			if !slices.ContainsFunc(b.Holders, func(h seedDevice) bool { return h.String() == bob.id.DeviceID }) {
+				return fmt.Errorf("blob %s not on bob's relay: %v", b.Blob[:12], b.Holders)
+			}
+		}
+		if st := a0.archiveStatus(t); st.UnderReplicated != 0 {
+			return fmt.Errorf("status %+v", st)
+		}
+		for _, p := range []*person{a0, a1, bob} {
+			if err := check(p, listed, held[p.id.DeviceID]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if !bob.agent.Contains("deleted blobs a friend no longer needs") || !a0.agent.Contains("deleted a superseded index") {
+		t.Error("the logs do not show the relay and alice's device deleting superseded indexes")
+	}
+	for _, p := range []*person{a0, a1} {
+		p.agent.Kill()
+		if err := os.RemoveAll(p.Home); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n0 := archDevice(t, "alice-new", "127.0.0.84", a0.id.Mnemonic, 0)
+	pair(t, bob, n0)
+	var res control.ArchiveRecoverResult
+	kithtest.Eventually(t, archWait, "recovery from bob's relay", func() error {
+		r := n0.Run(a0.id.Mnemonic, "--json", "archive", "recover")
+		if r.Code != 0 {
+			return fmt.Errorf("archive recover: %s", r)
+		}
+		return json.Unmarshal([]byte(r.Stdout), &res)
+	})
+	if len(res.Conversations) != passes || res.Generation < passes {
+		t.Fatalf("recovered %d conversations from generation %d, want %d from %d or above", len(res.Conversations), res.Generation, passes, passes)
+	}
+}
