@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kith-project/kith/internal/transport"
 	"github.com/kith-project/kith/seed"
 	"golang.org/x/time/rate"
 )
@@ -163,8 +164,11 @@ func (a *Agent) punchNow(ctx context.Context, plan punchPlan) (netip.AddrPort, b
 		}
 		now := a.cfg.Now()
 		if seen := a.presence.LastSeen(plan.peer); seen.After(began) {
+			// A peer moved onto a relayed path meanwhile (a session set
+			// up, or replaced, while this punch ran) is heard through the
+			// relay: that is no punched path.
 			cur := a.bookAddr(plan.peer)
-			if containsAddr(plan.addrs, cur) || (cur.IsValid() && cur != before) {
+			if !transport.IsRelayAddr(cur) && (containsAddr(plan.addrs, cur) || (cur.IsValid() && cur != before)) {
 				kind := a.paths.punched(plan.peer, cur, now)
 				a.log.Info("punched a path", "peer", plan.peer.Short(), "addr", cur.String(), "path", string(kind), "after", now.Sub(began).Round(time.Millisecond))
 				return cur, true

@@ -242,7 +242,9 @@ func TestRelayCarriesOnlyCiphertext(t *testing.T) {
 	if st.Forwarded < 100 || st.Bytes < uint64(len(data)) || st.Sessions != 1 {
 		t.Fatalf("rita forwarded %+v for %d bytes", st, len(data))
 	}
-	if rs := l.rita.status().Relay; rs.Policy != "friends" || rs.Sessions != 1 || rs.Forwarded != st.Bytes || rs.QuotaUsed < st.Bytes || rs.QuotaBytes != DefaultRelayQuota {
+	// Read after the stats, while heartbeats still flow: the status may
+	// count a packet more, never one less.
+	if rs := l.rita.status().Relay; rs.Policy != "friends" || rs.Sessions != 1 || rs.Forwarded < st.Bytes || rs.QuotaUsed < st.Bytes || rs.QuotaBytes != DefaultRelayQuota {
 		t.Fatalf("rita's status: %+v (stats %+v)", rs, st)
 	}
 	if strings.Contains(l.ritaLog.String(), string(l.marker)) {
