@@ -282,15 +282,15 @@ func (s *Store) Verify(ctx context.Context) ([]Damage, error) {
 		if b, err := readBounded(s.path(h.owner, h.name)); err == nil && h.name.Matches(b) {
 			continue
 		}
-		d, removed, err := s.removeIfDamaged(h.owner, h.name)
+		_, d, err := s.removeIfDamaged(h.owner, h.name)
 		if err != nil {
 			if len(failed) < 8 {
 				failed = append(failed, err)
 			}
 			continue
 		}
-		if removed {
-			out = append(out, d)
+		if d != nil {
+			out = append(out, *d)
 		}
 	}
 	return out, errors.Join(failed...)
@@ -482,17 +482,14 @@ func (s *Store) Get(name archive.BlobName) ([]byte, error) {
 		if err == nil && name.Matches(b) {
 			return b, nil
 		}
-		d, removed, rerr := s.removeIfDamaged(o, name)
+		good, d, rerr := s.removeIfDamaged(o, name)
 		switch {
 		case rerr != nil:
 			failed = rerr // not damage: a read that failed
-		case removed:
+		case d != nil:
 			damaged = fmt.Errorf("archive store: %w: blob %s: %s", archive.ErrNameMismatch, name.Short(), d.Reason)
-		default:
-			// Fine when looked at again (written meanwhile), or gone.
-			if b, err := readBounded(s.path(o, name)); err == nil && name.Matches(b) {
-				return b, nil
-			}
+		case good != nil:
+			return good, nil // fine when looked at again (written meanwhile)
 		}
 	}
 	if damaged != nil {
@@ -509,21 +506,23 @@ func (s *Store) Get(name archive.BlobName) ([]byte, error) {
 // removes it only if it is damaged: its content does not hash to its name,
 // or it is empty or larger than any blob. A file that cannot be read is
 // left alone and the error returned: a full file table or a passing I/O
-// error is not damage. A file gone is dropped from the store.
-func (s *Store) removeIfDamaged(owner seed.UserPublic, name archive.BlobName) (Damage, bool, error) {
+// error is not damage. A file gone is dropped from the store. It returns
+// the blob's bytes when the file is fine after all, and the damage when it
+// removed the file.
+func (s *Store) removeIfDamaged(owner seed.UserPublic, name archive.BlobName) ([]byte, *Damage, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, busy := s.inflight[putKey{owner, name}]; busy {
-		return Damage{}, false, nil
+		return nil, nil, nil
 	}
 	path := s.path(owner, name)
 	fi, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		s.dropLocked(owner, name)
-		return Damage{}, false, nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return Damage{}, false, fmt.Errorf("archive store: %w", err)
+		return nil, nil, fmt.Errorf("archive store: %w", err)
 	}
 	var reason string
 	switch {
@@ -536,19 +535,19 @@ func (s *Store) removeIfDamaged(owner seed.UserPublic, name archive.BlobName) (D
 	default:
 		b, err := os.ReadFile(path)
 		if err != nil {
-			return Damage{}, false, fmt.Errorf("archive store: reading blob %s: %w", name.Short(), err)
+			return nil, nil, fmt.Errorf("archive store: reading blob %s: %w", name.Short(), err)
 		}
 		if name.Matches(b) {
-			return Damage{}, false, nil
+			return b, nil, nil
 		}
 		reason = fmt.Sprintf("its content hashes to %s, not its name", archive.NameOf(b).Short())
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return Damage{}, false, fmt.Errorf("archive store: removing a damaged blob: %w", err)
+		return nil, nil, fmt.Errorf("archive store: removing a damaged blob: %w", err)
 	}
 	s.dropLocked(owner, name)
 	s.logger.Warn("archive store: removed a damaged blob", "blob", name.Short(), "reason", reason)
-	return Damage{Path: path, Reason: reason}, true, nil
+	return nil, &Damage{Path: path, Reason: reason}, nil
 }
 
 func readBounded(path string) ([]byte, error) {
