@@ -160,13 +160,14 @@ func TestQuota(t *testing.T) {
 	}
 }
 
-// TestCrashLeftovers: a kill mid-write leaves a temporary file, or (by a
-// writer that is not atomic, or a damaged disk) a partial file under a
-// blob's name; neither counts.
-func TestCrashLeftovers(t *testing.T) {
-	dir := t.TempDir()
+// damagedFolder is a store folder in dir holding one good blob, put
+// through the store, beside a partial file and a flipped one under blob
+// names, as a crash or a bad disk leaves them; it returns the good blob and
+// the three names.
+func damagedFolder(t *testing.T, dir string) (good []byte, gn, pn, fn archive.BlobName) {
+	t.Helper()
 	s, _ := open(t, dir, Options{Self: self})
-	good, gn := blob(5000)
+	good, gn = blob(5000)
 	if err := s.Put(self, gn, good); err != nil {
 		t.Fatal(err)
 	}
@@ -175,13 +176,23 @@ func TestCrashLeftovers(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(odir, pn.String()), partial[:2000], 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(odir, tmpPrefix+"deadbeef"), partial[:3000], 0o600); err != nil {
-		t.Fatal(err)
-	}
 	flipped := bytes.Clone(good)
 	flipped[100] ^= 1
-	fn := archive.NameOf(bytes.Repeat([]byte{3}, 10))
+	fn = archive.NameOf(bytes.Repeat([]byte{3}, 10))
 	if err := os.WriteFile(filepath.Join(odir, fn.String()), flipped, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return good, gn, pn, fn
+}
+
+// TestCrashLeftovers: a kill mid-write leaves a temporary file, or (by a
+// writer that is not atomic, or a damaged disk) a partial file under a
+// blob's name; neither counts.
+func TestCrashLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	_, gn, pn, fn := damagedFolder(t, dir)
+	odir := filepath.Join(dir, self.ID())
+	if err := os.WriteFile(filepath.Join(odir, tmpPrefix+"deadbeef"), make([]byte, 3000), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(dir, "README"), []byte("not a blob"), 0o600)
@@ -408,22 +419,8 @@ func TestSealToStoreOpenStream(t *testing.T) {
 // leaves the good blob; a cancelled Verify stops with the context's error.
 func TestOpenLazyThenVerify(t *testing.T) {
 	dir := t.TempDir()
-	s, _ := open(t, dir, Options{Self: self})
-	good, gn := blob(5000)
-	if err := s.Put(self, gn, good); err != nil {
-		t.Fatal(err)
-	}
+	good, gn, pn, fn := damagedFolder(t, dir)
 	odir := filepath.Join(dir, self.ID())
-	partial, pn := blob(5000)
-	if err := os.WriteFile(filepath.Join(odir, pn.String()), partial[:2000], 0o600); err != nil {
-		t.Fatal(err)
-	}
-	flipped := bytes.Clone(good)
-	flipped[100] ^= 1
-	fn := archive.NameOf(bytes.Repeat([]byte{3}, 10))
-	if err := os.WriteFile(filepath.Join(odir, fn.String()), flipped, 0o600); err != nil {
-		t.Fatal(err)
-	}
 	en := archive.NameOf([]byte("empty"))
 	if err := os.WriteFile(filepath.Join(odir, en.String()), nil, 0o600); err != nil {
 		t.Fatal(err)
