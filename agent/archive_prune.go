@@ -28,7 +28,7 @@ import (
 //     of stream 0x08), and records it; a holder that is revoked, no longer
 //     known, or gone (Config.ArchiveGone) is recorded as done too.
 //
-// An old index is forgotten once no device is left to delete it. The
+// An old index is followed until maxOldIndexes newer ones push it out. The
 // current index and the one before it are never pruned, and neither is
 // any archive's blob (archiveState.prunable).
 
@@ -121,6 +121,33 @@ func (ar *archiver) pruneRelays(ctx context.Context, todo []oldIndex) ([]holding
 			}
 		}
 	}
+	// A relay may hold a copy the placement never listed (one that landed
+	// as its index was superseded): each online friend's device says
+	// which of our blobs it holds, and those that are old indexes to
+	// prune are asked for too.
+	prunableName := map[archive.BlobName]oldIndex{}
+	for _, o := range todo {
+		prunableName[o.Name] = o
+	}
+	for _, d := range in.Devices {
+		if d.Own || !d.Online || d.ID.Equal(self) {
+			continue
+		}
+		names, err := ar.namesAt(ctx, d.ID)
+		if err != nil {
+			continue // asked again next pass
+		}
+		for _, n := range names {
+			o, ok := prunableName[n]
+			if !ok || slices.ContainsFunc(ask[d.ID], func(x oldIndex) bool { return x.Name == n }) {
+				continue
+			}
+			if _, seen := ask[d.ID]; !seen {
+				relays = append(relays, d.ID)
+			}
+			ask[d.ID] = append(ask[d.ID], o)
+		}
+	}
 	var errs []error
 	for _, r := range relays {
 		for batch := range slices.Chunk(ask[r], maxArDelete) {
@@ -142,4 +169,17 @@ func (ar *archiver) pruneRelays(ctx context.Context, todo []oldIndex) ([]holding
 		}
 	}
 	return done, errors.Join(errs...)
+}
+
+// namesAt asks friend device d for the names of the blobs it holds for
+// this user.
+func (ar *archiver) namesAt(ctx context.Context, d seed.DevicePublic) ([]archive.BlobName, error) {
+	ans, _, err := ar.ask(ctx, d, arFrame{Type: arNames, Bits: 1}, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	if ans.Type != arNameIs {
+		return nil, fmt.Errorf("%s answered %#02x to names", d.Short(), ans.Type)
+	}
+	return ans.Names, nil
 }

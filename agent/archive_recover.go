@@ -209,18 +209,8 @@ func (ar *archiver) pullFrom(ctx context.Context, d seed.DevicePublic, fetched m
 	if err != nil {
 		return fmt.Errorf("asking %s for its root: %w", d.Short(), err)
 	}
-	theirsHeld := func() ([]archive.BlobName, error) {
-		ans, _, err := ar.ask(ctx, d, arFrame{Type: arNames, Bits: 1}, nil, nil)
-		if err != nil {
-			return nil, err
-		}
-		if ans.Type != arNameIs {
-			return nil, fmt.Errorf("%s answered %#02x to names", d.Short(), ans.Type)
-		}
-		return ans.Names, nil
-	}
 	if ans.Type == arRootIs && ans.Root == archive.MerkleRoot(mine) {
-		names, err := theirsHeld()
+		names, err := ar.namesAt(ctx, d)
 		if err == nil {
 			for _, n := range names {
 				fetched[n] = d
@@ -228,7 +218,7 @@ func (ar *archiver) pullFrom(ctx context.Context, d seed.DevicePublic, fetched m
 		}
 		return nil // the same blobs already
 	}
-	names, err := theirsHeld()
+	names, err := ar.namesAt(ctx, d)
 	if err != nil {
 		return err
 	}

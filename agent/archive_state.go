@@ -46,7 +46,11 @@ type archivePlace struct {
 
 // oldIndex is a superseded index and the devices that may still hold it.
 // The newest two generations are kept; the older ones are deleted from
-// every holder (archive_prune.go), and forgotten once none is left.
+// every holder (archive_prune.go). They are followed until maxOldIndexes
+// newer ones push them out, not forgotten once no holder is listed: a
+// copy can land after its index was superseded (a relay's, recorded late;
+// an own device's, from a sync), and the device that holds it deletes it
+// when it learns of it.
 type oldIndex struct {
 	Name       archive.BlobName    `json:"name"`
 	Size       int64               `json:"size"`
@@ -184,12 +188,15 @@ func (s *archiveState) apply(p archivePlace) (changed bool, archived []conversat
 			}
 		}
 	}
-	if s.tidyOldLocked() {
-		changed = true
-	}
 	for _, h := range p.Hold {
 		if _, known := s.sizes[h.Blob]; !known {
-			continue // an index superseded meanwhile, or an unknown blob
+			// An index superseded meanwhile (a copy to a relay that
+			// landed after the next index): its new holder must delete
+			// it too. An unknown blob is ignored.
+			if s.holdOldLocked(h) {
+				changed = true
+			}
+			continue
 		}
 		m := s.holders[h.Blob]
 		if m == nil {
@@ -278,13 +285,21 @@ func (s *archiveState) addOldLocked(o oldIndex) bool {
 	return true
 }
 
-// tidyOldLocked forgets the superseded indexes to delete that no device
-// holds any more; s.mu is held.
-func (s *archiveState) tidyOldLocked() bool {
-	keep := s.keptOldLocked()
-	n := len(s.old)
-	s.old = slices.DeleteFunc(s.old, func(o oldIndex) bool { return len(o.Holders) == 0 && o.Generation < keep })
-	return len(s.old) != n
+// holdOldLocked records h's device as a holder of superseded index
+// h.Blob, if it is one still followed; s.mu is held.
+func (s *archiveState) holdOldLocked(h holding) bool {
+	for i := range s.old {
+		o := &s.old[i]
+		if o.Name != h.Blob {
+			continue
+		}
+		if slices.Contains(o.Holders, h.Device) || len(o.Holders) >= maxOldHolders {
+			return false
+		}
+		o.Holders = append(o.Holders, h.Device)
+		return true
+	}
+	return false
 }
 
 // keptOldLocked is the generation of the second-newest index: superseded
